@@ -1,0 +1,65 @@
+"""The bus interface. The embedded bus is in-process (:mod:`mlrm.bus.memory`)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+from mlrm.bus.envelope import Envelope
+
+SERVICE_QUEUE = "mlrm.{service}"
+EVENTS_QUEUE = "mlrm.events"
+
+
+def service_queue(service: str) -> str:
+    return SERVICE_QUEUE.format(service=service)
+
+
+def dead_letter_queue(queue: str) -> str:
+    return f"{queue}.dlq"
+
+
+class Delivery(ABC):
+    """A message handed to a consumer. Exactly one of ack/reject must be called."""
+
+    envelope: Envelope
+    delivery_count: int  # 1 on first delivery, +1 for each redelivery
+
+    @abstractmethod
+    def ack(self) -> None:
+        """The message is fully handled (outputs published); forget it."""
+
+    @abstractmethod
+    def reject(self, requeue: bool) -> None:
+        """Give the message back (requeue=True, counts as a redelivery) or drop it."""
+
+
+Handler = Callable[[Delivery], None]
+
+
+class Bus(ABC):
+    """Durable, at-least-once queues. Implementations are chosen by URL (:func:`mlrm.bus.open_bus`)."""
+
+    url: str
+
+    @abstractmethod
+    def publish(self, queue: str, envelope: Envelope) -> None:
+        """Put a message on a queue; returns once the bus has it (confirmed)."""
+
+    @abstractmethod
+    def subscribe(self, queue: str, handler: Handler, *, prefetch: int = 1) -> None:
+        """Call ``handler`` for each message on ``queue`` once :meth:`start` runs."""
+
+    @abstractmethod
+    def start(self) -> None:
+        """Start delivering to subscribers (in the background)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop delivering and release resources; unacknowledged messages stay queued."""
+
+    def __enter__(self) -> Bus:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

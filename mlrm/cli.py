@@ -1,0 +1,241 @@
+"""The ``mlrm`` command line. Every user error ends as one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from mlrm.errors import ConfigErrors, MlrmError
+from mlrm.settings import Settings
+
+app = typer.Typer(help="mlrm: reusable ML microservices configured only by YAML.", no_args_is_help=True)
+runs_app = typer.Typer(help="List past runs and show one.", invoke_without_command=True)
+models_app = typer.Typer(help="Registered models.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+app.add_typer(models_app, name="models")
+
+out = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+VolumeOpt = Annotated[str | None, typer.Option("--volume", help="Volume folder or URL [env MLRM_VOLUME].")]
+StateOpt = Annotated[str | None, typer.Option("--state", help="Run-record SQLite file [env MLRM_STATE].")]
+
+
+def _settings(volume: str | None = None, state: str | None = None) -> Settings:
+    overrides = {k: v for k, v in {"volume": volume, "state": state}.items() if v is not None}
+    return Settings(**overrides)
+
+
+def user_errors(fn: F) -> F:
+    """Print MlrmErrors as ``error: ...`` lines (no traceback) and exit with their code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigErrors as exc:
+            for e in exc.errors:
+                err.print(f"[red]error:[/red] {e.message}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except MlrmError as exc:
+            err.print(f"[red]error:[/red] {exc.message}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+# -- run ---------------------------------------------------------------------------------
+@app.command()
+@user_errors
+def run(
+    workflow: Annotated[Path, typer.Argument(help="Workflow YAML file.")],
+    volume: VolumeOpt = None,
+    state: StateOpt = None,
+    timeout: Annotated[float | None, typer.Option(help="Give up after this many seconds.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress, only the summary.")] = False,
+) -> None:
+    """Run a workflow embedded: every service in this process, no servers needed."""
+    from orchestrator.embedded import Embedded
+
+    with Embedded(_settings(volume, state)) as mlrm:
+        run_id = mlrm.submit(workflow)
+        if quiet or not out.is_terminal:
+            record = mlrm.orchestrator.wait(run_id, timeout=timeout)
+        else:
+            with Live(console=out, refresh_per_second=8, transient=True) as live:
+                record = mlrm.orchestrator.wait(
+                    run_id, timeout=timeout, on_change=lambda r: live.update(_steps_table(r))
+                )
+    _print_run(record)
+    if record.status == "failed":
+        err.print(f"[red]error:[/red] {record.error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    if not record.done:
+        err.print(f"[red]error:[/red] run {record.id} did not finish within {timeout}s")
+        raise typer.Exit(1)
+
+
+def _steps_table(record: Any) -> Table:
+    table = Table(title=f"run {record.id} · {record.workflow} · {record.status}", title_justify="left")
+    for col in ("step", "service", "status", "batches", "rows in", "rows out", "seconds", "workers"):
+        table.add_column(col, justify="right" if col in ("batches", "rows in", "rows out", "seconds") else "left")
+    colours = {"succeeded": "green", "failed": "red", "running": "yellow", "pending": "dim"}
+    for s in record.steps:
+        seconds = f"{s.seconds:.2f}" if s.seconds is not None else ""
+        table.add_row(
+            s.name, s.service, f"[{colours.get(s.status, '')}]{s.status}[/]", str(s.batches_in),
+            f"{s.rows_in:,}", f"{s.rows_out:,}", seconds, ", ".join(sorted(s.workers)),
+        )  # fmt: skip
+    return table
+
+
+def _print_run(record: Any) -> None:
+    out.print(_steps_table(record))
+    for step in record.steps:
+        if step.result:
+            out.print(f"[bold]{step.name}[/bold]: " + _describe_result(step.result), highlight=False)
+    if record.seconds is not None:
+        out.print(f"{record.status} in {record.seconds:.2f}s", highlight=False)
+
+
+def _describe_result(result: dict[str, Any]) -> str:
+    parts = []
+    if "version" in result:
+        parts.append(f"model {result['model']} version {result['version']}")
+    if result.get("metrics"):
+        parts.append(", ".join(f"{k}={v:.4f}" for k, v in result["metrics"].items() if not k.endswith("_std")))
+    if "aliases" in result:
+        parts.append("aliases: " + (", ".join(result["aliases"]) or "none"))
+    if "output" in result:
+        parts.append(f"predictions written to {result['output']}")
+    return "; ".join(parts)
+
+
+# -- validate / schema ---------------------------------------------------------------------
+@app.command()
+def validate(files: Annotated[list[Path], typer.Argument(help="Config or workflow files.")]) -> None:
+    """Check config files; print every error with file, line, column and field."""
+    from mlrm.config import validate_files
+
+    errors = validate_files(list(files))
+    for e in errors:
+        err.print(f"[red]error:[/red] {e.message}", highlight=False, soft_wrap=True)
+    if errors:
+        raise typer.Exit(1)
+    out.print(f"ok: {len(files)} file(s) valid")
+
+
+@app.command()
+def schema(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the JSON Schema files.")] = Path("configs/schema"),
+) -> None:
+    """Write the JSON Schema of every config kind (editors use them to autocomplete)."""
+    from mlrm.schema import write_schemas
+
+    for path in write_schemas(out_dir):
+        out.print(f"wrote {path}")
+
+
+# -- runs ----------------------------------------------------------------------------------
+@runs_app.callback()
+@user_errors
+def runs(
+    ctx: typer.Context,
+    state: StateOpt = None,
+    limit: Annotated[int, typer.Option(help="How many runs to list.")] = 20,
+) -> None:
+    """List past runs, newest first."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = state
+        return
+    from orchestrator.store import RunStore
+
+    store = RunStore(_settings(state=state).state)
+    table = Table()
+    for col in ("run", "workflow", "mode", "status", "started", "seconds", "error"):
+        table.add_column(col)
+    for r in store.list(limit):
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created))
+        seconds = f"{r.seconds:.2f}" if r.seconds is not None else ""
+        table.add_row(r.id, r.workflow, r.mode, r.status, started, seconds, (r.error or "")[:80])
+    out.print(table)
+
+
+@runs_app.command("show")
+@user_errors
+def runs_show(ctx: typer.Context, run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")]) -> None:
+    """Show one run: per-step status, timings, row counts, results and errors."""
+    from orchestrator.store import RunStore
+
+    record = RunStore(_settings(state=ctx.obj).state).find(run_id)
+    _print_run(record)
+    for step in record.steps:
+        if step.error:
+            out.print(f"[red]{step.name}[/red]: {step.error}", highlight=False)
+
+
+# -- models --------------------------------------------------------------------------------
+@models_app.command("list")
+@user_errors
+def models_list(volume: VolumeOpt = None) -> None:
+    """Every registered model with its versions and aliases."""
+    from mlrm.registry import ModelRegistry
+    from mlrm.volume import open_volume
+
+    registry = ModelRegistry(open_volume(_settings(volume).volume))
+    table = Table()
+    for col in ("model", "kind", "versions", "aliases", "latest metrics"):
+        table.add_column(col)
+    for name in registry.names():
+        versions = registry.versions(name)
+        from mlrm.context import ModelRef
+
+        card = registry.card(ModelRef(name, versions[-1]))
+        aliases = ", ".join(f"{a}→{v}" for a, v in sorted(registry.aliases(name).items()))
+        metrics = ", ".join(f"{k}={v:.3f}" for k, v in card["modelperform"]["metrics"].items())
+        table.add_row(name, card["modelkind"], ", ".join(map(str, versions)), aliases, metrics)
+    out.print(table)
+
+
+@models_app.command("show")
+@user_errors
+def models_show(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int | None, typer.Option(help="Version (default: latest).")] = None,
+    alias: Annotated[str | None, typer.Option(help="Alias instead of a version.")] = None,
+    volume: VolumeOpt = None,
+) -> None:
+    """Print a model version's card as JSON."""
+    from mlrm.registry import ModelRegistry
+    from mlrm.volume import open_volume
+
+    registry = ModelRegistry(open_volume(_settings(volume).volume))
+    ref = registry.resolve(name, alias=alias, version=version)
+    sys.stdout.write(json.dumps(registry.card(ref), indent=2) + "\n")
+
+
+@app.command()
+def version() -> None:
+    """Print the mlrm version."""
+    from mlrm import __version__
+
+    out.print(__version__)

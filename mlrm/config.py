@@ -1,0 +1,175 @@
+"""Config files: the pydantic models are the only schema, and errors name file, line and field.
+
+Every config file starts with ``kind:`` naming its model (``Workflow``,
+``CollectorConfig``, ``HandlerConfig``, ...). Models are looked up lazily in
+:data:`KINDS`, so loading a workflow does not import TensorFlow-sized code it
+never uses.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
+from mlrm.errors import ConfigError, ConfigErrors, Location
+from mlrm.imports import import_string
+from mlrm.yamlio import Document, load_yaml
+
+KINDS: dict[str, str] = {
+    "Workflow": "orchestrator.config:Workflow",
+    "CollectorConfig": "services.collector.config:CollectorConfig",
+    "HandlerConfig": "services.handler.config:HandlerConfig",
+    "FeaturesConfig": "services.features.config:FeaturesConfig",
+    "TrainConfig": "services.train.config:TrainConfig",
+    "PredictConfig": "services.predict.config:PredictConfig",
+}
+
+# The five services: the config kind each one takes and the class that runs it.
+SERVICES: dict[str, tuple[str, str]] = {
+    "collector": ("CollectorConfig", "services.collector.service:CollectorService"),
+    "handler": ("HandlerConfig", "services.handler.service:HandlerService"),
+    "features": ("FeaturesConfig", "services.features.service:FeaturesService"),
+    "train": ("TrainConfig", "services.train.service:TrainService"),
+    "predict": ("PredictConfig", "services.predict.service:PredictService"),
+}
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def reject_unknown_fields(cls: type[BaseModel], data: Any) -> Any:
+    """Turn a typo'd key into an error that suggests the field it was meant to be."""
+    if not isinstance(data, dict) or cls.model_config.get("extra") != "forbid":
+        return data
+    known = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; allowed: {', '.join(sorted(known))}"
+            raise PydanticCustomError("unknown_field", "unknown field '{field}'" + hint, {"field": key})
+    return data
+
+
+class ConfigModel(BaseModel):
+    """Base of every config file model: unknown keys are errors, never silently ignored."""
+
+    model_config = ConfigDict(
+        extra="forbid", use_attribute_docstrings=True, validate_by_name=True, serialize_by_alias=True
+    )
+    kind: str
+
+    schema_name: ClassVar[str] = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unknown_fields(cls, data: Any) -> Any:
+        return reject_unknown_fields(cls, data)
+
+
+class Section(BaseModel):
+    """Base of nested config sections (same strictness as a whole config)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unknown_fields(cls, data: Any) -> Any:
+        return reject_unknown_fields(cls, data)
+
+
+def config_class(kind: str) -> type[ConfigModel]:
+    try:
+        return import_string(KINDS[kind])
+    except KeyError:
+        close = difflib.get_close_matches(kind, list(KINDS), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ConfigError(f"unknown kind '{kind}'; {hint}known kinds: {', '.join(KINDS)}") from None
+
+
+def parse_document(doc: Document, expected: type[M] | None = None) -> M:
+    """Validate a loaded YAML document against the model its ``kind`` names (and ``expected``)."""
+    data = doc.data
+    if not isinstance(data, dict):
+        what = "empty" if data is None else f"a {type(data).__name__}"
+        raise ConfigError(f"a config file must be a mapping with a 'kind', but this one is {what}", doc.locate(()))
+    kind = data.get("kind")
+    if kind is None:
+        hint = f"'{expected.model_fields['kind'].default}'" if expected else f"one of {', '.join(KINDS)}"
+        raise ConfigError(f"missing 'kind' (expected {hint})", doc.locate((), field="kind"))
+    if not isinstance(kind, str):
+        raise ConfigError("'kind' must be a string", doc.locate(("kind",)))
+    try:
+        cls = config_class(kind)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, doc.locate(("kind",))) from None
+    if expected is not None and not issubclass(cls, expected):
+        want = expected.model_fields["kind"].default
+        raise ConfigError(f"expected a config of kind '{want}', got '{kind}'", doc.locate(("kind",)))
+    try:
+        return cls.model_validate(data)  # type: ignore[return-value]
+    except ValidationError as exc:
+        raise validation_errors(exc, doc) from None
+
+
+def load_config(path: str | Path, expected: type[M] | None = None) -> M:
+    return parse_document(load_yaml(path), expected)
+
+
+def validation_errors(exc: ValidationError, doc: Document) -> ConfigErrors:
+    """One ConfigError per pydantic error, each naming file, line, column and field."""
+    errors: list[ConfigError] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        kind = err["type"]
+        ctx = err.get("ctx") or {}
+        if kind == "unknown_field":
+            loc = (*loc, ctx["field"])
+        location = doc.locate(loc)
+        errors.append(ConfigError(_message(err), location))
+    return ConfigErrors(errors)
+
+
+def _message(err: Any) -> str:
+    kind, msg, ctx = err["type"], err["msg"], err.get("ctx") or {}
+    if kind == "missing":
+        return f"missing required field '{err['loc'][-1]}'"
+    if kind == "union_tag_invalid":
+        tags = [t.strip("'") for t in str(ctx.get("expected_tags", "")).split(", ") if t.strip("'") != "custom"]
+        tag = ctx.get("tag")
+        close = difflib.get_close_matches(str(tag), tags, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        return f"unknown step '{tag}'; {hint}known steps: {', '.join(tags)} (or package.module:Class for your own)"
+    if kind == "union_tag_not_found":
+        return "missing 'step' (the step type, e.g. 'drop_na')"
+    msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    value = err.get("input")
+    if kind.endswith(("_type", "_parsing", "literal_error")) and isinstance(value, str | int | float | bool):
+        msg = f"{msg}; got {value!r}"
+    return msg
+
+
+def validate_files(paths: list[str | Path]) -> list[ConfigError]:
+    """Every error in every file (and, for workflows, in the configs they reference)."""
+    from orchestrator.compile import compile_workflow
+
+    found: list[ConfigError] = []
+    for path in paths:
+        try:
+            doc = load_yaml(path)
+            model = parse_document(doc)
+            if model.kind == "Workflow":
+                compile_workflow(Path(path))
+        except ConfigErrors as exc:
+            found.extend(exc.errors)
+        except ConfigError as exc:
+            found.append(exc)
+        except Exception as exc:  # NotFoundError for a missing file, etc.
+            from mlrm.errors import MlrmError
+
+            if not isinstance(exc, MlrmError):
+                raise
+            found.append(ConfigError(exc.message, Location(str(path))))
+    return found

@@ -1,0 +1,71 @@
+"""What a step may use while it runs: injected, never constructed by the step itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mlrm.errors import ConfigError, NotFoundError
+from mlrm.volume import Volume
+
+Mode = Literal["train", "predict", "transform"]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model version pinned for a whole run (an alias is resolved once, at submission)."""
+
+    name: str
+    version: int
+
+    @property
+    def prefix(self) -> str:
+        return f"models/{self.name}/{self.version}/"
+
+
+@dataclass
+class StepContext:
+    """Per-message context handed to steps.
+
+    ``mode`` says whether learned statistics are fitted on this run's data
+    (``train``/``transform``) or loaded from the pinned model (``predict``).
+    """
+
+    volume: Volume
+    run_id: str
+    step: str
+    mode: Mode = "transform"
+    model: ModelRef | None = None
+    base_dir: Path = field(default_factory=Path.cwd)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fitting(self) -> bool:
+        return self.mode != "predict"
+
+    def resolve_path(self, path: str) -> Path:
+        """Paths in configs are relative to the config file's folder, like docker-compose."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    # -- learned statistics ------------------------------------------------------------
+    def state_key(self, key: str) -> str:
+        if self.fitting:
+            return f"runs/{self.run_id}/state/{key}.json"
+        if self.model is None:
+            raise ConfigError(f"step {key!r} needs statistics learned at training time, but this run names no model")
+        return f"{self.model.prefix}state/{key}.json"
+
+    def save_state(self, key: str, record: dict[str, Any]) -> None:
+        self.volume.put_json(self.state_key(key), record)
+
+    def load_state(self, key: str) -> dict[str, Any]:
+        try:
+            return self.volume.get_json(self.state_key(key))
+        except NotFoundError:
+            assert self.model is not None
+            raise ConfigError(
+                f"model {self.model.name!r} version {self.model.version} has no statistics for step {key!r}; "
+                "predict with the same step configs the model was trained with"
+            ) from None

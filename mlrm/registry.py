@@ -1,0 +1,152 @@
+"""The model registry, kept in the volume.
+
+Layout::
+
+    models/<name>/<version>/model.skops    the artefact (skops: loading runs no code)
+    models/<name>/<version>/state/*.json   statistics learned by handler/features steps
+    models/<name>/<version>/card.json      the model card, written LAST: a version exists
+                                           for readers only once its card does
+    models/<name>/<version>/.reserved      claims the version number (exclusive create)
+    models/<name>/aliases/<alias>.json     {"version": N}; re-pointing is one object write
+
+Artefacts are verified against the sha256 recorded in the card on every load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from mlrm.context import ModelRef
+from mlrm.errors import ConfigError, NotFoundError, RegistryError
+from mlrm.volume import Volume
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+ARTEFACT = "model.skops"
+# Types a skops artefact may contain without the user trusting them explicitly.
+TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.", "_operator.")
+
+
+def check_name(name: str) -> str:
+    if not NAME.match(name or ""):
+        raise ConfigError(
+            f"model name {name!r} is not valid: use lower-case letters, digits, '.', '_' and '-' (max 128)"
+        )
+    return name
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class ModelRegistry:
+    volume: Volume
+
+    # -- reading -----------------------------------------------------------------------
+    def names(self) -> list[str]:
+        return sorted({o.key.split("/")[1] for o in self.volume.list("models/") if o.key.endswith("/card.json")})
+
+    def versions(self, name: str) -> list[int]:
+        prefix = f"models/{check_name(name)}/"
+        found = set()
+        for obj in self.volume.list(prefix):
+            version, _, rest = obj.key[len(prefix) :].partition("/")
+            if rest == "card.json" and version.isdigit():
+                found.add(int(version))
+        return sorted(found)
+
+    def card(self, ref: ModelRef) -> dict[str, Any]:
+        try:
+            return self.volume.get_json(f"{ref.prefix}card.json")
+        except NotFoundError:
+            raise NotFoundError(f"model '{ref.name}' has no version {ref.version}") from None
+
+    def aliases(self, name: str) -> dict[str, int]:
+        prefix = f"models/{check_name(name)}/aliases/"
+        out = {}
+        for obj in self.volume.list(prefix):
+            alias = obj.key[len(prefix) :].removesuffix(".json")
+            out[alias] = int(self.volume.get_json(obj.key)["version"])
+        return out
+
+    def resolve(self, name: str, *, alias: str | None = None, version: int | None = None) -> ModelRef:
+        """Pin a model version: by number, by alias, or the latest when neither is given."""
+        check_name(name)
+        if version is not None:
+            ref = ModelRef(name, version)
+            self.card(ref)  # raises NotFoundError if it does not exist
+            return ref
+        if alias is not None:
+            target = self.aliases(name).get(alias)
+            if target is None:
+                raise NotFoundError(f"model '{name}' has no version with alias '{alias}'; train and register one first")
+            return ModelRef(name, target)
+        versions = self.versions(name)
+        if not versions:
+            raise NotFoundError(f"model '{name}' has no registered versions; train it first")
+        return ModelRef(name, versions[-1])
+
+    def load_artefact(self, ref: ModelRef, *, trusted: Iterable[str] = ()) -> Any:
+        """Load and verify a model: its sha256 must match the card; its types must be trusted."""
+        import skops.io as sio
+
+        card = self.card(ref)
+        data = self.volume.get_bytes(f"{ref.prefix}{ARTEFACT}")
+        expected = card.get("sha256", {}).get(ARTEFACT)
+        if sha256(data) != expected:
+            raise RegistryError(
+                f"model '{ref.name}' version {ref.version}: {ARTEFACT} does not match the sha256 in its card "
+                "(the artefact was modified or corrupted); refusing to load it"
+            )
+        extra = set(trusted)
+        untrusted = sio.get_untrusted_types(data=data)
+        refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES) and t not in extra]
+        if refused:
+            raise RegistryError(
+                f"model '{ref.name}' version {ref.version} contains types that are not trusted: {', '.join(refused)}; "
+                "list them under trusted_types in the predict config if you trust them"
+            )
+        return sio.loads(data, trusted=untrusted)
+
+    # -- writing -----------------------------------------------------------------------
+    def reserve_version(self, name: str) -> int:
+        """Claim the next version number (safe against concurrent trainers)."""
+        check_name(name)
+        prefix = f"models/{name}/"
+        taken = {
+            int(o.key[len(prefix) :].split("/")[0])
+            for o in self.volume.list(prefix)
+            if o.key[len(prefix) :].split("/")[0].isdigit()
+        }
+        version = max(taken, default=0) + 1
+        while not self.volume.create(f"{prefix}{version}/.reserved", b""):
+            version += 1
+        return version
+
+    def publish(self, ref: ModelRef, files: dict[str, bytes], card: dict[str, Any]) -> dict[str, Any]:
+        """Write a version's files, then its card (with every file's sha256) last."""
+        try:
+            for rel, data in files.items():
+                self.volume.put_bytes(f"{ref.prefix}{rel}", data)
+            card = {**card, "modelname": ref.name, "version": ref.version}
+            card["sha256"] = {rel: sha256(data) for rel, data in files.items()}
+            self.volume.put_json(f"{ref.prefix}card.json", card)
+        except BaseException:
+            self.discard(ref)
+            raise
+        return card
+
+    def discard(self, ref: ModelRef) -> None:
+        """Remove a version that was never published, reservation included."""
+        self.volume.delete_prefix(ref.prefix)
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        if not ALIAS.match(alias):
+            raise ConfigError(f"alias {alias!r} is not valid: lower-case letters, digits, '_' and '-'")
+        self.card(ModelRef(name, version))
+        self.volume.put_json(f"models/{name}/aliases/{alias}.json", {"version": version})

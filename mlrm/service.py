@@ -1,0 +1,169 @@
+"""The service runtime: consume a queue, run the step's config on each message, forward, report.
+
+A concrete service (collector, handler, ...) only implements :meth:`Service.process`.
+The runtime gives every service the same guarantees:
+
+- idempotent on message id: a redelivered message that was already handled is acked and skipped;
+- outputs are published before the input is acked (a crash in between means a redelivery,
+  and the deterministic output ids make the repeat harmless downstream);
+- an unexpected error is retried ``retries`` times; a deterministic one (bad config, bad data)
+  and the final retry go to the dead-letter queue with the error, and the run is told it failed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pandas as pd
+from pydantic import BaseModel, ValidationError
+
+from mlrm.bus import EVENTS_QUEUE, Bus, Delivery, Envelope, Hop, dead_letter_queue, service_queue
+from mlrm.context import ModelRef, StepContext
+from mlrm.errors import ConfigError, MlrmError, describe
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Batch:
+    """One output of a service for the next step of the route."""
+
+    frame: pd.DataFrame | None
+    seq: int
+    last: bool
+
+
+class Service(ABC):
+    name: ClassVar[str]
+    config_model: ClassVar[type[BaseModel]]
+
+    def __init__(self, bus: Bus, volume: Any, *, retries: int = 2, worker: str | None = None) -> None:
+        self.bus = bus
+        self.volume = volume
+        self.retries = retries
+        self.worker = worker or f"{self.name}@{os.getpid()}"
+        self.processed = 0
+        self._configs: dict[str, BaseModel] = {}
+        self._done: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def queue(self) -> str:
+        return service_queue(self.name)
+
+    def start(self) -> None:
+        self.bus.subscribe(self.queue, self.on_delivery)
+
+    # -- what a concrete service implements ----------------------------------------------
+    @abstractmethod
+    def process(self, env: Envelope, config: Any, ctx: StepContext) -> Iterator[Batch]:
+        """Handle one message; yield the batches for the next step (none for a terminal step).
+
+        Put anything the run summary should show (a model version, an output location)
+        in ``ctx.extra["result"]``.
+        """
+
+    # -- the runtime -----------------------------------------------------------------------
+    def config(self, hop: Hop) -> Any:
+        """The hop's validated config, cached: configs travel as plain JSON in the route."""
+        key = f"{hop.name}:{json.dumps(hop.config, sort_keys=True, default=str)}"
+        cached = self._configs.get(key)
+        if cached is None:
+            try:
+                cached = self.config_model.model_validate(hop.config)
+            except ValidationError as exc:
+                raise ConfigError(f"step '{hop.name}': invalid {self.name} config: {exc}") from None
+            self._configs[key] = cached
+        return cached
+
+    def context(self, env: Envelope) -> StepContext:
+        model = env.context.get("model")
+        return StepContext(
+            volume=self.volume,
+            run_id=env.run_id,
+            step=env.current.name,
+            mode=env.context.get("mode", "transform"),
+            model=ModelRef(model["name"], int(model["version"])) if model else None,
+            base_dir=Path(env.current.base_dir),
+        )
+
+    def on_delivery(self, delivery: Delivery) -> None:
+        env = delivery.envelope
+        if env.id in self._done:  # a redelivery of work already done and forwarded
+            delivery.ack()
+            return
+        started = time.time()
+        rows_out = batches_out = 0
+        try:
+            hop = env.current
+            config = self.config(hop)
+            ctx = self.context(env)
+            has_next = env.hop + 1 < len(env.route)
+            for batch in self.process(env, config, ctx):
+                batches_out += 1
+                rows_out += 0 if batch.frame is None else len(batch.frame)
+                if has_next:
+                    nxt = env.forward(seq=batch.seq, last=batch.last, payload=batch.frame)
+                    self.bus.publish(service_queue(nxt.current.service), nxt)
+        except Exception as exc:
+            self._failed(delivery, exc, started)
+            return
+        with self._lock:
+            self._done[env.id] = None
+            if len(self._done) > 100_000:
+                self._done.popitem(last=False)
+            self.processed += 1
+        self._event(
+            env,
+            "processed",
+            started=started,
+            rows_in=0 if env.payload is None else len(env.payload),
+            rows_out=rows_out,
+            batches_out=batches_out,
+            result=ctx.extra.get("result"),
+        )
+        delivery.ack()
+
+    def _failed(self, delivery: Delivery, exc: Exception, started: float) -> None:
+        env = delivery.envelope
+        error = describe(exc)
+        if not isinstance(exc, MlrmError) and delivery.delivery_count <= self.retries:
+            log.warning("%s: %s failed (attempt %d), retrying: %s", self.worker, env.id, delivery.delivery_count, error)
+            delivery.reject(requeue=True)
+            return
+        if not isinstance(exc, MlrmError):
+            log.error("%s: %s failed", self.worker, env.id, exc_info=exc)
+        step = env.current.name if env.route else "?"
+        dead = Envelope(
+            id=env.id, run_id=env.run_id, route=env.route, hop=env.hop, seq=env.seq, last=env.last,
+            payload=env.payload, context=env.context, created=env.created,
+            body={"error": error, "service": self.name, "worker": self.worker, "attempts": delivery.delivery_count},
+        )  # fmt: skip
+        self.bus.publish(dead_letter_queue(self.queue), dead)
+        self._event(env, "failed", started=started, error=f"step '{step}' ({self.name}): {error}")
+        delivery.ack()
+
+    def _event(self, env: Envelope, event: str, *, started: float, **fields: Any) -> None:
+        body = {
+            "event": event,
+            "step": env.current.name,
+            "hop": env.hop,
+            "service": self.name,
+            "worker": self.worker,
+            "seq": env.seq,
+            "last": env.last,
+            "started": started,
+            "finished": time.time(),
+            **fields,
+        }
+        self.bus.publish(EVENTS_QUEUE, Envelope(id=f"{env.id}#{event}", run_id=env.run_id, body=body))

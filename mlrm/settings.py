@@ -1,0 +1,26 @@
+"""Where things are: the bus, the volume and the run store, from the environment or flags.
+
+The same workflow files run embedded or distributed; only these settings change::
+
+    MLRM_BUS=memory://            # or amqp://guest:guest@host:5672/ (distributed mode)
+    MLRM_VOLUME=volume            # a folder, or s3://bucket (distributed mode)
+    MLRM_STATE=.mlrm/runs.sqlite  # the orchestrator's run records
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MLRM_", extra="ignore", use_attribute_docstrings=True)
+
+    bus: str = "memory://"
+    """Message bus URL: `memory://` runs everything in one process."""
+    volume: str = "volume"
+    """Volume URL: a local folder (default `volume/`) or an object store."""
+    state: str = ".mlrm/runs.sqlite"
+    """SQLite file where the orchestrator records runs."""
+    retries: int = Field(2, ge=0)
+    """How many times a message whose step raised an unexpected error is redelivered before it is dead-lettered."""

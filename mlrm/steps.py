@@ -1,0 +1,185 @@
+"""Step types: the building blocks a service config lists, in one registry keyed by YAML name.
+
+A step type is a pydantic model (its fields are the step's YAML options) with a
+``step`` field whose ``Literal`` value is the name written in YAML::
+
+    @register
+    class DropNa(TransformStep):
+        \"\"\"Drop rows with missing values.\"\"\"
+        step: Literal["drop_na"]
+        columns: list[str] | None = None
+
+        def transform(self, df, state):
+            return df.dropna(subset=self.columns)
+
+Users add their own without forking by writing the dotted path as the step name
+(``step: mypkg.steps:MyStep``); the class is imported when the config is validated.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union, get_args
+
+import pandas as pd
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Tag
+
+from mlrm.errors import ConfigError
+from mlrm.imports import import_string
+
+if TYPE_CHECKING:
+    from mlrm.context import StepContext
+
+Kind = Literal["source", "handler", "features", "sink"]
+
+
+class Step(BaseModel):
+    """Base of every step type. Subclasses narrow ``step`` to a ``Literal`` of their YAML name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    kind: ClassVar[Kind]
+    step: str
+    """The step type: a registered name such as `drop_na`, or `package.module:Class` for your own."""
+    name: str | None = None
+    """Optional label; keys the statistics this step learns (defaults to its position and type)."""
+
+
+class TransformStep(Step):
+    """A step that turns a DataFrame into a DataFrame (handler and features steps).
+
+    Stateless steps implement :meth:`transform` only. Steps that learn statistics
+    (a scaler's means) set ``stateful = True`` and implement :meth:`fit`, which
+    returns JSON-serialisable state; at prediction time the state stored with the
+    model is passed to :meth:`transform` unchanged.
+    """
+
+    stateful: ClassVar[bool] = False
+
+    def needs_whole_stream(self, fitting: bool) -> bool:
+        """True if this step must see every row at once (sorting, windows, fitting)."""
+        return self.stateful and fitting
+
+    def fit(self, df: pd.DataFrame) -> dict[str, Any]:
+        return {}
+
+    def transform(self, df: pd.DataFrame, state: dict[str, Any] | None) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def check_columns(self, df: pd.DataFrame, columns: list[str] | None) -> list[str]:
+        """The named columns (all when None), or a DataError naming the missing ones."""
+        from mlrm.errors import DataError
+
+        if columns is None:
+            return list(df.columns)
+        missing = [c for c in columns if c not in df.columns]
+        if missing:
+            have = ", ".join(map(str, df.columns))
+            raise DataError(f"step '{self.step}': column(s) {', '.join(missing)} not in the data (columns: {have})")
+        return list(columns)
+
+
+class SourceStep(Step):
+    """A collector source: yields the data in batches, never all at once."""
+
+    kind: ClassVar[Kind] = "source"
+
+    def read(self, ctx: StepContext, batch_size: int) -> Iterator[pd.DataFrame]:
+        raise NotImplementedError
+
+
+class SinkStep(Step):
+    """Writes a stream of DataFrames (in order) to a file or a volume object."""
+
+    kind: ClassVar[Kind] = "sink"
+
+    def write(self, ctx: StepContext, batches: Iterator[pd.DataFrame]) -> str:
+        """Write every batch; return where the output went (for the run summary)."""
+        raise NotImplementedError
+
+
+@dataclass
+class StepRegistry:
+    """Step classes by kind and YAML name. Duplicates are rejected."""
+
+    _steps: dict[str, dict[str, type[Step]]] = field(default_factory=dict)
+
+    def register(self, cls: type[Step]) -> type[Step]:
+        name = step_name(cls)
+        kind = cls.kind
+        known = self._steps.setdefault(kind, {})
+        if name in known and known[name] is not cls:
+            raise ValueError(f"{kind} step {name!r} is already registered by {known[name].__qualname__}")
+        known[name] = cls
+        return cls
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._steps.get(kind, {}))
+
+    def get(self, kind: str, name: str) -> type[Step]:
+        if ":" in name:
+            cls = import_string(name, what=f"{kind} step")
+            if not (isinstance(cls, type) and issubclass(cls, Step)):
+                raise ConfigError(f"{kind} step {name!r} is not a subclass of mlrm.steps.Step")
+            return cls
+        try:
+            return self._steps[kind][name]
+        except KeyError:
+            raise ConfigError(unknown_step_message(kind, name, self.names(kind))) from None
+
+    def union(self, kind: str) -> Any:
+        """A pydantic type accepting any registered step of ``kind`` or a custom dotted path.
+
+        Built-ins are validated (and appear in the JSON Schema) by their own model;
+        a custom step is validated by the class its dotted path names.
+        """
+        classes = self._steps.get(kind, {})
+        members = [Annotated[cls, Tag(name)] for name, cls in sorted(classes.items())]
+        members.append(Annotated[_CustomStep, Tag("custom")])
+
+        def tag(value: Any) -> str | None:
+            name = value.get("step") if isinstance(value, dict) else getattr(value, "step", None)
+            if isinstance(name, str) and ":" in name:
+                return "custom"
+            return name if isinstance(name, str) else None
+
+        def resolve(value: Step) -> Step:
+            if isinstance(value, _CustomStep):
+                cls = self.get(kind, value.step)
+                if getattr(cls, "kind", kind) != kind:
+                    raise ValueError(f"{value.step!r} is a {cls.kind} step, not a {kind} step")
+                return cls.model_validate(value.model_dump(exclude_unset=True))
+            return value
+
+        return Annotated[
+            Union[tuple(members)],  # noqa: UP007 - a runtime-built union needs the Union form
+            Discriminator(tag),
+            AfterValidator(resolve),
+        ]
+
+
+class _CustomStep(Step):
+    """A user's own step type, named by its dotted path; its class validates the options."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    step: Annotated[str, "custom"]
+    """Dotted path of your step class, e.g. `mypkg.steps:MyStep`."""
+
+
+def step_name(cls: type[Step]) -> str:
+    args = get_args(cls.model_fields["step"].annotation)
+    if len(args) != 1 or not isinstance(args[0], str):
+        raise TypeError(f"{cls.__qualname__}.step must be annotated as Literal['<yaml name>']")
+    return args[0]
+
+
+def unknown_step_message(kind: str, name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown {kind} step {name!r}; {hint}known steps: {', '.join(known)} (or package.module:Class for your own)"
+
+
+registry = StepRegistry()
+register = registry.register

@@ -1,0 +1,201 @@
+"""Run records in SQLite: one row per run, one per step, one per processed batch (for exactly-once counting)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlrm.bus import Hop
+from mlrm.errors import NotFoundError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, workflow TEXT NOT NULL, path TEXT, mode TEXT, status TEXT NOT NULL,
+    created REAL NOT NULL, finished REAL, error TEXT, context TEXT
+);
+CREATE TABLE IF NOT EXISTS steps (
+    run_id TEXT NOT NULL, idx INTEGER NOT NULL, name TEXT NOT NULL, service TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending', started REAL, finished REAL, busy REAL NOT NULL DEFAULT 0,
+    batches_in INTEGER NOT NULL DEFAULT 0, batches_out INTEGER NOT NULL DEFAULT 0,
+    rows_in INTEGER NOT NULL DEFAULT 0, rows_out INTEGER NOT NULL DEFAULT 0,
+    last_seq INTEGER, error TEXT, result TEXT, workers TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (run_id, idx)
+);
+CREATE TABLE IF NOT EXISTS batches (
+    run_id TEXT NOT NULL, idx INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (run_id, idx, seq)
+);
+"""
+
+FINISHED = ("succeeded", "failed")
+
+
+@dataclass
+class StepRecord:
+    idx: int
+    name: str
+    service: str
+    status: str
+    started: float | None
+    finished: float | None
+    busy: float
+    batches_in: int
+    batches_out: int
+    rows_in: int
+    rows_out: int
+    error: str | None
+    result: dict[str, Any] | None
+    workers: dict[str, int]
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.started is None or self.finished is None else self.finished - self.started
+
+
+@dataclass
+class RunRecord:
+    id: str
+    workflow: str
+    path: str | None
+    mode: str
+    status: str
+    created: float
+    finished: float | None
+    error: str | None
+    steps: list[StepRecord] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.finished is None else self.finished - self.created
+
+    def result(self, service: str) -> dict[str, Any] | None:
+        for step in self.steps:
+            if step.service == service and step.result:
+                return step.result
+        return None
+
+
+class RunStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def create(self, run_id: str, workflow: str, path: str, mode: str, route: list[Hop], context: dict) -> None:
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "INSERT INTO runs (id, workflow, path, mode, status, created, context) VALUES (?,?,?,?,?,?,?)",
+                (run_id, workflow, path, mode, "running", time.time(), json.dumps(context)),
+            )
+            self._db.executemany(
+                "INSERT INTO steps (run_id, idx, name, service) VALUES (?,?,?,?)",
+                [(run_id, i, h.name, h.service) for i, h in enumerate(route)],
+            )
+
+    def record_batch(self, run_id: str, idx: int, body: dict[str, Any]) -> bool:
+        """Count one processed batch; False if it was counted before (a redelivery)."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            cur = self._db.execute("INSERT OR IGNORE INTO batches VALUES (?,?,?)", (run_id, idx, body["seq"]))
+            if cur.rowcount == 0:
+                return False
+            row = self._db.execute("SELECT workers FROM steps WHERE run_id=? AND idx=?", (run_id, idx)).fetchone()
+            workers = json.loads(row[0]) if row else {}
+            workers[body["worker"]] = workers.get(body["worker"], 0) + 1
+            self._db.execute(
+                """UPDATE steps SET status = CASE WHEN status = 'pending' THEN 'running' ELSE status END,
+                   started = MIN(COALESCE(started, ?), ?), finished = MAX(COALESCE(finished, ?), ?),
+                   busy = busy + ?, batches_in = batches_in + 1, batches_out = batches_out + ?,
+                   rows_in = rows_in + ?, rows_out = rows_out + ?,
+                   last_seq = CASE WHEN ? THEN ? ELSE last_seq END,
+                   result = COALESCE(?, result), workers = ?
+                   WHERE run_id = ? AND idx = ?""",
+                (
+                    body["started"], body["started"], body["finished"], body["finished"],
+                    body["finished"] - body["started"], body["batches_out"], body["rows_in"], body["rows_out"],
+                    body["last"], body["seq"], json.dumps(body["result"]) if body.get("result") else None,
+                    json.dumps(workers), run_id, idx,
+                ),
+            )  # fmt: skip
+            return True
+
+    def step_complete(self, run_id: str, idx: int) -> bool:
+        """Mark the step succeeded if every batch up to the last one was processed."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            last = self._db.execute("SELECT last_seq FROM steps WHERE run_id=? AND idx=?", (run_id, idx)).fetchone()
+            if last is None or last[0] is None:
+                return False
+            (count,) = self._db.execute(
+                "SELECT COUNT(*) FROM batches WHERE run_id=? AND idx=? AND seq<=?", (run_id, idx, last[0])
+            ).fetchone()
+            if count != last[0] + 1:
+                return False
+            self._db.execute(
+                "UPDATE steps SET status='succeeded' WHERE run_id=? AND idx=? AND status!='failed'", (run_id, idx)
+            )
+            return True
+
+    def fail_step(self, run_id: str, idx: int, error: str) -> None:
+        with self._lock, self._db:
+            self._db.execute(
+                "UPDATE steps SET status='failed', error=COALESCE(error, ?), finished=? WHERE run_id=? AND idx=?",
+                (error, time.time(), run_id, idx),
+            )
+
+    def finish(self, run_id: str, status: str, error: str | None = None) -> bool:
+        """Finish a run once; False if it had already finished."""
+        with self._lock, self._db:
+            cur = self._db.execute(
+                "UPDATE runs SET status=?, error=?, finished=? WHERE id=? AND status NOT IN ('succeeded','failed')",
+                (status, error, time.time(), run_id),
+            )
+            return cur.rowcount == 1
+
+    def get(self, run_id: str) -> RunRecord:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, workflow, path, mode, status, created, finished, error FROM runs WHERE id=?", (run_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(f"no run with id '{run_id}'")
+            run = RunRecord(*row)
+            for s in self._db.execute(
+                """SELECT idx, name, service, status, started, finished, busy, batches_in, batches_out,
+                   rows_in, rows_out, error, result, workers FROM steps WHERE run_id=? ORDER BY idx""",
+                (run_id,),
+            ):
+                run.steps.append(
+                    StepRecord(*s[:12], json.loads(s[12]) if s[12] else None, json.loads(s[13]))  # type: ignore[misc]
+                )
+            return run
+
+    def list(self, limit: int = 20) -> list[RunRecord]:
+        with self._lock:
+            ids = [r[0] for r in self._db.execute("SELECT id FROM runs ORDER BY created DESC LIMIT ?", (limit,))]
+        return [self.get(i) for i in ids]
+
+    def find(self, prefix: str) -> RunRecord:
+        """A run by id or unique id prefix."""
+        with self._lock:
+            ids = [r[0] for r in self._db.execute("SELECT id FROM runs WHERE id LIKE ? || '%'", (prefix,))]
+        if len(ids) != 1:
+            raise NotFoundError(f"no run with id '{prefix}'" if not ids else f"run id '{prefix}' is ambiguous")
+        return self.get(ids[0])

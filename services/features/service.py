@@ -1,0 +1,11 @@
+"""The features service: runs its config's feature steps, fitting or re-applying their statistics."""
+
+from __future__ import annotations
+
+from mlrm.pipeline import TransformService
+from services.features.config import FeaturesConfig
+
+
+class FeaturesService(TransformService):
+    name = "features"
+    config_model = FeaturesConfig

@@ -1,0 +1,27 @@
+"""Built-in features steps; importing this package registers them all.
+
+- scaling: `standard_scale`, `minmax_scale` (learn statistics at training time)
+- encoding: `one_hot`, `ordinal_encode` (learn categories at training time)
+- time: `time_features` (stateless, row-local)
+- windows: `lag`, `rolling` (need the whole, ordered stream)
+- columns: `select`
+"""
+
+from .base import FeatureStep
+from .columns import Select
+from .encoding import OneHot, OrdinalEncode
+from .scaling import MinmaxScale, StandardScale
+from .time import TimeFeatures
+from .windows import Lag, Rolling
+
+__all__ = [
+    "FeatureStep",
+    "Lag",
+    "MinmaxScale",
+    "OneHot",
+    "OrdinalEncode",
+    "Rolling",
+    "Select",
+    "StandardScale",
+    "TimeFeatures",
+]

@@ -1,0 +1,102 @@
+"""Shared sink code: the output target (a local path or a volume key) and batch consistency.
+
+A sink writes batch after batch to one open stream and never holds more than one
+batch. Local files are written to a temporary file beside the target and renamed
+at the end, like volume objects, so readers never see half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+import pandas as pd
+from pydantic import model_validator
+
+from mlrm.errors import DataError
+from mlrm.steps import SinkStep
+
+if TYPE_CHECKING:
+    from mlrm.context import StepContext
+
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+class FileSink(SinkStep):
+    """A sink writing one file: a local `path` or a volume `key` (exactly one)."""
+
+    path: str | None = None
+    """Local file to write, relative to the config file's folder; `{run_id}` is replaced by the run's id."""
+    key: str | None = None
+    """Object in the volume to write, e.g. `predictions/{run_id}.parquet`."""
+
+    @model_validator(mode="after")
+    def _path_or_key(self) -> FileSink:
+        if (self.path is None) == (self.key is None):
+            raise ValueError("give exactly one of 'path' (a local file) or 'key' (an object in the volume)")
+        target = self.path if self.path is not None else self.key
+        unknown = [p for p in _PLACEHOLDER.findall(target or "") if p != "run_id"]
+        if unknown:
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}} in {target!r}; only {{run_id}} is supported")
+        return self
+
+    def target(self, ctx: StepContext) -> str:
+        """`path` or `key` with `{run_id}` substituted."""
+        return (self.path if self.path is not None else self.key or "").replace("{run_id}", ctx.run_id)
+
+    def location(self, ctx: StepContext) -> str:
+        """Where the output goes, for the run summary."""
+        return f"volume:{self.target(ctx)}" if self.key is not None else str(ctx.resolve_path(self.target(ctx)))
+
+    def write(self, ctx: StepContext, batches: Iterator[pd.DataFrame]) -> str:
+        where = self.location(ctx)
+        with self.open(ctx) as stream:
+            self.write_stream(stream, same_columns(batches, where), where)
+        return where
+
+    def write_stream(self, stream: IO[bytes], batches: Iterator[pd.DataFrame], where: str) -> None:
+        """Write every batch, in order, to the open binary stream."""
+        raise NotImplementedError
+
+    @contextmanager
+    def open(self, ctx: StepContext) -> Iterator[IO[bytes]]:
+        """A binary stream whose content appears at the target only if the block exits cleanly."""
+        if self.key is not None:
+            with ctx.volume.open_write(self.target(ctx)) as stream:
+                yield stream
+            return
+        path = ctx.resolve_path(self.target(ctx))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        except OSError as exc:
+            raise DataError(f"cannot write {path}: {exc.strerror}") from None
+        try:
+            with os.fdopen(fd, "wb") as stream:
+                yield stream
+            os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the output from other users
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def same_columns(batches: Iterator[pd.DataFrame], where: str) -> Iterator[pd.DataFrame]:
+    """Pass batches through, in the first batch's column order; a batch with other columns is an error."""
+    columns: list[str] | None = None
+    for number, batch in enumerate(batches, start=1):
+        if columns is None:
+            columns = list(batch.columns)
+        elif list(batch.columns) != columns:
+            if sorted(map(str, batch.columns)) != sorted(map(str, columns)):
+                raise DataError(
+                    f"{where}: batch {number} has columns {', '.join(map(str, batch.columns))}, "
+                    f"but the first batch had {', '.join(map(str, columns))}"
+                )
+            batch = batch[columns]
+        yield batch

@@ -1,0 +1,89 @@
+"""The file sinks: ``csv``, ``jsonl`` and ``parquet``, each written batch by batch."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Iterator
+from datetime import date, datetime, time, timedelta
+from typing import IO, Any, Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mlrm.errors import DataError
+from mlrm.steps import register
+from services.predict.sinks.base import FileSink
+
+
+@register
+class CsvSink(FileSink):
+    """Write the rows as CSV: a header line, then one line per row (no index column)."""
+
+    step: Literal["csv"]
+
+    def write_stream(self, stream: IO[bytes], batches: Iterator[pd.DataFrame], where: str) -> None:
+        text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+        try:
+            for number, batch in enumerate(batches):
+                batch.to_csv(text, header=number == 0, index=False)
+            text.flush()
+        finally:
+            text.detach()  # leave the byte stream to its owner
+
+
+@register
+class JsonlSink(FileSink):
+    """Write the rows as JSON Lines: one object per row; missing values (NaN, NaT) become `null`."""
+
+    step: Literal["jsonl"]
+
+    def write_stream(self, stream: IO[bytes], batches: Iterator[pd.DataFrame], where: str) -> None:
+        for batch in batches:
+            rows = batch.astype(object).where(batch.notna(), None).to_dict("records")
+            lines = "".join(json.dumps(row, default=_json_value, ensure_ascii=False) + "\n" for row in rows)
+            stream.write(lines.encode())
+
+
+def _json_value(value: Any) -> Any:
+    """JSON for the values ``json`` does not know: timestamps, numpy scalars and arrays."""
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, np.generic):
+        item = value.item()
+        return None if isinstance(item, float) and math.isnan(item) else item
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+@register
+class ParquetSink(FileSink):
+    """Write the rows as one Parquet file; the first batch fixes the schema, later batches are cast to it."""
+
+    step: Literal["parquet"]
+
+    def write_stream(self, stream: IO[bytes], batches: Iterator[pd.DataFrame], where: str) -> None:
+        writer: pq.ParquetWriter | None = None
+        try:
+            for number, batch in enumerate(batches, start=1):
+                schema = writer.schema if writer is not None else None
+                try:
+                    table = pa.Table.from_pandas(batch, schema=schema, preserve_index=False)
+                except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+                    reason = " ".join(str(exc).split())
+                    what = "the schema of the first batch" if schema is not None else "Parquet"
+                    raise DataError(f"{where}: batch {number} does not convert to {what}: {reason}") from None
+                if writer is None:
+                    writer = pq.ParquetWriter(stream, table.schema)
+                writer.write_table(table)
+            if writer is None:  # no batches at all: a valid file with no columns
+                writer = pq.ParquetWriter(stream, pa.schema([]))
+        finally:
+            if writer is not None:
+                writer.close()
