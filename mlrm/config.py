@@ -9,6 +9,8 @@ never uses.
 from __future__ import annotations
 
 import difflib
+import importlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -16,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from mlrm.errors import ConfigError, ConfigErrors, Location
-from mlrm.imports import import_string
 from mlrm.yamlio import Document, load_yaml
 
 KINDS: dict[str, str] = {
@@ -37,7 +38,23 @@ SERVICES: dict[str, tuple[str, str]] = {
     "predict": ("PredictConfig", "services.predict.service:PredictService"),
 }
 
+
+
+def service_class(service: str) -> type:
+    module, _, name = SERVICES[service][1].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+
+def as_value_error(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call ``fn`` inside a pydantic validator: a ConfigError becomes a located validation error."""
+    try:
+        return fn(*args, **kwargs)
+    except ConfigError as exc:
+        raise ValueError(exc.reason) from None
 
 
 def reject_unknown_fields(cls: type[BaseModel], data: Any) -> Any:
@@ -82,11 +99,12 @@ class Section(BaseModel):
 
 def config_class(kind: str) -> type[ConfigModel]:
     try:
-        return import_string(KINDS[kind])
+        module, _, name = KINDS[kind].partition(":")
     except KeyError:
         close = difflib.get_close_matches(kind, list(KINDS), n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         raise ConfigError(f"unknown kind '{kind}'; {hint}known kinds: {', '.join(KINDS)}") from None
+    return getattr(importlib.import_module(module), name)  # our own modules: an ImportError is a bug
 
 
 def parse_document(doc: Document, expected: type[M] | None = None) -> M:
@@ -122,14 +140,43 @@ def validation_errors(exc: ValidationError, doc: Document) -> ConfigErrors:
     """One ConfigError per pydantic error, each naming file, line, column and field."""
     errors: list[ConfigError] = []
     for err in exc.errors(include_url=False):
-        loc = tuple(err["loc"])
         kind = err["type"]
+        loc = _data_loc(tuple(err["loc"]), doc.data, keep_last=kind == "missing")
         ctx = err.get("ctx") or {}
         if kind == "unknown_field":
             loc = (*loc, ctx["field"])
+        elif kind in ("union_tag_invalid", "union_tag_not_found"):
+            loc = (*loc, "step")
         location = doc.locate(loc)
+        if kind == "unknown_field":  # point at the key itself, not its value
+            key = doc.locate(loc)
+            line_col = _key_mark(doc, loc)
+            if line_col:
+                location = type(key)(key.file, *line_col, key.field)
         errors.append(ConfigError(_message(err), location))
     return ConfigErrors(errors)
+
+
+def _data_loc(loc: tuple, data: Any, *, keep_last: bool) -> tuple:
+    """Drop the elements pydantic adds that are not in the data (union tags like 'clip')."""
+    out: list = []
+    node = data
+    for i, elem in enumerate(loc):
+        if isinstance(node, dict) and elem in node:
+            node = node[elem]
+        elif isinstance(node, list) and isinstance(elem, int) and 0 <= elem < len(node):
+            node = node[elem]
+        elif not (keep_last and i == len(loc) - 1):
+            continue
+        out.append(elem)
+    return tuple(out)
+
+
+def _key_mark(doc: Document, loc: tuple) -> tuple[int, int] | None:
+    for path, mark in doc.marks.items():
+        if len(path) == len(loc) + 1 and path[-1] == "__key__" and [str(p) for p in path[:-1]] == [str(x) for x in loc]:
+            return mark
+    return None
 
 
 def _message(err: Any) -> str:

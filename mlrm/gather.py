@@ -25,9 +25,9 @@ class Gather:
     def add(self, seq: int, last: bool, df: pd.DataFrame) -> bool:
         """Store one batch; True if the stream is now complete and this caller owns it."""
         table = pa.Table.from_pandas(df, preserve_index=False)
-        with self.volume.open_write(f"{self.prefix}part-{seq:09d}.arrow") as f:
-            with pa.ipc.new_stream(f, table.schema) as writer:
-                writer.write_table(table)
+        key = f"{self.prefix}part-{seq:09d}.arrow"
+        with self.volume.open_write(key) as f, pa.ipc.new_stream(f, table.schema) as writer:
+            writer.write_table(table)
         if last:
             self.volume.put_bytes(f"{self.prefix}last", str(seq).encode())
         if not self.volume.exists(f"{self.prefix}last"):

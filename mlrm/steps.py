@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union, get_args
 
 import pandas as pd
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Tag
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from mlrm.errors import ConfigError
 from mlrm.imports import import_string
@@ -39,6 +39,13 @@ class Step(BaseModel):
     """Base of every step type. Subclasses narrow ``step`` to a ``Literal`` of their YAML name."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unknown_fields(cls, data: Any) -> Any:
+        from mlrm.config import reject_unknown_fields
+
+        return reject_unknown_fields(cls, data)
 
     kind: ClassVar[Kind]
     step: str
@@ -147,7 +154,10 @@ class StepRegistry:
 
         def resolve(value: Step) -> Step:
             if isinstance(value, _CustomStep):
-                cls = self.get(kind, value.step)
+                try:
+                    cls = self.get(kind, value.step)
+                except ConfigError as exc:
+                    raise ValueError(exc.reason) from None
                 if getattr(cls, "kind", kind) != kind:
                     raise ValueError(f"{value.step!r} is a {cls.kind} step, not a {kind} step")
                 return cls.model_validate(value.model_dump(exclude_unset=True))
@@ -163,8 +173,8 @@ class StepRegistry:
 class _CustomStep(Step):
     """A user's own step type, named by its dotted path; its class validates the options."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
-    step: Annotated[str, "custom"]
+    model_config = ConfigDict(extra="allow", frozen=True, title="CustomStep")
+    step: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")]
     """Dotted path of your step class, e.g. `mypkg.steps:MyStep`."""
 
 

@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mlrm.bus.memory import MemoryBus
-from mlrm.config import SERVICES
-from mlrm.imports import import_string
+from mlrm.config import SERVICES, service_class
 from mlrm.service import Service
 from mlrm.settings import Settings
 from mlrm.volume import Volume, open_volume
@@ -33,8 +32,8 @@ class Embedded:
         self.volume = volume or open_volume(self.settings.volume)
         self.store = store or RunStore(self.settings.state)
         self.services: list[Service] = []
-        for name, (_kind, path) in SERVICES.items():
-            cls = import_string(path)
+        for name in SERVICES:
+            cls = service_class(name)
             for i in range(replicas):
                 self.services.append(cls(self.bus, self.volume, retries=self.settings.retries, worker=f"{name}-{i}"))
         self.orchestrator = Orchestrator(self.bus, self.volume, self.store)

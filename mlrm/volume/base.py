@@ -109,7 +109,7 @@ class Volume(ABC):
             self.delete(key)
         return len(keys)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most volumes hold nothing to release
         """Release connections; the local volume has none."""
 
     def __repr__(self) -> str:

@@ -31,7 +31,7 @@ class LocalVolume(Volume):
 
     def open_read(self, key: str) -> IO[bytes]:
         try:
-            return open(self._path(key), "rb")  # noqa: SIM115 - the caller closes it
+            return open(self._path(key), "rb")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise NotFoundError(f"object '{key}' not found in volume {self.url}") from None
 

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 import services.predict.sinks  # noqa: F401 - registers the built-in sinks
-from mlrm.config import ConfigModel, Section
+from mlrm.config import ConfigModel, Section, as_value_error
 from mlrm.registry import check_name
 from mlrm.steps import registry
 
@@ -25,7 +25,7 @@ class ModelSelector(Section):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        return check_name(v)
+        return as_value_error(check_name, v)
 
     @model_validator(mode="after")
     def _one(self) -> ModelSelector:

@@ -6,8 +6,9 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mlrm.config import ConfigModel, Section
+from mlrm.config import ConfigModel, Section, as_value_error
 from mlrm.expr import compile_expression
+from mlrm.imports import import_string
 from mlrm.registry import ALIAS, check_name
 from services.train.metrics import METRICS, metric_names
 
@@ -33,13 +34,19 @@ class ModelSpec(Section):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        return check_name(v)
+        return as_value_error(check_name, v)
+
+    @field_validator("estimator")
+    @classmethod
+    def _estimator(cls, v: str) -> str:
+        as_value_error(import_string, v, what="estimator")  # fails early, with the config's line number
+        return v
 
     @model_validator(mode="after")
-    def _resolves(self) -> ModelSpec:
+    def _builds(self) -> ModelSpec:
         from services.train.estimators import build_estimator
 
-        build_estimator(self.estimator, self.hyperparameters)  # fails early, with the config's line number
+        as_value_error(build_estimator, self.estimator, self.hyperparameters)
         return self
 
 

@@ -22,7 +22,8 @@ from services.train.estimators import build_estimator
 
 def split_xy(df: pd.DataFrame, config: TrainConfig) -> tuple[pd.DataFrame, pd.Series]:
     if config.target not in df.columns:
-        raise DataError(f"target column '{config.target}' is not in the data (columns: {', '.join(map(str, df.columns))})")
+        have = ", ".join(map(str, df.columns))
+        raise DataError(f"target column '{config.target}' is not in the data (columns: {have})")
     features = config.features or [c for c in df.columns if c != config.target and c not in config.exclude]
     missing = [c for c in features if c not in df.columns]
     if missing:
@@ -76,7 +77,7 @@ def evaluate(config: TrainConfig, X: pd.DataFrame, y: pd.Series) -> tuple[Any, d
         model = _fit(base, X, y)
         return model, _score(model, X, y, names, kind), {"method": "training data (no hold-out)", "rows": len(X)}
     if strategy == "time":
-        cut = len(X) - max(1, int(round(len(X) * ev.split)))
+        cut = len(X) - max(1, round(len(X) * ev.split))
         X_tr, X_te, y_tr, y_te = X.iloc[:cut], X.iloc[cut:], y.iloc[:cut], y.iloc[cut:]
     else:
         try:

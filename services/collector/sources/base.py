@@ -7,7 +7,6 @@ same code, so a 1 GB object costs the same memory as a 1 MB one.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any, Literal
@@ -135,32 +134,25 @@ class FileSource(TabularSource):
         raise NotImplementedError
 
 
-def rechunk(batches: Iterable[pa.RecordBatch], batch_size: int, schema: pa.Schema) -> Iterator[pd.DataFrame]:
-    """Regroup Arrow batches of any size into frames of exactly ``batch_size`` rows (the last may be shorter).
+def rechunk(tables: Iterable[pa.Table], batch_size: int, schema: pa.Schema | None = None) -> Iterator[pd.DataFrame]:
+    """Regroup Arrow tables of any size into frames of exactly ``batch_size`` rows (the last may be shorter).
 
-    With no rows at all, yields one empty frame so the columns are still known downstream.
+    With no rows at all, yields one empty frame (with the columns, when a schema is known).
     """
     check_batch_size(batch_size)
-    pending: list[pa.RecordBatch] = []
-    rows = 0
+    pending: pa.Table | None = None
     emitted = False
-    for batch in batches:
-        if batch.num_rows == 0:
-            continue
-        pending.append(batch)
-        rows += batch.num_rows
-        if rows < batch_size:
-            continue
-        table = pa.Table.from_batches(pending, schema=schema)
-        start = 0
-        while rows - start >= batch_size:
-            yield table.slice(start, batch_size).to_pandas()
-            start += batch_size
+    for table in tables:
+        pending = table if pending is None else pa.concat_tables([pending, table])
+        while pending.num_rows >= batch_size:
+            yield pending.slice(0, batch_size).to_pandas()
             emitted = True
-        rest = table.slice(start).combine_chunks()
-        pending, rows = rest.to_batches(), rest.num_rows
-    if rows or not emitted:
-        yield pa.Table.from_batches(pending, schema=schema).to_pandas()
+            pending = pending.slice(batch_size)
+        pending = pending.combine_chunks()  # a copy of the few rows left, so the chunk they came from is freed
+    if pending is not None and (pending.num_rows or not emitted):
+        yield pending.to_pandas()
+    elif pending is None and schema is not None:
+        yield schema.empty_table().to_pandas()
 
 
 def check_batch_size(batch_size: int) -> None:
@@ -179,21 +171,3 @@ def records_in_batches(records: Iterable[dict[str, Any]], batch_size: int) -> It
             chunk = []
     if chunk:
         yield chunk
-
-
-class LimitedReader(io.RawIOBase):
-    """Wraps a stream and raises DataError once more than ``limit`` bytes have been read."""
-
-    def __init__(self, raw: IO[bytes], limit: int, where: str) -> None:
-        self.raw, self.limit, self.where, self.count = raw, limit, where, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.raw.read(len(buffer))
-        self.count += len(data)
-        if self.count > self.limit:
-            raise DataError(f"{self.where}: response is larger than max_bytes ({self.limit} bytes)")
-        buffer[: len(data)] = data
-        return len(data)

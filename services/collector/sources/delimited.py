@@ -1,4 +1,11 @@
-"""The ``csv`` source: delimited text streamed with pyarrow's block reader."""
+"""The ``csv`` source: delimited text, parsed by pyarrow one row-aligned chunk at a time.
+
+pyarrow's own streaming reader (``open_csv``) reads about 32 blocks ahead of the
+consumer in a background thread, so its memory is 32x its block size. Cutting
+the stream into chunks that end at a line break ourselves and parsing each with
+``read_csv`` keeps exactly one chunk in memory, reads a network stream only as
+fast as batches are consumed, and keeps row numbers exact across chunks.
+"""
 
 from __future__ import annotations
 
@@ -14,24 +21,27 @@ from pydantic import Field, model_validator
 from mlrm.errors import DataError
 from mlrm.steps import register
 from services.collector.sources.base import ARROW_TYPES, FileSource, arrow_reason, rechunk
+from services.collector.sources.chunks import row_chunks
 
 log = logging.getLogger(__name__)
 
-BLOCK_SIZE = 4 << 20
-"""Bytes pyarrow parses at a time: memory per reader is a small multiple of this."""
+CHUNK_SIZE = 1 << 20
+"""Bytes parsed at a time: a reader's memory is a small multiple of this."""
 
 
 class _BadRows:
     """pyarrow's invalid_row_handler: remembers the first bad row, counts them all, skips them."""
 
     def __init__(self) -> None:
-        self.first: Any = None
+        self.first: tuple[int | None, int, int, str] | None = None
         self.count = 0
+        self.offset = 0  # rows (header included) in the chunks before this one
 
     def __call__(self, row: Any) -> str:
         self.count += 1
         if self.first is None:
-            self.first = row
+            number = None if row.number is None else row.number + self.offset
+            self.first = (number, row.expected_columns, row.actual_columns, row.text)
         return "skip"
 
 
@@ -59,59 +69,79 @@ class CsvSource(FileSource):
 
     def read_stream(self, stream: IO[bytes], where: str, batch_size: int) -> Iterator[pd.DataFrame]:
         bad = _BadRows()
-        reader = self._open(stream, where, bad)
-        self.check_columns(reader.schema.names, where)
-        yield from rechunk(self._batches(reader, where, bad), batch_size, reader.schema)
+        empty = pa.schema([(name, pa.null()) for name in self.columns or self.column_names or []])
+        yield from rechunk(self._tables(row_chunks(stream, CHUNK_SIZE), bad, where), batch_size, empty)
         if bad.count:
             log.warning("%s: skipped %d row(s) with the wrong number of fields", where, bad.count)
 
-    def _options(self, bad: _BadRows | None, selected: bool) -> dict[str, Any]:
-        read = pacsv.ReadOptions(
-            block_size=BLOCK_SIZE,
+    def _tables(self, chunks: Iterator[bytes], bad: _BadRows, where: str) -> Iterator[pa.Table]:
+        """Each chunk parsed on its own; later chunks get the names and the types of the first.
+
+        No local outlives its chunk (hence no ``enumerate``, whose cached tuple would hold one).
+        """
+        read = self._read_options()
+        types = {c: ARROW_TYPES[t] for c, t in (self.dtypes or {}).items()}
+        first = True
+        for chunk in chunks:
+            if first:
+                header = chunk[: chunk.find(b"\n") + 1] or chunk
+                names = self.column_names or self._parse(header, read).column_names
+                self.check_columns(names, where)
+            count = bad.count
+            table = self._convert(chunk, read, types, bad, where, later=not first)
+            del chunk  # free the text before the consumer takes its time with the rows
+            yield table
+            bad.offset += table.num_rows + bad.count - count + (1 if first and self.header else 0)
+            if first:
+                read = self._read_options(names)
+                types = dict(zip(table.column_names, table.schema.types, strict=True))
+                first = False
+
+    def _convert(
+        self,
+        data: bytes,
+        read: pacsv.ReadOptions,
+        types: dict[str, pa.DataType],
+        bad: _BadRows,
+        where: str,
+        later: bool = False,
+    ) -> pa.Table:
+        try:
+            table = self._parse(data, read, types, bad)
+        except pa.ArrowInvalid as exc:
+            self._raise_bad_row(bad, where)
+            hint = "; column types are inferred from the first MB: set dtypes" if later else ""
+            raise DataError(f"{where}: {arrow_reason(exc)}{hint}") from None
+        self._raise_bad_row(bad, where)
+        return table
+
+    def _read_options(self, names: list[str] | None = None) -> pacsv.ReadOptions:
+        """How to read the first chunk (header as configured) or, given ``names``, a later one (no header)."""
+        return pacsv.ReadOptions(
             use_threads=self.on_bad_rows == "skip",  # single-threaded parsing knows line numbers
-            column_names=self.column_names,
-            skip_rows=1 if self.header and self.column_names else 0,
+            column_names=names or self.column_names,
+            skip_rows=1 if self.header and self.column_names and not names else 0,
         )
+
+    def _parse(
+        self,
+        data: bytes,
+        read: pacsv.ReadOptions,
+        types: dict[str, pa.DataType] | None = None,
+        bad: _BadRows | None = None,
+    ) -> pa.Table:
+        read.block_size = len(data) + 1  # one block: line numbers and quoted line breaks stay right
         parse = pacsv.ParseOptions(delimiter=self.delimiter, invalid_row_handler=bad)
         convert = pacsv.ConvertOptions(strings_can_be_null=True)
         if self.null_values is not None:
             convert.null_values = self.null_values
-        if selected:
+        if types is not None:
             convert.include_columns = self.columns or []
-            convert.column_types = {c: ARROW_TYPES[t] for c, t in (self.dtypes or {}).items()}
-        return {"read_options": read, "parse_options": parse, "convert_options": convert}
-
-    def _open(self, stream: IO[bytes], where: str, bad: _BadRows) -> pacsv.CSVStreamingReader:
-        try:
-            return pacsv.open_csv(stream, **self._options(bad, selected=True))
-        except pa.ArrowKeyError as exc:  # a column in `columns` is not in the file
-            if not stream.seekable():
-                raise DataError(f"{where}: {arrow_reason(exc)}") from None
-            stream.seek(0)
-            names = pacsv.open_csv(stream, **self._options(_BadRows(), selected=False)).schema.names
-            self.check_columns(names, where)
-            raise  # unreachable unless pyarrow and we disagree
-        except pa.ArrowInvalid as exc:
-            self._raise_bad_row(bad, where)
-            raise DataError(f"{where}: {arrow_reason(exc)}") from None
-
-    def _batches(self, reader: pacsv.CSVStreamingReader, where: str, bad: _BadRows) -> Iterator[pa.RecordBatch]:
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                return
-            except pa.ArrowInvalid as exc:
-                self._raise_bad_row(bad, where)
-                raise DataError(f"{where}: {arrow_reason(exc)}") from None
-            self._raise_bad_row(bad, where)
-            yield batch
+            convert.column_types = types
+        return pacsv.read_csv(pa.py_buffer(data), read_options=read, parse_options=parse, convert_options=convert)
 
     def _raise_bad_row(self, bad: _BadRows, where: str) -> None:
         if self.on_bad_rows == "error" and bad.first is not None:
-            row = bad.first
-            text = row.text if len(row.text) <= 80 else row.text[:77] + "..."
-            raise DataError(
-                f"{where}: line {row.number}: expected {row.expected_columns} columns, "
-                f"got {row.actual_columns} ({text!r})"
-            )
+            number, expected, actual, text = bad.first
+            text = text if len(text) <= 80 else text[:77] + "..."
+            raise DataError(f"{where}: line {number}: expected {expected} columns, got {actual} ({text!r})")

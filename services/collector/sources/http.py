@@ -21,7 +21,7 @@ from pydantic import Field, field_validator, model_validator
 
 from mlrm.errors import DataError
 from mlrm.steps import register
-from services.collector.sources.base import LimitedReader, TabularSource, records_in_batches
+from services.collector.sources.base import TabularSource, records_in_batches
 from services.collector.sources.delimited import CsvSource
 from services.collector.sources.jsonl import read_jsonl
 
@@ -68,8 +68,8 @@ class HttpSource(TabularSource):
                 size = response.headers.get("Content-Length")
                 if size is not None and size.isdigit() and int(size) > self.max_bytes:
                     raise DataError(f"{where}: response is {size} bytes, larger than max_bytes ({self.max_bytes})")
-                body = io.BufferedReader(LimitedReader(response, self.max_bytes, where), buffer_size=1 << 20)
-                yield from self._parse(body, where, batch_size)
+                with io.BufferedReader(LimitedReader(response, self.max_bytes, where), 1 << 20) as body:
+                    yield from self._parse(body, where, batch_size)
         except (OSError, http.client.HTTPException) as exc:
             raise DataError(f"GET {self.url}: {type(exc).__name__}: {exc}") from None
 
@@ -117,3 +117,21 @@ class HttpSource(TabularSource):
             if not isinstance(record, dict):
                 raise DataError(f"{where}: record {i} is a {type(record).__name__}, not a JSON object")
         return document
+
+
+class LimitedReader(io.RawIOBase):
+    """Wraps a stream and raises DataError once more than ``limit`` bytes have been read."""
+
+    def __init__(self, raw: IO[bytes], limit: int, where: str) -> None:
+        self.raw, self.limit, self.where, self.count = raw, limit, where, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.raw.read(len(buffer))
+        self.count += len(data)
+        if self.count > self.limit:
+            raise DataError(f"{self.where}: response is larger than max_bytes ({self.limit} bytes)")
+        buffer[: len(data)] = data
+        return len(data)

@@ -53,10 +53,10 @@ class ParquetSource(FileSource):
         dtype = (self.dtypes or {}).get(field.name)
         return field if dtype is None else field.with_type(ARROW_TYPES[dtype])
 
-    def _cast(self, batches: Iterator[pa.RecordBatch], target: pa.Schema, where: str) -> Iterator[pa.RecordBatch]:
+    def _cast(self, batches: Iterator[pa.RecordBatch], target: pa.Schema, where: str) -> Iterator[pa.Table]:
         try:
             for batch in batches:
-                batch = batch.select(target.names)  # in the order asked for
-                yield batch.cast(target) if self.dtypes else batch
+                table = pa.Table.from_batches([batch.select(target.names)])  # in the order asked for
+                yield table.cast(target) if self.dtypes else table
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
             raise DataError(f"{where}: {arrow_reason(exc)}") from None

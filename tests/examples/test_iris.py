@@ -1,0 +1,77 @@
+"""The iris example end to end, embedded: train, register, predict, retrain."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from mlrm.context import ModelRef
+from mlrm.registry import ModelRegistry
+from tests.conftest import CONFIGS
+
+IRIS = CONFIGS / "iris"
+
+
+def read_output(mlrm, result) -> pd.DataFrame:
+    key = result["output"].removeprefix("volume:")
+    with mlrm.volume.open_read(key) as f:
+        return pd.read_csv(f)
+
+
+def test_train_registers_version_1_as_production_then_version_2(mlrm):
+    first = mlrm.run(IRIS / "train.yaml", timeout=120)
+    assert first.status == "succeeded", first.error
+    result = first.result("train")
+    assert result["version"] == 1
+    assert result["metrics"]["accuracy"] >= 0.9
+    assert result["aliases"] == ["production"]
+
+    registry = ModelRegistry(mlrm.volume)
+    assert registry.resolve("iris-classifier", alias="production") == ModelRef("iris-classifier", 1)
+    card = registry.card(ModelRef("iris-classifier", 1))
+    for field in ("modelname", "modelkind", "traincode", "trainingdata", "hyperparameters", "modelperform",
+                  "trainingresource", "runresource", "featurelist", "inference"):  # fmt: skip
+        assert card[field], field
+    assert [f["name"] for f in card["featurelist"]] == ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    assert card["modelperform"]["metrics"]["accuracy"] == result["metrics"]["accuracy"]
+    assert card["lineage"]["run_id"] == first.id
+
+    second = mlrm.run(IRIS / "train.yaml", timeout=120)
+    assert second.status == "succeeded", second.error
+    assert second.result("train")["version"] == 2
+    assert registry.versions("iris-classifier") == [1, 2]
+
+
+def test_batch_prediction_gives_one_prediction_per_input_row(mlrm):
+    assert mlrm.run(IRIS / "train.yaml", timeout=120).status == "succeeded"
+    run = mlrm.run(IRIS / "predict.yaml", timeout=120)
+    assert run.status == "succeeded", run.error
+    out = read_output(mlrm, run.result("predict"))
+    inputs = pd.read_csv(IRIS / "new_flowers.csv")
+    assert len(out) == len(inputs)
+    assert out["id"].tolist() == inputs["id"].tolist()  # one per row, in input order
+    assert set(out["prediction"]) <= {"setosa", "versicolor", "virginica"}
+    probas = out[["proba_setosa", "proba_versicolor", "proba_virginica"]].sum(axis=1)
+    assert probas.round(6).eq(1.0).all()
+    assert run.result("predict")["version"] == 1
+
+
+def test_prediction_order_and_count_survive_many_small_batches(mlrm, tmp_path, monkeypatch):
+    """Many batches through every service still give exactly one prediction per row, in order."""
+    assert mlrm.run(IRIS / "train.yaml", timeout=120).status == "succeeded"
+    big = pd.read_csv(IRIS / "new_flowers.csv").sample(2_000, replace=True, random_state=0)
+    big["id"] = range(len(big))
+    path = tmp_path / "many.csv"
+    big.to_csv(path, index=False)
+    monkeypatch.setenv("IRIS_INPUT", str(path))
+    run = mlrm.run(IRIS / "predict.yaml", timeout=120)
+    assert run.status == "succeeded", run.error
+    out = read_output(mlrm, run.result("predict"))
+    assert out["id"].tolist() == list(range(2_000))
+
+
+def test_prediction_needs_a_trained_model(mlrm):
+    from mlrm.errors import NotFoundError
+
+    with pytest.raises(NotFoundError, match=r"iris-classifier.*production"):
+        mlrm.run(IRIS / "predict.yaml", timeout=60)

@@ -1,0 +1,134 @@
+"""Config models: locations in errors, strictness, interpolation, user steps, committed schemas."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from mlrm.config import load_config, parse_document
+from mlrm.errors import ConfigError, ConfigErrors
+from mlrm.schema import FILES, render
+from mlrm.yamlio import loads_yaml
+from services.handler.config import HandlerConfig
+from tests.conftest import CONFIGS
+
+
+def parse(text: str, **env: str):
+    return parse_document(loads_yaml(textwrap.dedent(text), "cfg.yaml", env=env))
+
+
+def messages(text: str) -> list[str]:
+    with pytest.raises(ConfigErrors) as info:
+        parse(text)
+    return [e.message for e in info.value.errors]
+
+
+def test_committed_json_schemas_match_the_models():
+    for kind, name in FILES.items():
+        committed = (CONFIGS / "schema" / name).read_text()
+        assert committed == render(kind), f"configs/schema/{name} is stale: run `mlrm schema`"
+
+
+def test_example_configs_point_editors_at_their_schema():
+    for path in sorted(CONFIGS.glob("*/*.yaml")):
+        first = path.read_text().splitlines()[0]
+        assert first.startswith("# yaml-language-server: $schema=../schema/"), path
+        assert (path.parent / first.split("=", 1)[1]).is_file(), path
+
+
+def test_every_error_is_reported_with_its_line():
+    errs = messages("""\
+        kind: HandlerConfig
+        steps:
+          - step: fill_na
+            strategy: avg
+          - step: clip
+            columns: [a]
+            lower: 1
+            quantiles: [0.1, 0.9]
+          - step: sort
+            bye: x
+        """)
+    assert len(errs) == 3
+    assert errs[0].startswith("cfg.yaml:4:15: steps[0].strategy:") and "'avg'" in errs[0]
+    assert errs[1].startswith("cfg.yaml:5:5: steps[1]:") and "cannot be combined" in errs[1]
+    assert errs[2].startswith("cfg.yaml:10:5: steps[2].bye: unknown field 'bye'; did you mean 'by'?"), errs
+
+
+def test_missing_required_field_points_at_its_mapping():
+    errs = messages("""\
+        kind: TrainConfig
+        model: {name: m, kind: regression, estimator: sklearn.linear_model.Ridge}
+        """)
+    assert errs == ["cfg.yaml:1:1: target: missing required field 'target'"]
+
+
+def test_kind_is_required_and_checked():
+    with pytest.raises(ConfigError, match=r"cfg.yaml:1:1: kind: missing 'kind'"):
+        parse("steps: []\n")
+    with pytest.raises(ConfigError, match=r"cfg.yaml:1:7: kind: unknown kind 'HandlerConfg'; did you mean 'HandlerConfig'"):
+        parse("kind: HandlerConfg\n")
+
+
+def test_environment_interpolation_for_endpoints_and_secrets():
+    cfg = parse(
+        """\
+        kind: CollectorConfig
+        source: {step: http, url: "https://${HOST:-example.org}/data", headers: {Authorization: "Bearer ${TOKEN}"}}
+        """,
+        TOKEN="s3cret",
+    )
+    assert cfg.source.url == "https://example.org/data"
+    assert cfg.source.headers == {"Authorization": "Bearer s3cret"}
+    with pytest.raises(ConfigError, match=r"cfg.yaml:2:.*'TOKEN' is not set"):
+        parse("kind: CollectorConfig\nsource: {step: http, url: 'http://x/${TOKEN}'}\n")
+
+
+def test_alias_bombs_are_rejected_not_expanded():
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        prev, cur = chr(ord("a") + i - 1), chr(ord("a") + i)
+        lines.append(f"{cur}: &{cur} [" + ", ".join([f"*{prev}"] * 10) + "]")
+    with pytest.raises(ConfigError, match="alias bomb"):
+        loads_yaml("\n".join(lines))
+
+
+def test_a_users_own_step_by_dotted_path(tmp_path, monkeypatch):
+    (tmp_path / "my_steps.py").write_text(
+        textwrap.dedent('''\
+        from mlrm.steps import TransformStep
+
+        class Double(TransformStep):
+            """Multiply a column by a factor."""
+            kind = "handler"
+            column: str
+            factor: float = 2.0
+
+            def transform(self, df, state):
+                return df.assign(**{self.column: df[self.column] * self.factor})
+        ''')
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = parse("""\
+        kind: HandlerConfig
+        steps:
+          - {step: "my_steps:Double", column: a, factor: 3}
+        """)
+    step = cfg.steps[0]
+    assert type(step).__name__ == "Double" and step.factor == 3
+    import pandas as pd
+
+    assert step.transform(pd.DataFrame({"a": [1, 2]}), None)["a"].tolist() == [3, 6]
+    # Its own options are validated by its own model.
+    errs = messages('kind: HandlerConfig\nsteps:\n  - {step: "my_steps:Double", colum: a}\n')
+    assert "unknown field 'colum'" in " ".join(errs) or "column" in " ".join(errs)
+    errs = messages('kind: HandlerConfig\nsteps:\n  - {step: "my_steps:Doubel"}\n')
+    assert "does not resolve" in errs[0] and "did you mean 'Double'" in errs[0]
+
+
+def test_load_config_checks_the_expected_kind(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_text("kind: FeaturesConfig\nsteps: []\n")
+    with pytest.raises(ConfigError, match="expected a config of kind 'HandlerConfig', got 'FeaturesConfig'"):
+        load_config(path, HandlerConfig)
