@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union, get_args
 
 import pandas as pd
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, PlainSerializer, Tag, model_validator
 
 from mlrm.errors import ConfigError
 from mlrm.imports import import_string
@@ -167,6 +167,8 @@ class StepRegistry:
             Union[tuple(members)],  # noqa: UP007 - a runtime-built union needs the Union form
             Discriminator(tag),
             AfterValidator(resolve),
+            # Each step serialises as its own class (a custom step is not a _CustomStep any more).
+            PlainSerializer(lambda step: step.model_dump(mode="json"), return_type=dict),
         ]
 
 

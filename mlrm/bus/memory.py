@@ -128,6 +128,8 @@ class MemoryBus(Bus):
             try:
                 handler(delivery)
             except Exception:  # a handler must settle its own messages; never kill the worker
+                if self._closed.is_set():
+                    return  # shutting down: the message would be redelivered by a durable bus
                 log.exception("consumer of %s raised; requeueing %s", name, item.envelope.id)
                 if not delivery._settled:
                     delivery.reject(requeue=True)

@@ -25,6 +25,7 @@ class LoadedModel:
         self.ref, self.estimator, self.card = ref, estimator, card
         self.features = [f["name"] for f in card["featurelist"]]
         self.classes = card["inference"].get("classes")
+        self.argmax_is_predict = _argmax_is_predict(estimator)
 
     def predict(self, df: pd.DataFrame, config: PredictConfig) -> pd.DataFrame:
         missing = [c for c in self.features if c not in df.columns]
@@ -41,12 +42,31 @@ class LoadedModel:
             out[config.prediction_column] = pd.Series(dtype="object" if self.classes else "float64")
             return out
         X = df[self.features]
-        out[config.prediction_column] = self.estimator.predict(X)
         if config.probabilities and self.classes is not None and hasattr(self.estimator, "predict_proba"):
             proba = self.estimator.predict_proba(X)
+            # One pass instead of two where predict() is by definition the argmax of predict_proba().
+            if self.argmax_is_predict:
+                out[config.prediction_column] = self.estimator.classes_.take(proba.argmax(axis=1))
+            else:
+                out[config.prediction_column] = self.estimator.predict(X)
             for i, cls in enumerate(self.classes):
                 out[f"proba_{cls}"] = proba[:, i]
+        else:
+            out[config.prediction_column] = self.estimator.predict(X)
         return out
+
+
+# Estimators whose predict() is classes_[argmax(predict_proba())] (trees, forests, boosting,
+# logistic regression, naive Bayes); SVC-style calibrated probabilities are not.
+_ARGMAX_FAMILIES = (
+    "sklearn.tree.", "sklearn.ensemble._forest", "sklearn.ensemble._gb", "sklearn.ensemble._hist_gradient_boosting",
+    "sklearn.linear_model._logistic", "sklearn.naive_bayes",
+)  # fmt: skip
+
+
+def _argmax_is_predict(estimator: Any) -> bool:
+    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    return type(final).__module__.startswith(_ARGMAX_FAMILIES) and hasattr(final, "classes_")
 
 
 class PredictService(Service):

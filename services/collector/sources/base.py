@@ -1,6 +1,6 @@
 """Shared reading code for the collector sources: options, opening, columns, dtypes, re-chunking.
 
-Every source streams: it holds one reader block or one batch at a time, never the
+Every source streams: it holds one parsed chunk (about 1 MB) or one batch at a time, never the
 whole input. File sources read a local ``path`` or a volume ``key`` through the
 same code, so a 1 GB object costs the same memory as a 1 MB one.
 """
@@ -143,7 +143,7 @@ def rechunk(tables: Iterable[pa.Table], batch_size: int, schema: pa.Schema | Non
     pending: pa.Table | None = None
     emitted = False
     for table in tables:
-        pending = table if pending is None else pa.concat_tables([pending, table])
+        pending = table if pending is None else pa.concat_tables([pending, table], promote_options="default")
         while pending.num_rows >= batch_size:
             yield pending.slice(0, batch_size).to_pandas()
             emitted = True

@@ -50,6 +50,7 @@ class CsvSource(FileSource):
     """Read a CSV (or other delimited) file in batches, a few MB at a time."""
 
     step: Literal["csv"]
+    """Step type: `csv`."""
     delimiter: str = Field(default=",", min_length=1, max_length=1)
     """The field separator: one character, such as `,`, `;` or a tab."""
     header: bool = True
@@ -75,7 +76,7 @@ class CsvSource(FileSource):
             log.warning("%s: skipped %d row(s) with the wrong number of fields", where, bad.count)
 
     def _tables(self, chunks: Iterator[bytes], bad: _BadRows, where: str) -> Iterator[pa.Table]:
-        """Each chunk parsed on its own; later chunks get the names and the types of the first.
+        """Each chunk parsed on its own; later chunks get the names and the column types of the first.
 
         No local outlives its chunk (hence no ``enumerate``, whose cached tuple would hold one).
         """
@@ -84,7 +85,8 @@ class CsvSource(FileSource):
         first = True
         for chunk in chunks:
             if first:
-                header = chunk[: chunk.find(b"\n") + 1] or chunk
+                text = chunk.lstrip(b"\r\n")  # blank lines before the header are ignored
+                header = text[: text.find(b"\n") + 1] or text
                 names = self.column_names or self._parse(header, read).column_names
                 self.check_columns(names, where)
             count = bad.count
@@ -94,8 +96,9 @@ class CsvSource(FileSource):
             bad.offset += table.num_rows + bad.count - count + (1 if first and self.header else 0)
             if first:
                 read = self._read_options(names)
-                types = dict(zip(table.column_names, table.schema.types, strict=True))
                 first = False
+            # Later chunks keep the types seen so far; a column with only nulls yet stays open.
+            types.update((f.name, f.type) for f in table.schema if f.type != pa.null() and f.name not in types)
 
     def _convert(
         self,
@@ -110,7 +113,7 @@ class CsvSource(FileSource):
             table = self._parse(data, read, types, bad)
         except pa.ArrowInvalid as exc:
             self._raise_bad_row(bad, where)
-            hint = "; column types are inferred from the first MB: set dtypes" if later else ""
+            hint = "; column types are inferred from the first rows: set dtypes" if later else ""
             raise DataError(f"{where}: {arrow_reason(exc)}{hint}") from None
         self._raise_bad_row(bad, where)
         return table

@@ -34,6 +34,7 @@ class HttpSource(TabularSource):
     """Fetch rows from an HTTP(S) URL with GET: a JSON document, JSON Lines or CSV (comma, header line)."""
 
     step: Literal["http"]
+    """Step type: `http`."""
     url: str
     """The `http://` or `https://` URL to GET."""
     format: Literal["json", "jsonl", "csv"] = "json"

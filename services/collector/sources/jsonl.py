@@ -54,6 +54,7 @@ class JsonlSource(FileSource):
     """Read a JSON Lines file (one JSON object per line) in batches; blank lines are ignored."""
 
     step: Literal["jsonl"]
+    """Step type: `jsonl`."""
 
     def read_stream(self, stream: IO[bytes], where: str, batch_size: int) -> Iterator[pd.DataFrame]:
         yield from read_jsonl(self, stream, where, batch_size)

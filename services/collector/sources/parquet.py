@@ -24,6 +24,7 @@ class ParquetSource(FileSource):
     """Read a Parquet file in batches, one row group at a time; only the listed columns are decoded."""
 
     step: Literal["parquet"]
+    """Step type: `parquet`."""
 
     def read_stream(self, stream: IO[bytes], where: str, batch_size: int) -> Iterator[pd.DataFrame]:
         if stream.seekable():
@@ -37,7 +38,8 @@ class ParquetSource(FileSource):
 
     def _read_seekable(self, stream: IO[bytes], where: str, batch_size: int) -> Iterator[pd.DataFrame]:
         try:
-            file = pq.ParquetFile(stream)
+            # pre_buffer (the default) would read every row group ahead: the whole file.
+            file = pq.ParquetFile(stream, pre_buffer=False, buffer_size=1 << 20)
         except (pa.ArrowInvalid, OSError) as exc:
             raise DataError(f"{where}: not a readable Parquet file ({arrow_reason(exc)})") from None
         with file:
@@ -54,9 +56,12 @@ class ParquetSource(FileSource):
         return field if dtype is None else field.with_type(ARROW_TYPES[dtype])
 
     def _cast(self, batches: Iterator[pa.RecordBatch], target: pa.Schema, where: str) -> Iterator[pa.Table]:
-        try:
-            for batch in batches:
-                table = pa.Table.from_batches([batch.select(target.names)])  # in the order asked for
-                yield table.cast(target) if self.dtypes else table
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-            raise DataError(f"{where}: {arrow_reason(exc)}") from None
+        for batch in batches:
+            table = pa.Table.from_batches([batch.select(target.names)])  # in the order asked for
+            for name, dtype in (self.dtypes or {}).items():
+                index = table.schema.get_field_index(name)
+                try:
+                    table = table.set_column(index, target.field(name), table.column(index).cast(ARROW_TYPES[dtype]))
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+                    raise DataError(f"{where}: column {name!r}: {arrow_reason(exc)}") from None
+            yield table

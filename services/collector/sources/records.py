@@ -20,6 +20,7 @@ class RecordsSource(TabularSource):
     """Rows given inline in the config, one mapping per row; keys missing from a row are null."""
 
     step: Literal["records"]
+    """Step type: `records`."""
     records: list[dict[str, Any]] = Field(min_length=1)
     """The rows, e.g. `[{x: 1, y: a}, {x: 2, y: b}]`."""
 

@@ -1,0 +1,129 @@
+"""Batch prediction of the iris model: mlrm's embedded workflow against a hand-written script.
+
+    python benchmarks/batch_predict.py                 # 1,000,000 rows, plus 250,000 to show memory is flat
+    python benchmarks/batch_predict.py --rows 200000   # a quicker run
+
+Both sides use the same trained model version and the same input CSV, in the same
+run, each in a fresh subprocess so its peak memory (max RSS) is its own:
+
+- ``mlrm``: ``configs/iris/predict.yaml`` (collect -> clean -> features -> predict -> CSV sink),
+  streaming in batches;
+- ``script``: what a team writes without a framework: ``pandas.read_csv`` the whole file,
+  apply the same medians and scaler by hand, ``predict_proba``, ``to_csv``.
+
+Reports rows/s, peak RSS and the ratios. Results are also written to ``benchmarks/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+IRIS = ROOT / "configs" / "iris"
+
+MLRM = """
+import os, sys, time, resource
+from mlrm.settings import Settings
+from orchestrator.embedded import Embedded
+t0 = time.perf_counter()
+with Embedded(Settings()) as mlrm:
+    run = mlrm.run(sys.argv[1])
+assert run.status == "succeeded", run.error
+print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, run.result("predict")["output"])
+"""
+
+SCRIPT = """
+import json, sys, time, resource
+import pandas as pd, skops.io as sio
+t0 = time.perf_counter()
+vol, version, src, dst = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+prefix = f"{vol}/models/iris-classifier/{version}/"
+data = open(prefix + "model.skops", "rb").read()
+model = sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+medians = json.load(open(prefix + "state/clean.impute.json"))["state"]["fill"]
+scale = json.load(open(prefix + "state/features.0-standard_scale.json"))["state"]
+df = pd.read_csv(src)
+df = df.fillna(medians)
+cols = scale["columns"]
+df[cols] = (df[cols] - scale["mean"]) / scale["scale"]
+X = df[cols]
+out = pd.DataFrame({"id": df["id"], "prediction": model.predict(X)})
+proba = model.predict_proba(X)
+for i, c in enumerate(model.classes_):
+    out[f"proba_{c}"] = proba[:, i]
+out.to_csv(dst, index=False)
+print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+def make_input(path: Path, rows: int) -> None:
+    rng = np.random.default_rng(0)
+    base = pd.read_csv(IRIS / "iris.csv").drop(columns="species").to_numpy()
+    chunk = 250_000
+    with open(path, "w") as f:
+        f.write("id,sepal_length,sepal_width,petal_length,petal_width\n")
+        for start in range(0, rows, chunk):
+            n = min(chunk, rows - start)
+            x = base[rng.integers(0, len(base), n)] + rng.normal(0, 0.1, (n, 4))
+            frame = pd.DataFrame(x.round(2), columns=["a", "b", "c", "d"])
+            frame.insert(0, "id", np.arange(start, start + n))
+            frame.to_csv(f, header=False, index=False)
+
+
+def run(code: str, *args: str, env: dict[str, str]) -> list[str]:
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr)
+    return proc.stdout.split()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="*", default=[250_000, 1_000_000])
+    args = parser.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        env = {**os.environ, "MLRM_VOLUME": str(tmp_path / "volume"), "MLRM_STATE": str(tmp_path / "runs.sqlite")}
+        run("import sys; from orchestrator.embedded import Embedded\nwith Embedded() as m:\n"
+            " r = m.run(sys.argv[1]); assert r.status == 'succeeded', r.error", str(IRIS / "train.yaml"), env=env)
+        for rows in args.rows:
+            src = tmp_path / f"in-{rows}.csv"
+            make_input(src, rows)
+            mb = src.stat().st_size / 1e6
+            env_rows = {**env, "IRIS_INPUT": str(src)}
+            m_sec, m_rss, output = run(MLRM, str(IRIS / "predict.yaml"), env=env_rows)
+            s_sec, s_rss = run(SCRIPT, str(tmp_path / "volume"), "1", str(src), str(tmp_path / "out.csv"), env=env)
+            out_rows = sum(1 for _ in open(tmp_path / "volume" / output.removeprefix("volume:"))) - 1
+            assert out_rows == rows, (out_rows, rows)
+            r = {
+                "rows": rows, "input_mb": round(mb, 1),
+                "mlrm_rows_per_s": round(rows / float(m_sec)), "mlrm_peak_rss_mb": round(int(m_rss) / 1e6),
+                "script_rows_per_s": round(rows / float(s_sec)), "script_peak_rss_mb": round(int(s_rss) / 1e6),
+            }  # fmt: skip
+            r["speed_ratio"] = round(r["mlrm_rows_per_s"] / r["script_rows_per_s"], 2)
+            r["memory_ratio"] = round(r["mlrm_peak_rss_mb"] / r["script_peak_rss_mb"], 2)
+            results.append(r)
+            print(json.dumps(r), flush=True)
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"batch_predict-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results, indent=2))
+    print(f"\n{'rows':>10} {'input MB':>9} {'mlrm rows/s':>12} {'script rows/s':>14} {'speed':>6} "
+          f"{'mlrm MB':>8} {'script MB':>10} {'memory':>7}")  # fmt: skip
+    for r in results:
+        print(f"{r['rows']:>10,} {r['input_mb']:>9} {r['mlrm_rows_per_s']:>12,} {r['script_rows_per_s']:>14,} "
+              f"{r['speed_ratio']:>6} {r['mlrm_peak_rss_mb']:>8} {r['script_peak_rss_mb']:>10} {r['memory_ratio']:>7}")
+
+
+if __name__ == "__main__":
+    main()

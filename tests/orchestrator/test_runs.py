@@ -1,0 +1,124 @@
+"""Runs through the embedded runtime: recorded state, retries, dead letters, idempotency, replicas."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mlrm.bus import dead_letter_queue, service_queue
+from mlrm.settings import Settings
+from orchestrator.embedded import Embedded
+
+STEPS = '''
+import os
+from mlrm.steps import TransformStep
+
+class Flaky(TransformStep):
+    """Raises a plain exception the first `failures` times it sees a batch (a transient fault)."""
+    kind = "handler"
+    failures: int = 1
+    marker: str
+
+    def transform(self, df, state):
+        count = int(open(self.marker).read()) if os.path.exists(self.marker) else 0
+        if count < self.failures:
+            open(self.marker, "w").write(str(count + 1))
+            raise RuntimeError("transient glitch")
+        return df
+'''
+
+
+@pytest.fixture
+def workflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    (tmp_path / "run_steps.py").write_text(STEPS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    pd.DataFrame({"id": range(100), "x": [float(i) for i in range(100)]}).to_csv(tmp_path / "data.csv", index=False)
+
+    def make(handler_steps: str, batch_size: int = 10) -> Path:
+        path = tmp_path / "wf.yaml"
+        path.write_text(
+            textwrap.dedent(f"""\
+            kind: Workflow
+            name: t
+            steps:
+              - name: collect
+                service: collector
+                config: {{source: {{step: csv, path: data.csv}}, batch_size: {batch_size}}}
+              - name: clean
+                service: handler
+                config: {{steps: {handler_steps}}}
+            """)
+        )
+        return path
+
+    return make
+
+
+def test_run_state_is_recorded_per_step(mlrm, workflow):
+    run = mlrm.run(workflow('[{step: filter, expr: "x >= 20"}]'), timeout=60)
+    assert run.status == "succeeded", run.error
+    collect, clean = run.steps
+    assert (collect.status, collect.batches_in, collect.rows_out, collect.batches_out) == ("succeeded", 1, 100, 10)
+    assert (clean.status, clean.batches_in, clean.rows_in, clean.rows_out) == ("succeeded", 10, 100, 80)
+    assert clean.seconds is not None and clean.busy > 0
+    assert mlrm.store.get(run.id).status == "succeeded"  # persisted, not just in memory
+
+
+def test_transient_errors_are_retried(mlrm, workflow, tmp_path):
+    marker = tmp_path / "count"
+    run = mlrm.run(workflow(f'[{{step: "run_steps:Flaky", failures: 1, marker: "{marker}"}}]', 1000), timeout=60)
+    assert run.status == "succeeded", run.error
+    assert run.steps[1].rows_out == 100
+
+
+def test_poison_message_is_dead_lettered_and_fails_only_its_run(mlrm, workflow, tmp_path):
+    marker = tmp_path / "count"  # settings.retries is 1: two failures exhaust it
+    bad = mlrm.run(workflow(f'[{{step: "run_steps:Flaky", failures: 5, marker: "{marker}"}}]', 1000), timeout=60)
+    assert bad.status == "failed"
+    assert "step 'clean' (handler): RuntimeError: transient glitch" in bad.error
+    assert bad.steps[1].status == "failed"
+    dead = mlrm.bus.drain(dead_letter_queue(service_queue("handler")))
+    assert len(dead) == 1 and dead[0].body["attempts"] == 2 and "transient glitch" in dead[0].body["error"]
+    assert len(dead[0].payload) == 100  # the message is kept whole for a replay
+
+    good = mlrm.run(workflow('[{step: drop_na}]'), timeout=60)  # the next run is unaffected
+    assert good.status == "succeeded"
+
+
+def test_deterministic_errors_are_not_retried(mlrm, workflow):
+    run = mlrm.run(workflow('[{step: select, columns: [nope]}]'), timeout=60)
+    assert run.status == "failed" and "nope" in run.error
+    dead = mlrm.bus.drain(dead_letter_queue(service_queue("handler")))
+    assert dead and all(d.body["attempts"] == 1 for d in dead)
+
+
+def test_redelivered_messages_are_processed_once(mlrm, workflow):
+    run = mlrm.run(workflow('[{step: drop_na}]'), timeout=60)
+    handler = mlrm.service("handler")
+    before = handler.processed
+    # Replay the collector's output for batch 0 as a broker would after a lost ack.
+    from mlrm.bus import Envelope, message_id
+    from orchestrator.compile import compile_workflow
+
+    route = compile_workflow(workflow('[{step: drop_na}]')).route
+    dup = Envelope(id=message_id(run.id, "clean", 0), run_id=run.id, route=route, hop=1, seq=0, last=False,
+                   payload=pd.DataFrame({"id": [0], "x": [0.0]}))  # fmt: skip
+    mlrm.bus.publish(service_queue("handler"), dup)
+    mlrm.bus.publish(service_queue("handler"), dup)
+    import time
+
+    time.sleep(0.3)
+    assert handler.processed == before
+    assert mlrm.store.get(run.id).steps[1].batches_in == 10
+
+
+def test_replicas_share_the_work_and_order_is_restored(tmp_path, workflow):
+    settings = Settings(volume=str(tmp_path / "v"), state=str(tmp_path / "s.sqlite"))
+    with Embedded(settings, replicas=3) as mlrm:
+        run = mlrm.run(workflow('[{step: sort, by: x, ascending: false}, {step: drop_na}]', 5), timeout=60)
+    assert run.status == "succeeded", run.error
+    assert len(run.steps[1].workers) >= 1
+    assert run.steps[1].rows_out == 100
