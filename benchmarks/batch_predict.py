@@ -39,7 +39,8 @@ t0 = time.perf_counter()
 with Embedded(Settings()) as mlrm:
     run = mlrm.run(sys.argv[1])
 assert run.status == "succeeded", run.error
-print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, run.result("predict")["output"])
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(time.perf_counter() - t0, rss, run.result("predict")["output"])
 """
 
 SCRIPT = """
@@ -104,7 +105,8 @@ def main() -> None:
             env_rows = {**env, "IRIS_INPUT": str(src)}
             m_sec, m_rss, output = run(MLRM, str(IRIS / "predict.yaml"), env=env_rows)
             s_sec, s_rss = run(SCRIPT, str(tmp_path / "volume"), "1", str(src), str(tmp_path / "out.csv"), env=env)
-            out_rows = sum(1 for _ in open(tmp_path / "volume" / output.removeprefix("volume:"))) - 1
+            with open(tmp_path / "volume" / output.removeprefix("volume:")) as f:
+                out_rows = sum(1 for _ in f) - 1
             assert out_rows == rows, (out_rows, rows)
             r = {
                 "rows": rows, "input_mb": round(mb, 1),

@@ -162,9 +162,8 @@ def _data_loc(loc: tuple, data: Any, *, keep_last: bool) -> tuple:
     out: list = []
     node = data
     for i, elem in enumerate(loc):
-        if isinstance(node, dict) and elem in node:
-            node = node[elem]
-        elif isinstance(node, list) and isinstance(elem, int) and 0 <= elem < len(node):
+        in_dict = isinstance(node, dict) and elem in node
+        if in_dict or (isinstance(node, list) and isinstance(elem, int) and 0 <= elem < len(node)):
             node = node[elem]
         elif not (keep_last and i == len(loc) - 1):
             continue

