@@ -96,8 +96,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         env = {**os.environ, "MLRM_VOLUME": str(tmp_path / "volume"), "MLRM_STATE": str(tmp_path / "runs.sqlite")}
-        run("import sys; from orchestrator.embedded import Embedded\nwith Embedded() as m:\n"
-            " r = m.run(sys.argv[1]); assert r.status == 'succeeded', r.error", str(IRIS / "train.yaml"), env=env)
+        run(
+            "import sys; from orchestrator.embedded import Embedded\nwith Embedded() as m:\n"
+            " r = m.run(sys.argv[1]); assert r.status == 'succeeded', r.error",
+            str(IRIS / "train.yaml"),
+            env=env,
+        )
         for rows in args.rows:
             src = tmp_path / f"in-{rows}.csv"
             make_input(src, rows)
@@ -123,8 +127,10 @@ def main() -> None:
     print(f"\n{'rows':>10} {'input MB':>9} {'mlrm rows/s':>12} {'script rows/s':>14} {'speed':>6} "
           f"{'mlrm MB':>8} {'script MB':>10} {'memory':>7}")  # fmt: skip
     for r in results:
-        print(f"{r['rows']:>10,} {r['input_mb']:>9} {r['mlrm_rows_per_s']:>12,} {r['script_rows_per_s']:>14,} "
-              f"{r['speed_ratio']:>6} {r['mlrm_peak_rss_mb']:>8} {r['script_peak_rss_mb']:>10} {r['memory_ratio']:>7}")
+        print(
+            f"{r['rows']:>10,} {r['input_mb']:>9} {r['mlrm_rows_per_s']:>12,} {r['script_rows_per_s']:>14,} "
+            f"{r['speed_ratio']:>6} {r['mlrm_peak_rss_mb']:>8} {r['script_peak_rss_mb']:>10} {r['memory_ratio']:>7}"
+        )
 
 
 if __name__ == "__main__":

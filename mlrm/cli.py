@@ -234,6 +234,26 @@ def models_show(
 
 
 @app.command()
+def steps(
+    kind: Annotated[str | None, typer.Argument(help="source, handler, features or sink (default: all).")] = None,
+) -> None:
+    """List the built-in step types and their options (from the same models that validate configs)."""
+    from mlrm.config import SERVICES, service_class
+    from mlrm.steps import registry
+
+    for name in SERVICES:
+        service_class(name)  # importing a service registers its steps
+    for k in [kind] if kind else ["source", "handler", "features", "sink"]:
+        out.print(f"[bold]{k}[/bold]")
+        for name in registry.names(k):
+            cls = registry.get(k, name)
+            doc = (cls.__doc__ or "").strip().splitlines()[0]
+            options = ", ".join(f for f in cls.model_fields if f not in ("step", "name"))
+            out.print(f"  [cyan]{name}[/cyan]: {doc}", highlight=False)
+            out.print(f"      options: {options or '-'}", highlight=False, style="dim")
+
+
+@app.command()
 def version() -> None:
     """Print the mlrm version."""
     from mlrm import __version__

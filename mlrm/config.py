@@ -39,7 +39,6 @@ SERVICES: dict[str, tuple[str, str]] = {
 }
 
 
-
 def service_class(service: str) -> type:
     module, _, name = SERVICES[service][1].partition(":")
     return getattr(importlib.import_module(module), name)

@@ -48,9 +48,7 @@ class Orchestrator:
         self.store.create(run_id, workflow.name, workflow.path, workflow.mode, workflow.route, context)
         self._routes[run_id] = len(workflow.route)
         first = workflow.route[0]
-        start = Envelope(
-            id=message_id(run_id, first.name, 0), run_id=run_id, route=workflow.route, context=context
-        )
+        start = Envelope(id=message_id(run_id, first.name, 0), run_id=run_id, route=workflow.route, context=context)
         self.bus.publish(service_queue(first.service), start)
         return run_id
 

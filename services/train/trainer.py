@@ -113,7 +113,7 @@ def train(df: pd.DataFrame, config: TrainConfig, ctx: StepContext, lineage: dict
     files = {ARTEFACT: artefact}
     state_prefix = f"runs/{ctx.run_id}/state/"
     for obj in ctx.volume.list(state_prefix):
-        files[f"state/{obj.key[len(state_prefix):]}"] = ctx.volume.get_bytes(obj.key)
+        files[f"state/{obj.key[len(state_prefix) :]}"] = ctx.volume.get_bytes(obj.key)
 
     classes = list(model.classes_) if config.model.kind == "classification" and hasattr(model, "classes_") else None
     training = {

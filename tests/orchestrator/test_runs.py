@@ -84,26 +84,26 @@ def test_poison_message_is_dead_lettered_and_fails_only_its_run(mlrm, workflow, 
     assert len(dead) == 1 and dead[0].body["attempts"] == 2 and "transient glitch" in dead[0].body["error"]
     assert len(dead[0].payload) == 100  # the message is kept whole for a replay
 
-    good = mlrm.run(workflow('[{step: drop_na}]'), timeout=60)  # the next run is unaffected
+    good = mlrm.run(workflow("[{step: drop_na}]"), timeout=60)  # the next run is unaffected
     assert good.status == "succeeded"
 
 
 def test_deterministic_errors_are_not_retried(mlrm, workflow):
-    run = mlrm.run(workflow('[{step: select, columns: [nope]}]'), timeout=60)
+    run = mlrm.run(workflow("[{step: select, columns: [nope]}]"), timeout=60)
     assert run.status == "failed" and "nope" in run.error
     dead = mlrm.bus.drain(dead_letter_queue(service_queue("handler")))
     assert dead and all(d.body["attempts"] == 1 for d in dead)
 
 
 def test_redelivered_messages_are_processed_once(mlrm, workflow):
-    run = mlrm.run(workflow('[{step: drop_na}]'), timeout=60)
+    run = mlrm.run(workflow("[{step: drop_na}]"), timeout=60)
     handler = mlrm.service("handler")
     before = handler.processed
     # Replay the collector's output for batch 0 as a broker would after a lost ack.
     from mlrm.bus import Envelope, message_id
     from orchestrator.compile import compile_workflow
 
-    route = compile_workflow(workflow('[{step: drop_na}]')).route
+    route = compile_workflow(workflow("[{step: drop_na}]")).route
     dup = Envelope(id=message_id(run.id, "clean", 0), run_id=run.id, route=route, hop=1, seq=0, last=False,
                    payload=pd.DataFrame({"id": [0], "x": [0.0]}))  # fmt: skip
     mlrm.bus.publish(service_queue("handler"), dup)
@@ -118,7 +118,7 @@ def test_redelivered_messages_are_processed_once(mlrm, workflow):
 def test_replicas_share_the_work_and_order_is_restored(tmp_path, workflow):
     settings = Settings(volume=str(tmp_path / "v"), state=str(tmp_path / "s.sqlite"))
     with Embedded(settings, replicas=3) as mlrm:
-        run = mlrm.run(workflow('[{step: sort, by: x, ascending: false}, {step: drop_na}]', 5), timeout=60)
+        run = mlrm.run(workflow("[{step: sort, by: x, ascending: false}, {step: drop_na}]", 5), timeout=60)
     assert run.status == "succeeded", run.error
     assert len(run.steps[1].workers) >= 1
     assert run.steps[1].rows_out == 100

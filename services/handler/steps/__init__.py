@@ -22,5 +22,15 @@ from .outliers import Clip
 from .rows import Dedupe, Filter, Sort
 
 __all__ = [
-    "Cast", "Clip", "Dedupe", "DropColumns", "DropNa", "FillNa", "Filter", "HandlerStep", "Rename", "Select", "Sort",
+    "Cast",
+    "Clip",
+    "Dedupe",
+    "DropColumns",
+    "DropNa",
+    "FillNa",
+    "Filter",
+    "HandlerStep",
+    "Rename",
+    "Select",
+    "Sort",
 ]

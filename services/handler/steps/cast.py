@@ -51,8 +51,12 @@ class Cast(HandlerStep):
     @model_validator(mode="after")
     def _check_format(self) -> Cast:
         if self.datetime_format is not None and "datetime" not in self.dtypes.values():
-            raise option_error("cast", "datetime_format", "only applies to columns cast to 'datetime', "
-                               "and 'dtypes' has none", self.datetime_format)
+            raise option_error(
+                "cast",
+                "datetime_format",
+                "only applies to columns cast to 'datetime', and 'dtypes' has none",
+                self.datetime_format,
+            )
         return self
 
     def needs_whole_stream(self, fitting: bool) -> bool:
@@ -69,11 +73,13 @@ class Cast(HandlerStep):
         self.check_columns(df, list(self.dtypes))
         categories = (state or {}).get("categories", {})
         if absent := [n for n, t in self.dtypes.items() if t == "category" and n not in categories]:
-            raise DataError(f"step 'cast': no learned categories for column(s) {', '.join(absent)}; "
-                            "predict with the step config the model was trained with")
-        return with_columns(df, {
-            name: self._cast(df[name], name, target, categories.get(name)) for name, target in self.dtypes.items()
-        })
+            raise DataError(
+                f"step 'cast': no learned categories for column(s) {', '.join(absent)}; "
+                "predict with the step config the model was trained with"
+            )
+        return with_columns(
+            df, {name: self._cast(df[name], name, target, categories.get(name)) for name, target in self.dtypes.items()}
+        )
 
     def _cast(self, column: pd.Series, name: str, target: Target, categories: list[Any] | None) -> pd.Series:
         if target == "str":
@@ -83,8 +89,10 @@ class Cast(HandlerStep):
         if self.errors == "raise" and bad.any():
             value = json_value(column[bad].iloc[0])
             unseen = " (not one of the categories learned in training)" if target == "category" else ""
-            raise DataError(f"step 'cast': column '{name}' has value {value!r} that cannot be converted to "
-                            f"{target}{unseen}; set errors: null to make such values missing")
+            raise DataError(
+                f"step 'cast': column '{name}' has value {value!r} that cannot be converted to "
+                f"{target}{unseen}; set errors: null to make such values missing"
+            )
         if target == "int":
             return converted.astype("Int64" if converted.hasnans else "int64")
         if target == "bool":

@@ -38,8 +38,10 @@ class Rename(HandlerStep):
         self.check_columns(df, list(self.columns))
         out = df.rename(columns=self.columns)
         if twice := _repeated(list(out.columns)):
-            raise DataError(f"step 'rename': after renaming, column(s) {', '.join(map(str, twice))} "
-                            "appear more than once; rename or drop the existing column(s) first")
+            raise DataError(
+                f"step 'rename': after renaming, column(s) {', '.join(map(str, twice))} "
+                "appear more than once; rename or drop the existing column(s) first"
+            )
         return out
 
 

@@ -82,8 +82,10 @@ class FillNa(HandlerStep):
             modes = column.mode(dropna=True)
             return modes.iloc[0] if len(modes) else None
         if not _is_number(column):
-            raise DataError(f"step 'fill_na': strategy '{self.strategy}' needs a numeric column, "
-                            f"but column '{name}' has dtype {column.dtype}")
+            raise DataError(
+                f"step 'fill_na': strategy '{self.strategy}' needs a numeric column, "
+                f"but column '{name}' has dtype {column.dtype}"
+            )
         return column.mean() if self.strategy == "mean" else column.median()
 
     def transform(self, df: pd.DataFrame, state: dict[str, Any] | None) -> pd.DataFrame:
@@ -96,8 +98,10 @@ class FillNa(HandlerStep):
             else:
                 wanted = self.check_columns(df, self.columns)
             if absent := [c for c in wanted if c not in stored]:
-                raise DataError(f"step 'fill_na': no learned {self.strategy} for column(s) {', '.join(absent)}; "
-                                "predict with the step config the model was trained with")
+                raise DataError(
+                    f"step 'fill_na': no learned {self.strategy} for column(s) {', '.join(absent)}; "
+                    "predict with the step config the model was trained with"
+                )
             fills = {c: stored[c] for c in wanted}
         learned = self.strategy != "value"
         return with_columns(df, {c: _fill(df[c], c, value, learned) for c, value in fills.items()})

@@ -43,8 +43,9 @@ class Clip(HandlerStep):
         if not fixed and self.quantiles is None:
             raise option_error("clip", "quantiles", "or 'lower'/'upper' must be given (the bounds to clip to)")
         if self.quantiles is not None and not 0 <= self.quantiles[0] < self.quantiles[1] <= 1:
-            raise option_error("clip", "quantiles", "must be [low, high] with 0 <= low < high <= 1",
-                               list(self.quantiles))
+            raise option_error(
+                "clip", "quantiles", "must be [low, high] with 0 <= low < high <= 1", list(self.quantiles)
+            )
         if self.lower is not None and self.upper is not None and self.lower > self.upper:
             raise option_error("clip", "lower", f"must not be above 'upper' ({self.upper})", self.lower)
         return self
@@ -68,8 +69,10 @@ class Clip(HandlerStep):
         else:
             bounds = (state or {}).get("bounds", {})
             if absent := [c for c in columns if c not in bounds]:
-                raise DataError(f"step 'clip': no learned quantiles for column(s) {', '.join(absent)}; "
-                                "predict with the step config the model was trained with")
+                raise DataError(
+                    f"step 'clip': no learned quantiles for column(s) {', '.join(absent)}; "
+                    "predict with the step config the model was trained with"
+                )
         return with_columns(df, {c: df[c].clip(*bounds[c]) for c in columns})
 
     def _numeric(self, df: pd.DataFrame) -> list[str]:

@@ -87,8 +87,9 @@ class Sort(HandlerStep):
     @model_validator(mode="after")
     def _check_ascending(self) -> Sort:
         if isinstance(self.ascending, list) and len(self.ascending) != len(self.by):
-            raise option_error("sort", "ascending", f"must be one true/false or one per 'by' column "
-                               f"({len(self.by)})", self.ascending)
+            raise option_error(
+                "sort", "ascending", f"must be one true/false or one per 'by' column ({len(self.by)})", self.ascending
+            )
         return self
 
     def needs_whole_stream(self, fitting: bool) -> bool:

@@ -134,8 +134,14 @@ def test_wire_format_round_trips_envelopes_with_frames():
         payload=frame, context={"mode": "predict"}, body={"k": 1},
     )  # fmt: skip
     back = decode(encode(env))
-    assert (back.id, back.run_id, back.seq, back.last, back.context, back.body) == ("r/s/0", "r", 3, False,
-                                                                                   {"mode": "predict"}, {"k": 1})
+    assert (back.id, back.run_id, back.seq, back.last, back.context, back.body) == (
+        "r/s/0",
+        "r",
+        3,
+        False,
+        {"mode": "predict"},
+        {"k": 1},
+    )
     assert back.route[0] == env.route[0]
     pd.testing.assert_frame_equal(back.payload, frame)
 

@@ -23,12 +23,14 @@ def make(config: dict) -> handler.HandlerStep:
 
 @pytest.fixture
 def df() -> pd.DataFrame:
-    return pd.DataFrame({
-        "a": [1.0, np.nan, 3.0, 4.0, 100.0, 3.0],
-        "b": ["x", "y", None, "y", "z", None],
-        "n": [5, 4, 3, 2, 1, 3],
-        "s": ["1", "2", "3", "oops", "5", "3"],
-    })
+    return pd.DataFrame(
+        {
+            "a": [1.0, np.nan, 3.0, 4.0, 100.0, 3.0],
+            "b": ["x", "y", None, "y", "z", None],
+            "n": [5, 4, 3, 2, 1, 3],
+            "s": ["1", "2", "3", "oops", "5", "3"],
+        }
+    )
 
 
 CONFIGS = [
@@ -205,11 +207,21 @@ def test_cast_errors_raise_names_column_and_value(df: pd.DataFrame) -> None:
 
 
 def test_cast_bool_and_datetime() -> None:
-    df = pd.DataFrame({"flag": ["Yes", "no", None, "TRUE"], "num": [1, 0, 1, 0],
-                       "when": ["2024-01-02", "2024-01-03T10:00:00", None, "2024-02-01"],
-                       "eu": ["02/01/2024", "03/01/2024", None, "01/02/2024"]})
-    step = make({"step": "cast", "dtypes": {"flag": "bool", "num": "bool", "when": "datetime", "eu": "datetime"},
-                 "datetime_format": "%d/%m/%Y"})
+    df = pd.DataFrame(
+        {
+            "flag": ["Yes", "no", None, "TRUE"],
+            "num": [1, 0, 1, 0],
+            "when": ["2024-01-02", "2024-01-03T10:00:00", None, "2024-02-01"],
+            "eu": ["02/01/2024", "03/01/2024", None, "01/02/2024"],
+        }
+    )
+    step = make(
+        {
+            "step": "cast",
+            "dtypes": {"flag": "bool", "num": "bool", "when": "datetime", "eu": "datetime"},
+            "datetime_format": "%d/%m/%Y",
+        }
+    )
     with pytest.raises(DataError, match="column 'when'"):  # the format applies to every datetime column
         step.transform(df, None)
     step = make({"step": "cast", "dtypes": {"flag": "bool", "num": "bool", "when": "datetime"}})
@@ -239,7 +251,12 @@ def test_dedupe(df: pd.DataFrame) -> None:
     assert step.needs_whole_stream(fitting=False) and step.needs_whole_stream(fitting=True)
     assert step.transform(df, None)["n"].tolist() == [5, 4, 3, 2, 1]
     assert make({"step": "dedupe", "columns": ["a"], "keep": "last"}).transform(df, None)["n"].tolist() == [
-        5, 4, 2, 1, 3]
+        5,
+        4,
+        2,
+        1,
+        3,
+    ]
     assert len(make({"step": "dedupe"}).transform(df, None)) == 5  # rows 2 and 5 are equal throughout
 
 

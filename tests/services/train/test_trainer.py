@@ -1,0 +1,98 @@
+"""Training without a bus: evaluation modes, metrics, registration rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from mlrm.context import ModelRef, StepContext
+from mlrm.errors import DataError
+from mlrm.registry import ModelRegistry
+from services.train.config import TrainConfig
+from services.train.trainer import train
+
+
+def config(**overrides) -> TrainConfig:
+    data = {
+        "kind": "TrainConfig",
+        "model": {"name": "m", "kind": "regression", "estimator": "sklearn.linear_model.Ridge"},
+        "target": "y",
+        **overrides,
+    }
+    return TrainConfig.model_validate(data)
+
+
+@pytest.fixture
+def frame() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 2))
+    return pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "y": 3 * x[:, 0] - x[:, 1] + rng.normal(0, 0.1, 200)})
+
+
+@pytest.fixture
+def ctx(volume) -> StepContext:
+    return StepContext(volume=volume, run_id="r1", step="train", mode="train")
+
+
+def test_regression_hold_out_registers_with_default_metrics(frame, ctx):
+    result = train(frame, config(register={"alias": "production", "when": "r2 > 0.95"}), ctx, {})
+    assert result["version"] == 1 and result["aliases"] == ["production"]
+    assert set(result["metrics"]) == {"r2", "mae", "rmse"} and result["metrics"]["r2"] > 0.95
+    card = ModelRegistry(ctx.volume).card(ModelRef("m", 1))
+    assert card["modelperform"]["test_rows"] == 40 and card["modelkind"] == "regression"
+
+
+def test_kfold_reports_mean_and_std_and_a_failed_rule_sets_no_alias(frame, ctx):
+    cfg = config(evaluation={"kfold": 4, "metrics": ["r2", "mse"]}, register={"alias": "production", "when": "r2 > 2"})
+    result = train(frame, cfg, ctx, {})
+    assert set(result["metrics"]) == {"r2", "mse", "r2_std", "mse_std"}
+    assert result["aliases"] == []
+    assert ModelRegistry(ctx.volume).aliases("m") == {}
+
+
+def test_time_split_tests_on_the_last_rows(frame, ctx):
+    result = train(frame, config(evaluation={"strategy": "time", "split": 0.25}), ctx, {})
+    card = ModelRegistry(ctx.volume).card(ModelRef("m", result["version"]))
+    assert card["modelperform"]["method"].startswith("time hold-out")
+    assert card["modelperform"]["test_rows"] == 50
+
+
+def test_classification_pipeline_with_probability_metrics(ctx):
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    df["label"] = np.where(df["a"] + df["b"] > 0, "yes", "no")
+    cfg = TrainConfig.model_validate({
+        "kind": "TrainConfig", "target": "label",
+        "model": {"name": "clf", "kind": "classification", "estimator": "sklearn.pipeline.Pipeline",
+                  "hyperparameters": {"steps": [
+                      ["scale", {"estimator": "sklearn.preprocessing.StandardScaler"}],
+                      ["lr", {"estimator": "sklearn.linear_model.LogisticRegression"}]]}},
+        "evaluation": {"metrics": ["accuracy", "roc_auc", "log_loss"]},
+    })  # fmt: skip
+    result = train(df, cfg, ctx, {})
+    assert result["metrics"]["accuracy"] > 0.9 and result["metrics"]["roc_auc"] > 0.95
+    card = ModelRegistry(ctx.volume).card(ModelRef("clf", 1))
+    assert card["inference"]["classes"] == ["no", "yes"]
+
+
+def test_bad_data_registers_nothing(frame, ctx):
+    with pytest.raises(DataError, match="target column 'y' has 1 missing values"):
+        train(frame.assign(y=frame["y"].where(frame.index != 3)), config(), ctx, {})
+    with pytest.raises(DataError, match=r"feature column\(s\) zz not in the data"):
+        train(frame, config(features=["a", "zz"]), ctx, {})
+    frame = frame.assign(a=["text"] * len(frame))
+    with pytest.raises(DataError, match="fitting Ridge failed"):
+        train(frame, config(), ctx, {})
+    assert list(ctx.volume.list("models/")) == []
+
+
+def test_config_checks_metrics_and_rules_against_the_model_kind():
+    with pytest.raises(ValidationError, match="metric 'accuracy' is for classification"):
+        config(evaluation={"metrics": ["accuracy"]})
+    with pytest.raises(ValidationError, match="uses accuracy, which this training does not report"):
+        config(register={"alias": "production", "when": "accuracy > 0.9"})
+    with pytest.raises(ValidationError, match="rejected its hyperparameters"):
+        config(model={"name": "m", "kind": "regression", "estimator": "sklearn.linear_model.Ridge",
+                      "hyperparameters": {"alpah": 1}})  # fmt: skip
