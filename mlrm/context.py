@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -61,8 +62,15 @@ class StepContext:
         self.volume.put_json(self.state_key(key), record)
 
     def load_state(self, key: str) -> dict[str, Any]:
-        try:
+        """Statistics of a fitting run, or of the pinned model version (sha256 verified)."""
+        if self.fitting:
             return self.volume.get_json(self.state_key(key))
+        from mlrm.registry import ModelRegistry
+
+        assert self.model is not None
+        self.state_key(key)
+        try:
+            return json.loads(ModelRegistry(self.volume).read_verified(self.model, f"state/{key}.json"))
         except NotFoundError:
             assert self.model is not None
             raise ConfigError(

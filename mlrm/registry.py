@@ -9,16 +9,20 @@ Layout::
     models/<name>/<version>/.reserved      claims the version number (exclusive create)
     models/<name>/aliases/<alias>.json     {"version": N}; re-pointing is one object write
 
-Artefacts are verified against the sha256 recorded in the card on every load.
+Every file of a version is verified against the sha256 recorded in its card when it
+is read, so a modified or corrupted artefact is refused, never loaded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import shutil
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from mlrm.context import ModelRef
 from mlrm.errors import ConfigError, NotFoundError, RegistryError
@@ -29,6 +33,7 @@ ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 ARTEFACT = "model.skops"
 # Types a skops artefact may contain without the user trusting them explicitly.
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.", "_operator.")
+CHUNK = 1 << 20
 
 
 def check_name(name: str) -> str:
@@ -41,6 +46,14 @@ def check_name(name: str) -> str:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _copy_hashing(src: IO[bytes], dst: IO[bytes]) -> str:
+    digest = hashlib.sha256()
+    while chunk := src.read(CHUNK):
+        digest.update(chunk)
+        dst.write(chunk)
+    return digest.hexdigest()
 
 
 @dataclass
@@ -65,6 +78,12 @@ class ModelRegistry:
             return self.volume.get_json(f"{ref.prefix}card.json")
         except NotFoundError:
             raise NotFoundError(f"model '{ref.name}' has no version {ref.version}") from None
+
+    def cards(self) -> Iterable[dict[str, Any]]:
+        """Every published version's card, by model name then version."""
+        for name in self.names():
+            for version in self.versions(name):
+                yield self.card(ModelRef(name, version))
 
     def aliases(self, name: str) -> dict[str, int]:
         prefix = f"models/{check_name(name)}/aliases/"
@@ -91,27 +110,44 @@ class ModelRegistry:
             raise NotFoundError(f"model '{name}' has no registered versions; train it first")
         return ModelRef(name, versions[-1])
 
+    def read_verified(self, ref: ModelRef, rel: str, card: dict[str, Any] | None = None) -> bytes:
+        """A small file of a version (state JSON), checked against the card's sha256."""
+        card = card or self.card(ref)
+        data = self.volume.get_bytes(f"{ref.prefix}{rel}")
+        self._check(ref, rel, card, sha256(data))
+        return data
+
+    def _check(self, ref: ModelRef, rel: str, card: dict[str, Any], digest: str) -> None:
+        expected = card.get("sha256", {}).get(rel)
+        if digest != expected:
+            raise RegistryError(
+                f"model '{ref.name}' version {ref.version}: {rel} does not match the sha256 in its card "
+                "(the file was modified or corrupted); refusing to load it"
+            )
+
     def load_artefact(self, ref: ModelRef, *, trusted: Iterable[str] = ()) -> Any:
-        """Load and verify a model: its sha256 must match the card; its types must be trusted."""
+        """Load and verify a model: its sha256 must match the card; its types must be trusted.
+
+        The artefact streams to a temporary file (never one in-memory blob) and is
+        hashed on the way.
+        """
         import skops.io as sio
 
         card = self.card(ref)
-        data = self.volume.get_bytes(f"{ref.prefix}{ARTEFACT}")
-        expected = card.get("sha256", {}).get(ARTEFACT)
-        if sha256(data) != expected:
-            raise RegistryError(
-                f"model '{ref.name}' version {ref.version}: {ARTEFACT} does not match the sha256 in its card "
-                "(the artefact was modified or corrupted); refusing to load it"
-            )
-        extra = set(trusted)
-        untrusted = sio.get_untrusted_types(data=data)
-        refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES) and t not in extra]
-        if refused:
-            raise RegistryError(
-                f"model '{ref.name}' version {ref.version} contains types that are not trusted: {', '.join(refused)}; "
-                "list them under trusted_types in the predict config if you trust them"
-            )
-        return sio.loads(data, trusted=untrusted)
+        with tempfile.TemporaryDirectory(prefix="mlrm-model-") as tmp:
+            path = Path(tmp) / ARTEFACT
+            with self.volume.open_read(f"{ref.prefix}{ARTEFACT}") as src, open(path, "wb") as dst:
+                digest = _copy_hashing(src, dst)
+            self._check(ref, ARTEFACT, card, digest)
+            extra = set(trusted)
+            untrusted = sio.get_untrusted_types(file=path)
+            refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES) and t not in extra]
+            if refused:
+                raise RegistryError(
+                    f"model '{ref.name}' version {ref.version} contains types that are not trusted: "
+                    f"{', '.join(refused)}; list them under trusted_types in the predict config if you trust them"
+                )
+            return sio.load(path, trusted=untrusted)
 
     # -- writing -----------------------------------------------------------------------
     def reserve_version(self, name: str) -> int:
@@ -128,13 +164,19 @@ class ModelRegistry:
             version += 1
         return version
 
-    def publish(self, ref: ModelRef, files: dict[str, bytes], card: dict[str, Any]) -> dict[str, Any]:
-        """Write a version's files, then its card (with every file's sha256) last."""
+    def publish(self, ref: ModelRef, files: dict[str, bytes | Path], card: dict[str, Any]) -> dict[str, Any]:
+        """Write a version's files (bytes, or paths streamed from disk), then its card last."""
+        digests: dict[str, str] = {}
         try:
-            for rel, data in files.items():
-                self.volume.put_bytes(f"{ref.prefix}{rel}", data)
-            card = {**card, "modelname": ref.name, "version": ref.version}
-            card["sha256"] = {rel: sha256(data) for rel, data in files.items()}
+            for rel, content in files.items():
+                with self.volume.open_write(f"{ref.prefix}{rel}") as dst:
+                    if isinstance(content, Path):
+                        with open(content, "rb") as src:
+                            digests[rel] = _copy_hashing(src, dst)
+                    else:
+                        dst.write(content)
+                        digests[rel] = sha256(content)
+            card = {**card, "modelname": ref.name, "version": ref.version, "sha256": digests}
             self.volume.put_json(f"{ref.prefix}card.json", card)
         except BaseException:
             self.discard(ref)
@@ -150,3 +192,36 @@ class ModelRegistry:
             raise ConfigError(f"alias {alias!r} is not valid: lower-case letters, digits, '_' and '-'")
         self.card(ModelRef(name, version))
         self.volume.put_json(f"models/{name}/aliases/{alias}.json", {"version": version})
+
+    def remove_alias(self, name: str, alias: str) -> None:
+        if alias not in self.aliases(name):
+            raise NotFoundError(f"model '{name}' has no alias '{alias}'")
+        self.volume.delete(f"models/{name}/aliases/{alias}.json")
+
+    def delete_version(self, ref: ModelRef, *, referenced_by: Iterable[str] = ()) -> None:
+        """Delete a version's files, card first so readers stop seeing it at once.
+
+        Refused while an alias points at it or ``referenced_by`` (active deployments) is not empty.
+        """
+        self.card(ref)
+        aliases = [a for a, v in self.aliases(ref.name).items() if v == ref.version]
+        users = [f"alias '{a}'" for a in aliases] + [f"deployment {d}" for d in referenced_by]
+        if users:
+            raise RegistryError(
+                f"model '{ref.name}' version {ref.version} is still referenced by {', '.join(users)}; "
+                "re-point or decommission those first"
+            )
+        self.volume.delete(f"{ref.prefix}card.json")
+        self.volume.delete_prefix(ref.prefix)
+
+
+def spool(write: Any) -> Path:
+    """Run ``write(path)`` into a fresh temporary file and return its path (caller removes its folder)."""
+    folder = Path(tempfile.mkdtemp(prefix="mlrm-artefact-"))
+    path = folder / "artefact"
+    try:
+        write(path)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return path

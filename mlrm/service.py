@@ -64,6 +64,9 @@ class Service(ABC):
     def start(self) -> None:
         self.bus.subscribe(self.queue, self.on_delivery)
 
+    def stop(self) -> None:  # noqa: B027 - an optional hook
+        """Stop background work (watchers); the bus stops deliveries."""
+
     # -- what a concrete service implements ----------------------------------------------
     @abstractmethod
     def process(self, env: Envelope, config: Any, ctx: StepContext) -> Iterator[Batch]:

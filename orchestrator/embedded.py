@@ -49,6 +49,8 @@ class Embedded:
         self.close()
 
     def close(self) -> None:
+        for service in self.services:
+            service.stop()
         self.bus.close()
         self.store.close()
         self.volume.close()

@@ -192,6 +192,14 @@ class RunStore:
             ids = [r[0] for r in self._db.execute("SELECT id FROM runs ORDER BY created DESC LIMIT ?", (limit,))]
         return [self.get(i) for i in ids]
 
+    def finished_at(self, run_id: str) -> float | str | None:
+        """When a run finished; None while it runs; "unknown" if this store never saw it."""
+        with self._lock:
+            row = self._db.execute("SELECT status, finished FROM runs WHERE id=?", (run_id,)).fetchone()
+        if row is None:
+            return "unknown"
+        return row[1] if row[0] in FINISHED else None
+
     def find(self, prefix: str) -> RunRecord:
         """A run by id or unique id prefix."""
         with self._lock:

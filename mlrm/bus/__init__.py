@@ -1,4 +1,4 @@
-"""Buses chosen by URL: ``memory://`` (embedded, the default); RabbitMQ's ``amqp://`` follows."""
+"""Buses chosen by URL: ``memory://`` (embedded, the default) and RabbitMQ's ``amqp://`` / ``amqps://``."""
 
 from __future__ import annotations
 
@@ -25,4 +25,19 @@ def open_bus(url: str) -> Bus:
         from mlrm.bus.memory import MemoryBus
 
         return MemoryBus(url)
-    raise ConfigError(f"unsupported bus URL {url!r}; use memory://")
+    if scheme in ("amqp", "amqps"):
+        from mlrm.bus.amqp import AmqpBus
+
+        return AmqpBus(url)
+    raise ConfigError(f"unsupported bus URL {_redact(url)!r}; use memory:// or amqp://")
+
+
+def _redact(url: str) -> str:
+    """The URL without any ``user:password@`` part, fit for messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, tail = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rsplit("@", 1)[1]
+    return f"{scheme}{sep}{authority}{slash}{tail}"

@@ -58,6 +58,27 @@ class Bus(ABC):
     def close(self) -> None:
         """Stop delivering and release resources; unacknowledged messages stay queued."""
 
+    # -- operator extras (inspecting queues, reading dead letters); optional per implementation --
+    def depth(self, queue: str) -> int:
+        """How many messages wait on ``queue`` (not counting ones being handled)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot report queue depth")
+
+    def peek(self, queue: str, limit: int = 100) -> list[Envelope]:
+        """Up to ``limit`` messages from the head of ``queue``, leaving them queued."""
+        raise NotImplementedError(f"{type(self).__name__} cannot peek at queues")
+
+    def drain(self, queue: str) -> list[Envelope]:
+        """Take every message off ``queue`` (used to read dead-letter queues)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot drain queues")
+
+    def purge(self, queue: str) -> None:
+        """Drop every waiting message of ``queue``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot purge queues")
+
+    def delete_queue(self, queue: str) -> None:
+        """Remove ``queue`` and its messages."""
+        raise NotImplementedError(f"{type(self).__name__} cannot delete queues")
+
     def __enter__(self) -> Bus:
         return self
 

@@ -88,6 +88,12 @@ class MemoryBus(Bus):
     def depth(self, queue: str) -> int:
         return len(self._queue(queue).items)
 
+    def peek(self, queue: str, limit: int = 100) -> list[Envelope]:
+        """Up to ``limit`` messages from the head of a queue, left where they are."""
+        q = self._queue(queue)
+        with q.cond:
+            return [i.envelope for i, _ in zip(q.items, range(max(0, limit)), strict=False)]
+
     def drain(self, queue: str) -> list[Envelope]:
         """Take every message off a queue (used to read dead-letter queues)."""
         q = self._queue(queue)

@@ -87,7 +87,7 @@ class RegisterRule(Section):
     @classmethod
     def _when(cls, v: str | None) -> str | None:
         if v is not None:
-            compile_expression(v)
+            as_value_error(compile_expression, v)
         return v
 
 

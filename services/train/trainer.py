@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +15,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, TimeSeriesSplit, tra
 from mlrm.context import ModelRef, StepContext
 from mlrm.errors import DataError
 from mlrm.expr import compile_expression, evaluate_condition
-from mlrm.registry import ARTEFACT, ModelRegistry
+from mlrm.registry import ARTEFACT, ModelRegistry, spool
 from services.train import metrics as M
 from services.train.card import build_card
 from services.train.config import TrainConfig
@@ -103,14 +105,23 @@ def train(df: pd.DataFrame, config: TrainConfig, ctx: StepContext, lineage: dict
     started = time.perf_counter()
     model, metrics, evaluation = evaluate(config, X, y)
     fit_seconds = time.perf_counter() - started
-    artefact = sio.dumps(model)
+    artefact = spool(lambda path: sio.dump(model, path))  # streamed to the volume, not held in memory
+    try:
+        return _register(model, artefact, df, X, config, ctx, lineage, metrics, evaluation, fit_seconds)
+    finally:
+        shutil.rmtree(artefact.parent, ignore_errors=True)
 
+
+def _register(
+    model: Any, artefact: Path, df: pd.DataFrame, X: pd.DataFrame, config: TrainConfig, ctx: StepContext,
+    lineage: dict[str, Any], metrics: dict[str, float], evaluation: dict[str, Any], fit_seconds: float,
+) -> dict[str, Any]:  # fmt: skip
     sample = X.iloc[: min(1000, len(X))]
     t0 = time.perf_counter()
     model.predict(sample)
     per_row_ms = (time.perf_counter() - t0) * 1000 / max(1, len(sample))
 
-    files = {ARTEFACT: artefact}
+    files: dict[str, bytes | Path] = {ARTEFACT: artefact}
     state_prefix = f"runs/{ctx.run_id}/state/"
     for obj in ctx.volume.list(state_prefix):
         files[f"state/{obj.key[len(state_prefix) :]}"] = ctx.volume.get_bytes(obj.key)
@@ -124,7 +135,7 @@ def train(df: pd.DataFrame, config: TrainConfig, ctx: StepContext, lineage: dict
         "fingerprint": str(int(pd.util.hash_pandas_object(df, index=False).sum() & 0xFFFFFFFFFFFF)),
         "fit_seconds": fit_seconds,
     }
-    runresource = {"artefact_bytes": len(artefact), "predict_ms_per_row": round(per_row_ms, 5)}
+    runresource = {"artefact_bytes": artefact.stat().st_size, "predict_ms_per_row": round(per_row_ms, 5)}
     card = build_card(
         config=config, estimator=model, X=X, classes=classes, metrics=metrics, evaluation=evaluation,
         training=training, runresource=runresource, lineage=lineage,

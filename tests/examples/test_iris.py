@@ -75,3 +75,14 @@ def test_prediction_needs_a_trained_model(mlrm):
 
     with pytest.raises(NotFoundError, match=r"iris-classifier.*production"):
         mlrm.run(IRIS / "predict.yaml", timeout=60)
+
+
+def test_tampered_artefacts_are_refused(mlrm):
+    assert mlrm.run(IRIS / "train.yaml", timeout=120).status == "succeeded"
+    key = "models/iris-classifier/1/state/features.0-standard_scale.json"
+    state = mlrm.volume.get_json(key)
+    state["state"]["mean"][0] += 1.0
+    mlrm.volume.put_json(key, state)
+    run = mlrm.run(IRIS / "predict.yaml", timeout=120)
+    assert run.status == "failed"
+    assert "state/features.0-standard_scale.json does not match the sha256 in its card" in run.error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -9,8 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
+import mlrm.cli as cli_module
 from mlrm.cli import app
 from mlrm.registry import ModelRegistry
 from mlrm.volume.local import LocalVolume
@@ -27,6 +30,7 @@ def iris(tmp_path: Path) -> Path:
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("MLRM_VOLUME", str(tmp_path / "volume"))
     monkeypatch.setenv("MLRM_STATE", str(tmp_path / "runs.sqlite"))
+    monkeypatch.setattr(cli_module, "out", Console(width=200))  # tables unwrapped, as on a wide terminal
     runner = CliRunner()
 
     def invoke(*args: str):
@@ -185,3 +189,41 @@ def test_console_script_prints_no_traceback(tmp_path, iris):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith("error:") and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_registry_and_deployment_commands(cli, iris):
+    assert cli("run", iris / "train.yaml").exit_code == 0
+    assert cli("run", iris / "train.yaml").exit_code == 0
+    found = cli("models", "search", "--kind", "classification", "--where", "accuracy >= 0.9", "--latest", "--json")
+    assert found.exit_code == 0
+    assert [(c["modelname"], c["version"]) for c in json.loads(found.stdout)] == [("iris-classifier", 2)]
+    assert cli("models", "search", "--kind", "regression").exit_code == 0
+    bad = cli("models", "search", "--where", "accuracy.real > 1")
+    assert_one_error(bad, "attribute access")
+    assert cli("models", "alias", "iris-classifier", "production", "1").exit_code == 0
+    assert '"version": 1' in cli("models", "show", "iris-classifier", "--alias", "production").stdout
+
+    dep_id = cli("deploy", "iris-classifier", "--version", "2", "--mode", "strict", "--node", "site-a").stdout.strip()
+    assert dep_id.startswith("dep-")
+    listing = cli("deployments")
+    assert dep_id in listing.stdout and "strict" in listing.stdout and "queued" in listing.stdout
+    assert_one_error(cli("deploy", "iris-classifier", "--version", "1", "--mode", "strict"), "needs 'node'")
+    assert_one_error(cli("deploy", "iris-classifier", "--version", "9"), "no version 9")
+
+    result = cli("decommission", dep_id, "--delete")
+    assert result.exit_code == 0, result.stderr
+    assert "unloaded" in result.stdout and "version 2 deleted" in result.stdout
+    assert ModelRegistry(cli.volume).versions("iris-classifier") == [1]
+    dep1 = cli("deploy", "iris-classifier", "--alias", "production").stdout.strip()
+    cli("decommission", dep1)
+    assert_one_error(cli("decommission", dep1, "--delete"), "follows alias 'production'")
+
+
+def test_gc_command(cli, iris):
+    assert cli("run", iris / "train.yaml").exit_code == 0
+    cli.volume.put_bytes("runs/old-run/gather/x/part.arrow", b"x")
+    result = cli("gc", "--older-than", "0s")
+    assert result.exit_code == 0 and "collected" in result.stdout
+    assert not cli.volume.exists("runs/old-run/gather/x/part.arrow")
+    assert ModelRegistry(cli.volume).versions("iris-classifier") == [1]
+    assert_one_error(cli("gc", "--older-than", "soon"), "--older-than")

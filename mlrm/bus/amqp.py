@@ -1,0 +1,589 @@
+"""RabbitMQ as the bus (``amqp://`` / ``amqps://``), with pika.
+
+URL: ``amqp://user:password@host:5672/%2F?heartbeat=30&prefetch=8&queue_type=quorum&delivery_limit=10``.
+pika's own query options (``heartbeat``, ``connection_attempts``, ``socket_timeout``,
+``blocked_connection_timeout``...) pass through; ``prefetch``, ``queue_type`` and
+``delivery_limit`` are ours (constructor keywords override them). The stored ``url``
+never carries the credentials.
+
+Queues are durable quorum queues (classic on request, or on brokers older than 3.8),
+declared on first use by every connection, each with a dead-letter queue ``<queue>.dlq``
+the broker moves a message to once it was given back more than ``delivery_limit``
+times (a safety net: the service runtime dead-letters failed messages itself).
+Publishing waits for the broker's confirm.
+
+Threads: pika connections are not thread-safe, so
+
+- every thread that publishes gets its own connection (thread-local, opened lazily,
+  reopened with backoff when it fails);
+- every subscription gets a consumer thread owning its connection (the I/O thread:
+  it alone touches that connection, so heartbeats flow while a handler trains for an
+  hour) and one worker thread running the handler, so a subscription handles its
+  messages one at a time, in order, like the embedded bus; ``prefetch`` messages
+  wait client-side;
+- ``ack``/``reject`` are handed to the I/O thread (``add_callback_threadsafe``). After
+  the connection was lost they do nothing: the broker gives the message again.
+
+``Delivery.delivery_count``: quorum queues count every give-back (reject, and also a
+consumer's connection closing with the message unacked) in ``x-delivery-count``;
+classic queues only flag ``redelivered``, so the count is kept per message id in this
+process (exact when a single process consumes; another consumer's attempts are unseen,
+at least 2 on a redelivery).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import pika
+import pika.exceptions as px
+
+from mlrm.bus.base import Bus, Delivery, Handler, dead_letter_queue
+from mlrm.bus.envelope import Envelope, decode, encode
+from mlrm.errors import BusError, ConfigError
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "application/x-mlrm"
+QUEUE_TYPES = ("quorum", "classic")
+_DLQ_SUFFIX = dead_letter_queue("")  # ".dlq"
+_FATAL_CONNECT = (px.AuthenticationError, px.ProbableAuthenticationError, px.ProbableAccessDeniedError)
+_NOT_FOUND, _ACCESS_REFUSED, _PRECONDITION_FAILED = 404, 403, 406
+_SEEN_MAX = 100_000  # classic queues: message ids whose deliveries this process counts
+
+T = TypeVar("T")
+
+
+class _Lost(Exception):
+    """The connection or consumer went away; the consumer loop reconnects."""
+
+
+def _split_url(url: str) -> tuple[str, dict[str, str], str]:
+    """(URL for pika, our own options, URL without credentials)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("amqp", "amqps"):
+        raise ConfigError(f"not an AMQP URL: {parts.scheme}://...")
+    ours: dict[str, str] = {}
+    theirs: list[tuple[str, str]] = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in ("prefetch", "queue_type", "delivery_limit"):
+            ours[key] = value
+        else:
+            theirs.append((key, value))
+    pika_url = urlunsplit(parts._replace(query=urlencode(theirs)))
+    host = parts.netloc.rsplit("@", 1)[-1]
+    public = urlunsplit(parts._replace(netloc=("***@" if "@" in parts.netloc else "") + host))
+    return pika_url, ours, public
+
+
+def _positive_int(name: str, value: Any) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise ConfigError(f"bus option {name} must be a positive integer, not {value!r}")
+    return number
+
+
+def _version(server_properties: dict[str, Any] | None) -> tuple[int, ...]:
+    raw = (server_properties or {}).get("version", "")
+    raw = raw.decode() if isinstance(raw, bytes) else str(raw)
+    numbers: list[int] = []
+    for part in raw.split("."):
+        digits = "".join(ch for ch in part if ch.isdigit())
+        if not digits:
+            break
+        numbers.append(int(digits))
+    return tuple(numbers) or (99,)  # unknown: assume a modern broker
+
+
+class _Link:
+    """One connection and its channel, used by exactly one thread at a time."""
+
+    def __init__(self, bus: AmqpBus, role: str, *, confirm: bool) -> None:
+        self.thread = threading.current_thread()
+        self.lock = threading.Lock()
+        self.confirm = confirm
+        self.declared: set[str] = set()
+        try:
+            self.conn = pika.BlockingConnection(bus._parameters(role))
+        except _FATAL_CONNECT as exc:
+            raise BusError(f"bus {bus.url} refused the login: {type(exc).__name__}") from None
+        try:
+            self.ch = self._open_channel()
+            self.version = _version(self.conn._impl.server_properties)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_channel(self) -> Any:
+        ch = self.conn.channel()
+        if self.confirm:
+            ch.confirm_delivery()
+        return ch
+
+    def channel(self) -> Any:
+        """The link's channel, reopened if the broker closed it (a 404, a 406...)."""
+        if not self.ch.is_open:
+            self.ch = self._open_channel()
+        return self.ch
+
+    @property
+    def alive(self) -> bool:
+        return self.conn.is_open
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            if self.conn.is_open:
+                self.conn.close()
+
+
+@dataclass
+class _Subscription:
+    queue: str
+    handler: Handler
+    prefetch: int
+    thread: threading.Thread | None = None
+    workers: ThreadPoolExecutor | None = None
+    ready: threading.Event = field(default_factory=threading.Event)
+    stopping: bool = False
+    busy: int = 0  # deliveries handed to the worker and not finished
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _AmqpDelivery(Delivery):
+    def __init__(self, link: _Link, channel: Any, tag: int, envelope: Envelope, delivery_count: int) -> None:
+        self._link, self._ch, self._tag = link, channel, tag
+        self.envelope = envelope
+        self.delivery_count = delivery_count
+        self._settled = False
+
+    @property
+    def stale(self) -> bool:
+        """The channel it came on is gone: settling is pointless, the broker gives it again."""
+        return not self._ch.is_open
+
+    def _settle(self, op: Callable[[], None]) -> None:
+        if self._settled:
+            raise BusError(f"message {self.envelope.id} was already acknowledged or rejected")
+        self._settled = True
+        ch = self._ch
+
+        def on_io_thread() -> None:
+            if ch.is_open:  # a tag belongs to its channel: never settle on a newer one
+                try:
+                    op()
+                except px.AMQPError as exc:
+                    log.debug("could not settle %s (%s); the broker will redeliver it", self.envelope.id, exc)
+
+        try:
+            self._link.conn.add_callback_threadsafe(on_io_thread)
+        except (px.AMQPError, OSError, RuntimeError):  # connection lost: the broker redelivers
+            log.debug("connection gone before settling %s; the broker will redeliver it", self.envelope.id)
+
+    def ack(self) -> None:
+        self._settle(lambda: self._ch.basic_ack(delivery_tag=self._tag))
+
+    def reject(self, requeue: bool) -> None:
+        # basic.reject, not basic.nack: on RabbitMQ 4 a nack does not count towards x-delivery-limit
+        self._settle(lambda: self._ch.basic_reject(delivery_tag=self._tag, requeue=requeue))
+
+
+class AmqpBus(Bus):
+    """``amqp://`` / ``amqps://`` — a RabbitMQ broker (3.8+; 3.10+ for at-least-once dead-lettering)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefetch: int | None = None,
+        queue_type: str | None = None,
+        delivery_limit: int | None = None,
+        publish_timeout: float = 30.0,
+        close_timeout: float = 30.0,
+    ) -> None:
+        self._pika_url, options, self.url = _split_url(url)
+        try:
+            pika.URLParameters(self._pika_url)
+        except ValueError as exc:
+            raise ConfigError(f"bad bus URL {self.url}: {exc}") from None
+        self.prefetch = _positive_int("prefetch", prefetch if prefetch is not None else options.get("prefetch", 8))
+        self.queue_type = str(queue_type or options.get("queue_type", "quorum")).lower()
+        if self.queue_type not in QUEUE_TYPES:
+            raise ConfigError(f"bus option queue_type must be one of {', '.join(QUEUE_TYPES)}, not {self.queue_type!r}")
+        limit = delivery_limit if delivery_limit is not None else options.get("delivery_limit", 10)
+        self.delivery_limit = _positive_int("delivery_limit", limit)
+        self.publish_timeout = publish_timeout
+        self.close_timeout = close_timeout
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._links: list[_Link] = []  # publishing links of every thread, closed by close()
+        self._subs: list[_Subscription] = []
+        self._started = False
+        self._seen: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._warned: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"AmqpBus({self.url!r}, queue_type={self.queue_type!r}, prefetch={self.prefetch})"
+
+    # -- connections ---------------------------------------------------------------------
+    def _parameters(self, role: str) -> pika.URLParameters:
+        params = pika.URLParameters(self._pika_url)
+        params.client_properties = {"connection_name": f"mlrm {role} {threading.current_thread().name}"}
+        return params
+
+    def _publisher(self) -> _Link:
+        """This thread's publishing link, opened on first use."""
+        link: _Link | None = getattr(self._local, "link", None)
+        if link is not None and link.alive:
+            return link
+        if link is not None:
+            self._forget(link)
+        link = _Link(self, "publisher", confirm=True)
+        with self._lock:
+            dead = [other for other in self._links if not other.thread.is_alive()]
+            self._links = [other for other in self._links if other.thread.is_alive()]
+            self._links.append(link)
+        for other in dead:  # their threads are gone, so nobody else uses them
+            other.close()
+        self._local.link = link
+        return link
+
+    def _forget(self, link: _Link) -> None:
+        self._local.link = None
+        with self._lock:
+            if link in self._links:
+                self._links.remove(link)
+        link.close()
+
+    def _retrying(self, what: str, op: Callable[[_Link], T]) -> T:
+        """Run ``op`` on this thread's link, reconnecting with backoff on connection trouble."""
+        deadline = time.monotonic() + self.publish_timeout
+        delay, attempt = 0.25, 0
+        while True:
+            if self._closed.is_set():
+                raise BusError(f"bus {self.url} is closed")
+            attempt += 1
+            link: _Link | None = None
+            try:
+                link = self._publisher()
+                with link.lock:
+                    link.conn.process_data_events(0)  # notice a connection the broker dropped while idle
+                    return op(link)
+            except px.ChannelClosedByBroker as exc:
+                if exc.reply_code in (_NOT_FOUND, _ACCESS_REFUSED, _PRECONDITION_FAILED):
+                    raise BusError(f"{what}: broker refused: {exc.reply_text}") from None
+                error: Exception = exc
+            except (px.AMQPConnectionError, px.AMQPChannelError, OSError) as exc:
+                error = exc
+            if link is not None:
+                self._forget(link)
+            if time.monotonic() + delay > deadline:
+                raise BusError(f"{what}: bus {self.url} unreachable: {type(error).__name__}: {error}") from None
+            # an idle link the broker dropped (missed heartbeats during a long handler) is routine
+            level = logging.DEBUG if attempt == 1 else logging.WARNING
+            log.log(level, "%s: %s; reconnecting to %s in %.2fs", what, type(error).__name__, self.url, delay)
+            if self._closed.wait(delay):
+                raise BusError(f"bus {self.url} is closed")
+            delay = min(delay * 2, 5.0)
+
+    # -- queues --------------------------------------------------------------------------
+    def _kind(self, link: _Link) -> tuple[bool, bool]:
+        """(quorum queues, at-least-once dead-lettering) for this link's broker."""
+        quorum = self.queue_type == "quorum" and link.version >= (3, 8)
+        if self.queue_type == "quorum" and not quorum and "quorum" not in self._warned:
+            self._warned.add("quorum")
+            log.warning("broker %s is older than 3.8: using classic queues", ".".join(map(str, link.version)))
+        return quorum, quorum and link.version >= (3, 10)
+
+    def queue_arguments(self, queue: str, link: _Link) -> dict[str, Any]:
+        quorum, at_least_once = self._kind(link)
+        args: dict[str, Any] = {"x-queue-type": "quorum" if quorum else "classic"}
+        if queue.endswith(_DLQ_SUFFIX):
+            return args  # a dead-letter queue only holds; it has no DLX of its own
+        args["x-dead-letter-exchange"] = ""
+        args["x-dead-letter-routing-key"] = dead_letter_queue(queue)
+        if quorum:  # classic queues have no delivery limit
+            args["x-delivery-limit"] = self.delivery_limit
+        if at_least_once:
+            args["x-dead-letter-strategy"] = "at-least-once"
+            args["x-overflow"] = "reject-publish"  # required by at-least-once dead-lettering
+        return args
+
+    def _declare(self, link: _Link, queue: str) -> None:
+        """Declare ``queue`` (and its dead-letter queue first) once per connection."""
+        if queue in link.declared:
+            return
+        names = [queue] if queue.endswith(_DLQ_SUFFIX) else [dead_letter_queue(queue), queue]
+        for name in names:
+            if name in link.declared:
+                continue
+            args = self.queue_arguments(name, link)
+            try:
+                link.channel().queue_declare(name, durable=True, arguments=args)
+            except px.ChannelClosedByBroker as exc:
+                if exc.reply_code != _PRECONDITION_FAILED:
+                    raise
+                link.channel().queue_declare(name, passive=True)  # it exists: use it as it is
+                if name not in self._warned:
+                    self._warned.add(name)
+                    log.warning("queue %s exists with other arguments; using it as it is (%s)", name, exc.reply_text)
+            link.declared.add(name)
+
+    # -- publishing ----------------------------------------------------------------------
+    def publish(self, queue: str, envelope: Envelope) -> None:
+        body = encode(envelope)
+        props = pika.BasicProperties(
+            delivery_mode=pika.DeliveryMode.Persistent,
+            message_id=envelope.id,
+            content_type=CONTENT_TYPE,
+            timestamp=int(time.time()),
+        )
+
+        def send(link: _Link) -> None:
+            self._declare(link, queue)
+            try:
+                link.channel().basic_publish("", queue, body, props, mandatory=True)
+            except px.UnroutableError:  # the queue was deleted behind our back: declare it again, once
+                link.declared.discard(queue)
+                self._declare(link, queue)
+                link.channel().basic_publish("", queue, body, props, mandatory=True)
+
+        try:
+            self._retrying(f"publishing {envelope.id} to {queue}", send)
+        except px.UnroutableError:
+            raise BusError(f"message {envelope.id} to {queue} was returned: no such queue") from None
+        except px.NackError:
+            raise BusError(f"the broker refused message {envelope.id} to {queue} (nack)") from None
+
+    # -- consuming -----------------------------------------------------------------------
+    def subscribe(self, queue: str, handler: Handler, *, prefetch: int | None = None) -> None:
+        """``prefetch`` defaults to the bus's (8): messages fetched ahead, handled one at a time."""
+        sub = _Subscription(queue, handler, _positive_int("prefetch", prefetch or self.prefetch))
+        self._subs.append(sub)
+        if self._started:
+            self._spawn(sub)
+            sub.ready.wait(5)
+
+    def start(self, timeout: float = 5.0) -> None:
+        """Start consuming; returns once every consumer is subscribed (or ``timeout`` passed)."""
+        if self._started:
+            return
+        self._started = True
+        for sub in self._subs:
+            self._spawn(sub)
+        deadline = time.monotonic() + timeout
+        for sub in self._subs:
+            sub.ready.wait(max(0.0, deadline - time.monotonic()))
+
+    def _spawn(self, sub: _Subscription) -> None:
+        sub.workers = ThreadPoolExecutor(1, thread_name_prefix=f"mlrm-bus-worker:{sub.queue}")
+        sub.thread = threading.Thread(target=self._consume, args=(sub,), name=f"mlrm-bus:{sub.queue}", daemon=True)
+        sub.thread.start()
+
+    def _consume(self, sub: _Subscription) -> None:
+        """The I/O thread of one subscription: connect, consume, and reconnect forever until closed."""
+        delay, outage = 0.5, 0.0
+        while not self._closed.is_set():
+            link: _Link | None = None
+            try:
+                link = _Link(self, f"consumer {sub.queue}", confirm=False)
+                self._declare(link, sub.queue)
+                ch = link.channel()
+                ch.basic_qos(prefetch_count=sub.prefetch)
+                cancelled: list[Any] = []
+                ch.add_on_cancel_callback(cancelled.append)
+                tag = ch.basic_consume(sub.queue, lambda c, m, p, b, lk=link: self._on_message(sub, lk, c, m, p, b))
+                if outage:
+                    log.warning("consuming %s again after %.1fs", sub.queue, time.monotonic() - outage)
+                delay, outage = 0.5, 0.0
+                sub.ready.set()
+                while not self._closed.is_set():
+                    link.conn.process_data_events(time_limit=0.1)
+                    if cancelled:
+                        raise _Lost("the broker cancelled the consumer (queue deleted?)")
+                self._wind_down(sub, link, tag)
+                return
+            except (_Lost, px.AMQPError, OSError, BusError) as exc:
+                sub.ready.clear()
+                if self._closed.is_set():
+                    return
+                if not outage:
+                    outage = time.monotonic()
+                    log.warning("consumer of %s lost %s (%s: %s); reconnecting", sub.queue, self.url,
+                                type(exc).__name__, exc)  # fmt: skip
+                self._closed.wait(delay)
+                delay = min(delay * 2, 5.0)
+            except Exception:  # never let the consumer die: that would silently stop the service
+                sub.ready.clear()
+                log.exception("consumer of %s failed; reconnecting", sub.queue)
+                self._closed.wait(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                if link is not None:
+                    link.close()
+
+    def _on_message(self, sub: _Subscription, link: _Link, ch: Any, method: Any, props: Any, body: bytes) -> None:
+        try:
+            envelope = decode(body)
+        except Exception as exc:  # not ours or corrupt: give it to the dead-letter queue
+            log.error("%s: dropping an undecodable message to %s: %s", sub.queue, dead_letter_queue(sub.queue), exc)
+            ch.basic_reject(delivery_tag=method.delivery_tag, requeue=False)
+            return
+        count = self._delivery_count(sub.queue, envelope.id, method.redelivered, props.headers)
+        delivery = _AmqpDelivery(link, ch, method.delivery_tag, envelope, count)
+        with sub.lock:
+            sub.busy += 1
+        assert sub.workers is not None
+        sub.workers.submit(self._handle, sub, delivery)
+
+    def _delivery_count(self, queue: str, message_id: str, redelivered: bool, headers: dict[str, Any] | None) -> int:
+        returned = (headers or {}).get("x-delivery-count")
+        if returned is not None:  # quorum queues count every give-back
+            return int(returned) + 1
+        key = (queue, message_id)
+        with self._lock:
+            count = max(2, self._seen.get(key, 1) + 1) if redelivered else 1
+            self._seen[key] = count
+            self._seen.move_to_end(key)
+            if len(self._seen) > _SEEN_MAX:
+                self._seen.popitem(last=False)
+        return count
+
+    def _handle(self, sub: _Subscription, delivery: _AmqpDelivery) -> None:
+        """The worker thread: run the handler on one message."""
+        try:
+            if delivery.stale or sub.stopping:
+                return  # its channel is gone or closing: the broker gives it again
+            try:
+                sub.handler(delivery)
+            except Exception:  # a handler must settle its own messages; never kill the worker
+                log.exception("consumer of %s raised; requeueing %s", sub.queue, delivery.envelope.id)
+                if not delivery._settled:
+                    delivery.reject(requeue=True)
+                return
+            if not delivery._settled:
+                log.warning("consumer of %s neither acked nor rejected %s; requeueing", sub.queue, delivery.envelope.id)
+                delivery.reject(requeue=True)
+        finally:
+            with sub.lock:
+                sub.busy -= 1
+
+    def _wind_down(self, sub: _Subscription, link: _Link, tag: str) -> None:
+        """Closing: no new deliveries, let the running handler finish (bounded), flush its ack."""
+        sub.stopping = True
+        with contextlib.suppress(px.AMQPError, OSError):
+            link.ch.basic_cancel(tag)  # pika gives back what was fetched but not yet dispatched
+            deadline = time.monotonic() + self.close_timeout
+            while sub.busy and time.monotonic() < deadline:
+                link.conn.process_data_events(time_limit=0.05)
+            if sub.busy:
+                log.warning("closing %s with a handler still running; its message stays queued", sub.queue)
+            for _ in range(3):  # run the last acks the worker handed over
+                link.conn.process_data_events(time_limit=0.01)
+
+    # -- operator extras ---------------------------------------------------------------------
+    def _on_channel(self, what: str, op: Callable[[Any], T], *, missing: T) -> T:
+        """Run ``op`` on a throwaway channel (closing it gives back anything un-acked)."""
+
+        def run(link: _Link) -> T:
+            ch = link.conn.channel()
+            try:
+                return op(ch)
+            except px.ChannelClosedByBroker as exc:
+                if exc.reply_code == _NOT_FOUND:
+                    return missing
+                raise
+            finally:
+                if ch.is_open:
+                    ch.close()
+
+        return self._retrying(what, run)
+
+    def depth(self, queue: str) -> int:
+        """Messages ready on ``queue`` (0 if it does not exist); unacked ones are not counted."""
+        return self._on_channel(
+            f"depth of {queue}", lambda ch: ch.queue_declare(queue, passive=True).method.message_count, missing=0
+        )
+
+    def peek(self, queue: str, limit: int = 100) -> list[Envelope]:
+        """Up to ``limit`` messages, given back when the channel closes.
+
+        On a quorum queue this counts as a delivery (``x-delivery-count`` + 1): use it on
+        dead-letter queues (no delivery limit), not on busy work queues.
+        """
+
+        def get(ch: Any) -> list[Envelope]:
+            out: list[Envelope] = []
+            while len(out) < limit:
+                method, _props, body = ch.basic_get(queue, auto_ack=False)
+                if method is None:
+                    break
+                with contextlib.suppress(Exception):
+                    out.append(decode(body))
+            return out
+
+        return self._on_channel(f"peeking at {queue}", get, missing=[])
+
+    def drain(self, queue: str) -> list[Envelope]:
+        """Take every message off ``queue`` (undecodable ones are dropped with a warning)."""
+
+        def take(ch: Any) -> list[Envelope]:
+            out: list[Envelope] = []
+            while True:
+                method, _props, body = ch.basic_get(queue, auto_ack=False)
+                if method is None:
+                    return out
+                try:
+                    out.append(decode(body))
+                except Exception as exc:
+                    log.warning("drain %s: dropping an undecodable message: %s", queue, exc)
+                ch.basic_ack(delivery_tag=method.delivery_tag)
+
+        return self._on_channel(f"draining {queue}", take, missing=[])
+
+    def purge(self, queue: str) -> None:
+        self._on_channel(f"purging {queue}", lambda ch: ch.queue_purge(queue), missing=None)
+
+    def delete_queue(self, queue: str) -> None:
+        def delete(ch: Any) -> None:
+            ch.queue_delete(queue)
+
+        self._on_channel(f"deleting {queue}", delete, missing=None)
+        link: _Link | None = getattr(self._local, "link", None)
+        if link is not None:
+            link.declared.discard(queue)
+
+    # -- shutting down ---------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop consuming, let running handlers finish (bounded), close every connection."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        me = threading.current_thread()
+        for sub in self._subs:
+            if sub.thread is not None and sub.thread is not me:
+                sub.thread.join(self.close_timeout + 5)
+            if sub.workers is not None:
+                sub.workers.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            links, self._links = self._links, []
+        for link in links:
+            if link.thread is me or not link.thread.is_alive() or link.lock.acquire(timeout=1):
+                try:
+                    link.close()
+                finally:
+                    if link.lock.locked():
+                        with contextlib.suppress(RuntimeError):
+                            link.lock.release()

@@ -1,0 +1,162 @@
+"""Deployments: requests to serve a model version, picked up by predict replicas.
+
+A deployment names a model by version or alias, a mode and resources. It is
+recorded in the volume (``deployments/<id>.json``) with status ``queued``; every
+predict replica watches the records and loads what it may serve:
+
+- ``open``: any predict replica may load it;
+- ``strict``: only replicas whose node label equals the deployment's ``node``
+  (for data that must not leave a site).
+
+A replica that loaded a deployment writes ``deployments/<id>/loaded/<worker>.json``
+so ``mlrm deployments`` shows where each one is loaded. Decommissioning is two
+steps: ``unload`` (replicas drop it from memory; the version stays in the
+registry) and ``delete`` (the version's files go, refused while any alias or
+other deployment still references it).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mlrm.context import ModelRef
+from mlrm.errors import ConfigError, NotFoundError
+from mlrm.registry import ModelRegistry, check_name
+from mlrm.volume import Volume
+
+Status = Literal["queued", "active", "unloaded", "deleted"]
+
+
+class Resources(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    cpu: float = Field(1.0, gt=0)
+    """CPU cores a replica should reserve for this model."""
+    memory: str = Field("512Mi", pattern=r"^\d+(\.\d+)?(Ki|Mi|Gi|K|M|G)?$")
+    """Memory a replica should reserve, e.g. `512Mi`, `2Gi`."""
+
+
+class DeployRequest(BaseModel):
+    """What to serve, where, and with what."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    model: str
+    """Registry name of the model."""
+    version: int | None = Field(None, ge=1)
+    """A fixed version; or give `alias` to follow it (re-pointing the alias hot-reloads the deployment)."""
+    alias: str | None = None
+    """An alias to follow, e.g. `production`."""
+    mode: Literal["open", "strict"] = "open"
+    """`open`: any predict replica may load it; `strict`: only replicas whose node label is `node`."""
+    node: str | None = None
+    """Node label required in strict mode."""
+    resources: Resources = Field(default_factory=Resources)
+    """What a replica should reserve for it."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DeployRequest:
+        check_name(self.model)
+        if self.version is not None and self.alias is not None:
+            raise ValueError("give either 'version' or 'alias', not both")
+        if self.mode == "strict" and not self.node:
+            raise ValueError("a strict deployment needs 'node': the label of the replicas allowed to load it")
+        return self
+
+
+class Deployment(DeployRequest):
+    id: str
+    status: Status = "queued"
+    created: float
+    updated: float
+
+    def selector(self) -> dict[str, Any]:
+        return {"alias": self.alias} if self.alias else {"version": self.version}
+
+
+class Deployments:
+    """The deployment records in a volume."""
+
+    def __init__(self, volume: Volume) -> None:
+        self.volume = volume
+        self.registry = ModelRegistry(volume)
+
+    def _key(self, dep_id: str) -> str:
+        return f"deployments/{dep_id}.json"
+
+    def _save(self, dep: Deployment) -> Deployment:
+        dep.updated = time.time()
+        self.volume.put_json(self._key(dep.id), dep.model_dump(mode="json"))
+        return dep
+
+    def create(self, request: DeployRequest) -> Deployment:
+        """Queue a deployment; the model version must exist now (an alias is checked, not pinned)."""
+        self.registry.resolve(request.model, alias=request.alias, version=request.version)
+        now = time.time()
+        dep = Deployment(**request.model_dump(), id=f"dep-{secrets.token_hex(4)}", created=now, updated=now)
+        return self._save(dep)
+
+    def get(self, dep_id: str) -> Deployment:
+        try:
+            return Deployment.model_validate(self.volume.get_json(self._key(dep_id)))
+        except NotFoundError:
+            raise NotFoundError(f"no deployment with id '{dep_id}'") from None
+        except ConfigError:
+            raise
+
+    def list(self) -> list[Deployment]:
+        deps = [
+            Deployment.model_validate(self.volume.get_json(o.key))
+            for o in self.volume.list("deployments/")
+            if o.key.count("/") == 1 and o.key.endswith(".json")
+        ]
+        return sorted(deps, key=lambda d: d.created)
+
+    def active(self) -> list[Deployment]:
+        return [d for d in self.list() if d.status in ("queued", "active")]
+
+    def unload(self, dep_id: str) -> Deployment:
+        """Step one: replicas drop it from memory; the version stays in the registry."""
+        dep = self.get(dep_id)
+        dep.status = "unloaded"
+        return self._save(dep)
+
+    def delete(self, dep_id: str) -> Deployment:
+        """Step two: delete the version, unless an alias or another deployment still uses it."""
+        dep = self.get(dep_id)
+        if dep.status in ("queued", "active"):
+            raise ConfigError(f"deployment {dep_id} is still loaded; unload it first (mlrm decommission {dep_id})")
+        if dep.alias:  # it followed an alias: deleting would delete whatever the alias points at now
+            raise ConfigError(f"deployment {dep_id} follows alias '{dep.alias}'; delete a version explicitly")
+        ref = ModelRef(dep.model, int(dep.version or 0))
+        users = [d.id for d in self.active() if d.model == ref.name and self._version(d) == ref.version]
+        self.registry.delete_version(ref, referenced_by=users)
+        dep.status = "deleted"
+        return self._save(dep)
+
+    def _version(self, dep: Deployment) -> int | None:
+        try:
+            return self.registry.resolve(dep.model, alias=dep.alias, version=dep.version).version
+        except NotFoundError:
+            return None
+
+    # -- what replicas report ------------------------------------------------------------
+    def report_loaded(self, dep_id: str, worker: str, node: str | None, version: int) -> None:
+        self.volume.put_json(
+            f"deployments/{dep_id}/loaded/{worker}.json",
+            {"worker": worker, "node": node, "version": version, "at": time.time()},
+        )
+        dep = self.get(dep_id)
+        if dep.status == "queued":
+            dep.status = "active"
+            self._save(dep)
+
+    def report_unloaded(self, dep_id: str, worker: str) -> None:
+        self.volume.delete(f"deployments/{dep_id}/loaded/{worker}.json")
+
+    def loaded_at(self, dep_id: str) -> list[dict[str, Any]]:
+        return [self.volume.get_json(o.key) for o in self.volume.list(f"deployments/{dep_id}/loaded/")]

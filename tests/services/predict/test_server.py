@@ -1,0 +1,129 @@
+"""Predict replicas: hot reload of aliases under load, deployments (open/strict), decommissioning."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import skops.io as sio
+from sklearn.dummy import DummyClassifier
+
+from mlrm.bus.memory import MemoryBus
+from mlrm.context import ModelRef
+from mlrm.deployments import Deployments, DeployRequest
+from mlrm.errors import ConfigError, RegistryError
+from mlrm.registry import ARTEFACT, ModelRegistry
+from services.predict.server import ModelServer
+from services.predict.service import PredictService
+
+X = pd.DataFrame({"x": np.arange(4, dtype=float)})
+
+
+def publish_constant(registry: ModelRegistry, label: str, name: str = "m") -> ModelRef:
+    model = DummyClassifier(strategy="constant", constant=label).fit(X, ["a", "b", "a", "b"])
+    ref = ModelRef(name, registry.reserve_version(name))
+    card = {
+        "modelkind": "classification", "featurelist": [{"name": "x", "type": "float64"}],
+        "inference": {"classes": ["a", "b"]}, "modelperform": {"metrics": {"accuracy": 0.5}}, "tags": {},
+    }  # fmt: skip
+    registry.publish(ref, {ARTEFACT: sio.dumps(model)}, card)
+    return ref
+
+
+def test_alias_switch_under_load_fails_no_request(volume):
+    registry = ModelRegistry(volume)
+    v1, v2 = publish_constant(registry, "a"), publish_constant(registry, "b")
+    registry.set_alias("m", "production", v1.version)
+    service = PredictService(MemoryBus(), volume, watch_interval=0.02, worker="predict-0")
+    service.start()
+    results: list[tuple[float, int, str]] = []
+    errors: list[Exception] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                out, ref = service.infer("m", X, alias="production")
+                results.append((started, ref.version, out["prediction"].iloc[0]))
+            except Exception as exc:  # any failure is a test failure
+                errors.append(exc)
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    registry.set_alias("m", "production", v2.version)
+    switched = time.monotonic()
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join()
+    service.stop()
+
+    assert errors == []
+    before = [r for r in results if r[0] < switched]
+    after = [r for r in results if r[0] > switched + 0.2]  # well after a watcher tick
+    assert before and after
+    assert {v for _, v, _ in before} == {1}
+    assert {(v, label) for _, v, label in after} == {(2, "b")}
+    assert all((v, label) in {(1, "a"), (2, "b")} for _, v, label in results)  # never a mixed answer
+
+
+def test_strict_deployments_load_only_on_their_node(volume):
+    registry = ModelRegistry(volume)
+    publish_constant(registry, "a")
+    deps = Deployments(volume)
+    site_a = ModelServer(volume, worker="predict-a", node="site-a")
+    site_b = ModelServer(volume, worker="predict-b", node="site-b")
+    dep = deps.create(DeployRequest(model="m", version=1, mode="strict", node="site-a"))
+    assert deps.get(dep.id).status == "queued"
+    site_a.sync()
+    site_b.sync()
+    assert site_a.loaded() == [ModelRef("m", 1)] and site_b.loaded() == []
+    assert [x["worker"] for x in deps.loaded_at(dep.id)] == ["predict-a"]
+    assert deps.get(dep.id).status == "active"
+    assert site_a.infer("m", X, version=1)[1] == ModelRef("m", 1)
+    with pytest.raises(ConfigError, match="strict mode for node"):
+        site_b.infer("m", X, version=1)
+
+    open_dep = deps.create(DeployRequest(model="m", version=1, mode="open"))
+    site_b.sync()
+    assert site_b.loaded() == [ModelRef("m", 1)]
+    assert [x["worker"] for x in deps.loaded_at(open_dep.id)] == ["predict-b"]
+
+
+def test_decommission_is_unload_then_delete_when_unreferenced(volume):
+    registry = ModelRegistry(volume)
+    publish_constant(registry, "a")
+    publish_constant(registry, "b")
+    registry.set_alias("m", "production", 1)
+    deps = Deployments(volume)
+    server = ModelServer(volume, worker="predict-0")
+    dep = deps.create(DeployRequest(model="m", version=1))
+    server.sync()
+    assert deps.loaded_at(dep.id)
+
+    with pytest.raises(ConfigError, match="unload it first"):
+        deps.delete(dep.id)
+    deps.unload(dep.id)
+    server.sync()
+    assert deps.loaded_at(dep.id) == [] and ModelRef("m", 1) not in server.loaded()
+    assert registry.versions("m") == [1, 2]  # unloaded, still in the registry
+
+    with pytest.raises(RegistryError, match="alias 'production'"):
+        deps.delete(dep.id)
+    registry.set_alias("m", "production", 2)
+    deps.delete(dep.id)
+    assert registry.versions("m") == [2]
+    assert deps.get(dep.id).status == "deleted"
+
+
+def test_deploy_request_validation(volume):
+    with pytest.raises(ValueError, match="needs 'node'"):
+        DeployRequest(model="m", version=1, mode="strict")
+    with pytest.raises(ValueError, match="not both"):
+        DeployRequest(model="m", version=1, alias="production")
