@@ -27,6 +27,7 @@ KINDS: dict[str, str] = {
     "FeaturesConfig": "services.features.config:FeaturesConfig",
     "TrainConfig": "services.train.config:TrainConfig",
     "PredictConfig": "services.predict.config:PredictConfig",
+    "LocalDeployment": "orchestrator.local:LocalDeployment",
 }
 
 # The five services: the config kind each one takes and the class that runs it.

@@ -21,9 +21,14 @@ class Gather:
     def __init__(self, volume: Volume, run_id: str, step: str) -> None:
         self.volume = volume
         self.prefix = f"runs/{run_id}/gather/{step}/"
+        # Outlives clear(): a batch redelivered after the stream was handled must not redo it
+        # (train a second version, rewrite a sink).
+        self.done_key = f"runs/{run_id}/done/{step}"
 
     def add(self, seq: int, last: bool, df: pd.DataFrame) -> bool:
         """Store one batch; True if the stream is now complete and this caller owns it."""
+        if self.volume.exists(self.done_key):
+            return False
         table = pa.Table.from_pandas(df, preserve_index=False)
         key = f"{self.prefix}part-{seq:09d}.arrow"
         with self.volume.open_write(key) as f, pa.ipc.new_stream(f, table.schema) as writer:
@@ -53,6 +58,8 @@ class Gather:
         return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
     def clear(self) -> None:
+        """The stream was handled: mark it done, then drop the parts."""
+        self.volume.put_bytes(self.done_key, b"")
         self.volume.delete_prefix(self.prefix)
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from mlrm.config import KINDS, config_class
 
-FILES = {kind: f"{kind.removesuffix('Config').lower()}.schema.json" for kind in KINDS}
+FILES = {
+    kind: f"{re.sub(r'(?<!^)(?=[A-Z])', '-', kind.removesuffix('Config')).lower()}.schema.json" for kind in KINDS
+}
 
 
 def schema_for(kind: str) -> dict[str, Any]:

@@ -47,10 +47,13 @@ class Service(ABC):
     name: ClassVar[str]
     config_model: ClassVar[type[BaseModel]]
 
-    def __init__(self, bus: Bus, volume: Any, *, retries: int = 2, worker: str | None = None) -> None:
+    def __init__(
+        self, bus: Bus, volume: Any, *, retries: int = 2, worker: str | None = None, prefetch: int | None = None
+    ) -> None:
         self.bus = bus
         self.volume = volume
         self.retries = retries
+        self.prefetch = prefetch
         self.worker = worker or f"{self.name}@{os.getpid()}"
         self.processed = 0
         self._configs: dict[str, BaseModel] = {}
@@ -62,7 +65,10 @@ class Service(ABC):
         return service_queue(self.name)
 
     def start(self) -> None:
-        self.bus.subscribe(self.queue, self.on_delivery)
+        if self.prefetch:
+            self.bus.subscribe(self.queue, self.on_delivery, prefetch=self.prefetch)
+        else:
+            self.bus.subscribe(self.queue, self.on_delivery)
 
     def stop(self) -> None:  # noqa: B027 - an optional hook
         """Stop background work (watchers); the bus stops deliveries."""

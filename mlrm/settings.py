@@ -22,5 +22,11 @@ class Settings(BaseSettings):
     """Volume URL: a local folder (default `volume/`) or an object store."""
     state: str = ".mlrm/runs.sqlite"
     """SQLite file where the orchestrator records runs."""
+    node: str | None = None
+    """This machine's node label (strict deployments load only on replicas with their label)."""
+    prefetch: int | None = Field(None, ge=1)
+    """Messages a service replica takes from the bus at once (default: the bus's own)."""
+    watch_interval: float = Field(2.0, ge=0)
+    """Seconds between a predict replica's checks for re-pointed aliases and new deployments."""
     retries: int = Field(2, ge=0)
     """How many times a message whose step raised an unexpected error is redelivered before it is dead-lettered."""

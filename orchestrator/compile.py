@@ -22,15 +22,13 @@ class CompiledWorkflow:
 
     @property
     def mode(self) -> str:
-        services = {h.service for h in self.route}
-        return "train" if "train" in services else "predict" if "predict" in services else "transform"
+        return route_mode(self.route)
 
-    def predict_model(self) -> Any | None:
-        """The model selector of the predict step, if there is one."""
-        for hop, config in zip(self.route, self.configs, strict=True):
-            if hop.service == "predict":
-                return config.model
-        return None
+
+def route_mode(route: list[Hop]) -> str:
+    """``train`` fits statistics and a model; ``predict`` applies a pinned model's; ``transform`` fits its own."""
+    services = {h.service for h in route}
+    return "train" if "train" in services else "predict" if "predict" in services else "transform"
 
 
 def compile_workflow(path: str | Path) -> CompiledWorkflow:

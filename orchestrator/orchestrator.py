@@ -1,8 +1,14 @@
 """The orchestrator: starts runs, follows their step events, and records their state.
 
-It never touches data. It sends one start message to the first step of the route
-(the collector); services pass batches along the route themselves and report
-each processed message on the events queue, which the orchestrator records.
+It never touches data. A run starts with one message to the first step of the route
+(the collector); services pass batches along the route themselves and report each
+processed message on the events queue, which the orchestrator records in its store.
+It also publishes a snapshot of each run's state to the volume
+(``runs/<id>/status.json``), so clients on other machines can follow a run.
+
+Submissions arrive either in-process (:meth:`Orchestrator.submit`) or as messages on
+the ``mlrm.orchestrator`` queue (``mlrm submit``); a submission carries its run id, so
+a redelivered submission is recognised and started once.
 """
 
 from __future__ import annotations
@@ -12,51 +18,96 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
-from mlrm.bus import EVENTS_QUEUE, Bus, Delivery, Envelope, message_id, service_queue
-from mlrm.errors import MlrmError
+from mlrm.bus import EVENTS_QUEUE, Bus, Delivery, Envelope, Hop, message_id, service_queue
+from mlrm.errors import MlrmError, describe
 from mlrm.registry import ModelRegistry
 from mlrm.volume import Volume
-from orchestrator.compile import CompiledWorkflow
+from orchestrator.compile import CompiledWorkflow, route_mode
 from orchestrator.store import RunRecord, RunStore
 
 log = logging.getLogger(__name__)
+
+SUBMIT_QUEUE = "mlrm.orchestrator"
+STATUS_EVERY = 0.25  # seconds between status snapshots of a running run
 
 
 def new_run_id() -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
 
+def status_key(run_id: str) -> str:
+    return f"runs/{run_id}/status.json"
+
+
+def submission(workflow: CompiledWorkflow, run_id: str | None = None) -> Envelope:
+    """The message ``mlrm submit`` sends to a running orchestrator."""
+    run_id = run_id or new_run_id()
+    body = {"op": "submit", "workflow": workflow.name, "path": workflow.path}
+    return Envelope(id=f"{run_id}/submit", run_id=run_id, route=workflow.route, body=body)
+
+
 class Orchestrator:
     def __init__(self, bus: Bus, volume: Volume, store: RunStore) -> None:
         self.bus, self.volume, self.store = bus, volume, store
         self._changed = threading.Condition()
-        self._routes: dict[str, int] = {}  # run id -> number of steps
+        self._steps: dict[str, int] = {}  # run id -> number of steps (a cache of the store)
+        self._status_at: dict[str, float] = {}
         self.on_finish: list[Callable[[RunRecord], None]] = []
 
     def start(self) -> None:
         self.bus.subscribe(EVENTS_QUEUE, self.on_event)
+        self.bus.subscribe(SUBMIT_QUEUE, self.on_submission)
 
-    def submit(self, workflow: CompiledWorkflow) -> str:
+    # -- starting runs -------------------------------------------------------------------
+    def submit(self, workflow: CompiledWorkflow, run_id: str | None = None) -> str:
         """Record a new run and send its start message; returns the run id."""
-        run_id = new_run_id()
-        context: dict = {"mode": workflow.mode, "workflow": workflow.name}
-        selector = workflow.predict_model()
-        if selector is not None:  # pin the model version for the whole run
-            ref = ModelRegistry(self.volume).resolve(selector.name, alias=selector.alias, version=selector.version)
-            context["model"] = {"name": ref.name, "version": ref.version}
-        self.store.create(run_id, workflow.name, workflow.path, workflow.mode, workflow.route, context)
-        self._routes[run_id] = len(workflow.route)
-        first = workflow.route[0]
-        start = Envelope(id=message_id(run_id, first.name, 0), run_id=run_id, route=workflow.route, context=context)
-        self.bus.publish(service_queue(first.service), start)
+        run_id = run_id or new_run_id()
+        self.start_run(run_id, workflow.name, workflow.path, workflow.route)
         return run_id
 
-    def on_event(self, delivery: Delivery) -> None:
+    def start_run(self, run_id: str, name: str, path: str, route: list[Hop]) -> None:
+        mode = route_mode(route)
+        context: dict[str, Any] = {"mode": mode, "workflow": name}
+        predict = next((h for h in route if h.service == "predict"), None)
+        if predict is not None:  # pin the model version for the whole run
+            model = predict.config["model"]
+            ref = ModelRegistry(self.volume).resolve(model["name"], alias=model.get("alias"), version=model.get("version"))
+            context["model"] = {"name": ref.name, "version": ref.version}
+        self.store.create(run_id, name, path, mode, route, context)
+        self._steps[run_id] = len(route)
+        first = route[0]
+        start = Envelope(id=message_id(run_id, first.name, 0), run_id=run_id, route=route, context=context)
+        self.bus.publish(service_queue(first.service), start)
+        self._publish_status(run_id, force=True)
+
+    def on_submission(self, delivery: Delivery) -> None:
         env = delivery.envelope
         body = env.body
         try:
-            self._record(env.run_id, body)
+            if body.get("op") == "submit":
+                if not self.store.exists(env.run_id):  # a redelivered submission starts nothing new
+                    self.start_run(env.run_id, body["workflow"], body.get("path", ""), env.route)
+            elif body.get("op") == "reopen":
+                self.store.reopen(env.run_id)
+                self._publish_status(env.run_id, force=True)
+        except MlrmError as exc:  # e.g. no model version has the alias: the run fails, visibly
+            self._fail_submission(env, describe(exc))
+        delivery.ack()
+
+    def _fail_submission(self, env: Envelope, error: str) -> None:
+        if not self.store.exists(env.run_id):
+            self.store.create(env.run_id, env.body.get("workflow", "?"), env.body.get("path", ""),
+                              route_mode(env.route), env.route, {})  # fmt: skip
+        self.store.finish(env.run_id, "failed", error)
+        self._publish_status(env.run_id, force=True)
+
+    # -- following runs ------------------------------------------------------------------
+    def on_event(self, delivery: Delivery) -> None:
+        env = delivery.envelope
+        try:
+            self._record(env.run_id, env.body)
         except MlrmError as exc:  # e.g. an event for a run this store never saw
             log.warning("ignoring event for run %s: %s", env.run_id, exc)
         delivery.ack()
@@ -72,18 +123,32 @@ class Orchestrator:
         if not self.store.record_batch(run_id, idx, body):
             return
         if self.store.step_complete(run_id, idx):
-            steps = self._routes.get(run_id) or len(self.store.get(run_id).steps)
+            steps = self._steps.get(run_id) or len(self.store.get(run_id).steps)
             if idx == steps - 1:
                 self._finish(run_id, "succeeded")
+                return
+        self._publish_status(run_id)
 
     def _finish(self, run_id: str, status: str, error: str | None = None) -> None:
         if not self.store.finish(run_id, status, error):
             return
         self.volume.delete_prefix(f"runs/{run_id}/gather/")  # scratch space of steps that gathered
-        self._routes.pop(run_id, None)
+        self._steps.pop(run_id, None)
+        self._publish_status(run_id, force=True)
+        self._status_at.pop(run_id, None)
         record = self.store.get(run_id)
         for hook in self.on_finish:
             hook(record)
+
+    def _publish_status(self, run_id: str, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._status_at.get(run_id, 0.0) < STATUS_EVERY:
+            return
+        self._status_at[run_id] = now
+        try:
+            self.volume.put_json(status_key(run_id), self.store.get(run_id).to_dict())
+        except MlrmError as exc:  # the volume being down must not stop event processing
+            log.warning("could not publish the status of run %s: %s", run_id, exc)
 
     def wait(
         self, run_id: str, *, timeout: float | None = None, on_change: Callable[[RunRecord], None] | None = None
@@ -98,3 +163,13 @@ class Orchestrator:
                 return record
             with self._changed:
                 self._changed.wait(0.1)
+
+
+def read_status(volume: Volume, run_id: str) -> RunRecord:
+    """A run's last published state, from any machine that sees the volume."""
+    from mlrm.errors import NotFoundError
+
+    try:
+        return RunRecord.from_dict(volume.get_json(status_key(run_id)))
+    except NotFoundError:
+        raise NotFoundError(f"no run with id '{run_id}' in volume {volume.url}") from None

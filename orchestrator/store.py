@@ -6,7 +6,7 @@ import json
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,14 @@ class RunRecord:
     @property
     def seconds(self) -> float | None:
         return None if self.finished is None else self.finished - self.created
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        steps = [StepRecord(**s) for s in data.pop("steps", [])]
+        return cls(**data, steps=steps)
 
     def result(self, service: str) -> dict[str, Any] | None:
         for step in self.steps:
@@ -191,6 +199,18 @@ class RunStore:
         with self._lock:
             ids = [r[0] for r in self._db.execute("SELECT id FROM runs ORDER BY created DESC LIMIT ?", (limit,))]
         return [self.get(i) for i in ids]
+
+    def exists(self, run_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM runs WHERE id=?", (run_id,)).fetchone() is not None
+
+    def reopen(self, run_id: str) -> None:
+        """A failed run whose dead-lettered messages are replayed runs again."""
+        with self._lock, self._db:
+            self._db.execute("UPDATE runs SET status='running', error=NULL, finished=NULL WHERE id=?", (run_id,))
+            self._db.execute(
+                "UPDATE steps SET status='running', error=NULL WHERE run_id=? AND status='failed'", (run_id,)
+            )
 
     def finished_at(self, run_id: str) -> float | str | None:
         """When a run finished; None while it runs; "unknown" if this store never saw it."""

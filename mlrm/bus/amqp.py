@@ -2,9 +2,9 @@
 
 URL: ``amqp://user:password@host:5672/%2F?heartbeat=30&prefetch=8&queue_type=quorum&delivery_limit=10``.
 pika's own query options (``heartbeat``, ``connection_attempts``, ``socket_timeout``,
-``blocked_connection_timeout``...) pass through; ``prefetch``, ``queue_type`` and
-``delivery_limit`` are ours (constructor keywords override them). The stored ``url``
-never carries the credentials.
+``blocked_connection_timeout``, ``ssl_options``...) pass through; ``prefetch``,
+``queue_type`` and ``delivery_limit`` are ours (constructor keywords override them).
+The stored ``url`` never carries the credentials.
 
 Queues are durable quorum queues (classic on request, or on brokers older than 3.8),
 declared on first use by every connection, each with a dead-letter queue ``<queue>.dlq``
@@ -16,24 +16,27 @@ Threads: pika connections are not thread-safe, so
 
 - every thread that publishes gets its own connection (thread-local, opened lazily,
   reopened with backoff when it fails);
-- every subscription gets a consumer thread owning its connection (the I/O thread:
-  it alone touches that connection, so heartbeats flow while a handler trains for an
-  hour) and one worker thread running the handler, so a subscription handles its
-  messages one at a time, in order, like the embedded bus; ``prefetch`` messages
-  wait client-side;
+- every subscription gets a consumer thread owning its connection (the I/O thread: it
+  alone touches that connection, so heartbeats flow while a handler trains for an hour)
+  and one worker thread running the handler: a subscription handles its messages one
+  at a time, in order, like the embedded bus; up to ``prefetch`` wait client-side;
 - ``ack``/``reject`` are handed to the I/O thread (``add_callback_threadsafe``). After
   the connection was lost they do nothing: the broker gives the message again.
 
-``Delivery.delivery_count``: quorum queues count every give-back (reject, and also a
+``Delivery.delivery_count``: quorum queues count every give-back (a reject, and also a
 consumer's connection closing with the message unacked) in ``x-delivery-count``;
 classic queues only flag ``redelivered``, so the count is kept per message id in this
-process (exact when a single process consumes; another consumer's attempts are unseen,
-at least 2 on a redelivery).
+process (exact when one process consumes; attempts seen by other consumers are not
+counted, a redelivery is at least 2).
+
+pika's own loggers are quietened (to CRITICAL) unless configured: every failure they
+report reaches this module as an exception, logged once per outage.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -52,30 +55,33 @@ from mlrm.bus.envelope import Envelope, decode, encode
 from mlrm.errors import BusError, ConfigError
 
 log = logging.getLogger(__name__)
+if logging.getLogger("pika").level == logging.NOTSET:
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 CONTENT_TYPE = "application/x-mlrm"
 QUEUE_TYPES = ("quorum", "classic")
+OPTIONS = ("prefetch", "queue_type", "delivery_limit")
 _DLQ_SUFFIX = dead_letter_queue("")  # ".dlq"
 _FATAL_CONNECT = (px.AuthenticationError, px.ProbableAuthenticationError, px.ProbableAccessDeniedError)
-_NOT_FOUND, _ACCESS_REFUSED, _PRECONDITION_FAILED = 404, 403, 406
+_ACCESS_REFUSED, _NOT_FOUND, _PRECONDITION_FAILED = 403, 404, 406
 _SEEN_MAX = 100_000  # classic queues: message ids whose deliveries this process counts
 
 T = TypeVar("T")
 
 
 class _Lost(Exception):
-    """The connection or consumer went away; the consumer loop reconnects."""
+    """The connection or the consumer went away; the consumer loop reconnects."""
 
 
 def _split_url(url: str) -> tuple[str, dict[str, str], str]:
-    """(URL for pika, our own options, URL without credentials)."""
+    """(URL for pika, our own options, the URL without credentials)."""
     parts = urlsplit(url)
     if parts.scheme not in ("amqp", "amqps"):
         raise ConfigError(f"not an AMQP URL: {parts.scheme}://...")
     ours: dict[str, str] = {}
     theirs: list[tuple[str, str]] = []
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key in ("prefetch", "queue_type", "delivery_limit"):
+        if key in OPTIONS:
             ours[key] = value
         else:
             theirs.append((key, value))
@@ -108,7 +114,7 @@ def _version(server_properties: dict[str, Any] | None) -> tuple[int, ...]:
 
 
 class _Link:
-    """One connection and its channel, used by exactly one thread at a time."""
+    """One connection and its channel, used by one thread (the lock guards against close())."""
 
     def __init__(self, bus: AmqpBus, role: str, *, confirm: bool) -> None:
         self.thread = threading.current_thread()
@@ -133,14 +139,14 @@ class _Link:
         return ch
 
     def channel(self) -> Any:
-        """The link's channel, reopened if the broker closed it (a 404, a 406...)."""
+        """The link's channel, reopened if the broker closed it (after a 406, say)."""
         if not self.ch.is_open:
             self.ch = self._open_channel()
         return self.ch
 
     @property
     def alive(self) -> bool:
-        return self.conn.is_open
+        return bool(self.conn.is_open)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -177,19 +183,19 @@ class _AmqpDelivery(Delivery):
         if self._settled:
             raise BusError(f"message {self.envelope.id} was already acknowledged or rejected")
         self._settled = True
-        ch = self._ch
+        ch, message = self._ch, self.envelope.id
 
         def on_io_thread() -> None:
-            if ch.is_open:  # a tag belongs to its channel: never settle on a newer one
+            if ch.is_open:  # a delivery tag belongs to its channel: never settle on a newer one
                 try:
                     op()
                 except px.AMQPError as exc:
-                    log.debug("could not settle %s (%s); the broker will redeliver it", self.envelope.id, exc)
+                    log.debug("could not settle %s (%s); the broker will redeliver it", message, exc)
 
         try:
             self._link.conn.add_callback_threadsafe(on_io_thread)
-        except (px.AMQPError, OSError, RuntimeError):  # connection lost: the broker redelivers
-            log.debug("connection gone before settling %s; the broker will redeliver it", self.envelope.id)
+        except (px.AMQPError, OSError, RuntimeError, ValueError):  # connection gone: the broker redelivers
+            log.debug("connection gone before settling %s; the broker will redeliver it", message)
 
     def ack(self) -> None:
         self._settle(lambda: self._ch.basic_ack(delivery_tag=self._tag))
@@ -223,9 +229,10 @@ class AmqpBus(Bus):
             raise ConfigError(f"bus option queue_type must be one of {', '.join(QUEUE_TYPES)}, not {self.queue_type!r}")
         limit = delivery_limit if delivery_limit is not None else options.get("delivery_limit", 10)
         self.delivery_limit = _positive_int("delivery_limit", limit)
-        self.publish_timeout = publish_timeout
-        self.close_timeout = close_timeout
-        self._closed = threading.Event()
+        self.publish_timeout = publish_timeout  # how long publish (and the extras) retry a lost broker
+        self.close_timeout = close_timeout  # how long close() waits for running handlers
+        self._stopping = threading.Event()  # consumers stop; running handlers may still publish
+        self._closed = threading.Event()  # all done: publishing fails
         self._lock = threading.Lock()
         self._local = threading.local()
         self._links: list[_Link] = []  # publishing links of every thread, closed by close()
@@ -237,10 +244,10 @@ class AmqpBus(Bus):
     def __repr__(self) -> str:
         return f"AmqpBus({self.url!r}, queue_type={self.queue_type!r}, prefetch={self.prefetch})"
 
-    # -- connections ---------------------------------------------------------------------
+    # -- connections -----------------------------------------------------------------------
     def _parameters(self, role: str) -> pika.URLParameters:
         params = pika.URLParameters(self._pika_url)
-        params.client_properties = {"connection_name": f"mlrm {role} {threading.current_thread().name}"}
+        params.client_properties = {"connection_name": f"mlrm {role} ({threading.current_thread().name})"}
         return params
 
     def _publisher(self) -> _Link:
@@ -255,7 +262,7 @@ class AmqpBus(Bus):
             dead = [other for other in self._links if not other.thread.is_alive()]
             self._links = [other for other in self._links if other.thread.is_alive()]
             self._links.append(link)
-        for other in dead:  # their threads are gone, so nobody else uses them
+        for other in dead:  # their threads are gone, so nobody uses them any more
             other.close()
         self._local.link = link
         return link
@@ -268,7 +275,7 @@ class AmqpBus(Bus):
         link.close()
 
     def _retrying(self, what: str, op: Callable[[_Link], T]) -> T:
-        """Run ``op`` on this thread's link, reconnecting with backoff on connection trouble."""
+        """Run ``op`` on this thread's link, reconnecting with backoff while the broker is away."""
         deadline = time.monotonic() + self.publish_timeout
         delay, attempt = 0.25, 0
         while True:
@@ -281,26 +288,29 @@ class AmqpBus(Bus):
                 with link.lock:
                     link.conn.process_data_events(0)  # notice a connection the broker dropped while idle
                     return op(link)
+            except (px.UnroutableError, px.NackError):
+                raise  # the broker has answered: not a connection problem
             except px.ChannelClosedByBroker as exc:
-                if exc.reply_code in (_NOT_FOUND, _ACCESS_REFUSED, _PRECONDITION_FAILED):
-                    raise BusError(f"{what}: broker refused: {exc.reply_text}") from None
+                if exc.reply_code in (_ACCESS_REFUSED, _NOT_FOUND, _PRECONDITION_FAILED):
+                    raise BusError(f"{what}: the broker refused: {exc.reply_text}") from None
                 error: Exception = exc
-            except (px.AMQPConnectionError, px.AMQPChannelError, OSError) as exc:
+            except (px.AMQPError, OSError, ValueError) as exc:  # pika can raise ValueError on a dead connection
                 error = exc
             if link is not None:
                 self._forget(link)
+            if attempt == 1:  # routine: an idle link the broker dropped (missed heartbeats); retry at once
+                log.debug("%s: %s; reconnecting to %s", what, type(error).__name__, self.url)
+                continue
             if time.monotonic() + delay > deadline:
-                raise BusError(f"{what}: bus {self.url} unreachable: {type(error).__name__}: {error}") from None
-            # an idle link the broker dropped (missed heartbeats during a long handler) is routine
-            level = logging.DEBUG if attempt == 1 else logging.WARNING
-            log.log(level, "%s: %s; reconnecting to %s in %.2fs", what, type(error).__name__, self.url, delay)
+                raise BusError(f"{what}: bus {self.url} unreachable ({type(error).__name__}: {error})") from None
+            log.warning("%s: %s; reconnecting to %s in %.2fs", what, type(error).__name__, self.url, delay)
             if self._closed.wait(delay):
                 raise BusError(f"bus {self.url} is closed")
             delay = min(delay * 2, 5.0)
 
-    # -- queues --------------------------------------------------------------------------
+    # -- queues ----------------------------------------------------------------------------
     def _kind(self, link: _Link) -> tuple[bool, bool]:
-        """(quorum queues, at-least-once dead-lettering) for this link's broker."""
+        """(quorum queues, at-least-once dead-lettering) on this link's broker."""
         quorum = self.queue_type == "quorum" and link.version >= (3, 8)
         if self.queue_type == "quorum" and not quorum and "quorum" not in self._warned:
             self._warned.add("quorum")
@@ -308,13 +318,14 @@ class AmqpBus(Bus):
         return quorum, quorum and link.version >= (3, 10)
 
     def queue_arguments(self, queue: str, link: _Link) -> dict[str, Any]:
+        """The ``x-`` arguments ``queue`` is declared with."""
         quorum, at_least_once = self._kind(link)
         args: dict[str, Any] = {"x-queue-type": "quorum" if quorum else "classic"}
         if queue.endswith(_DLQ_SUFFIX):
-            return args  # a dead-letter queue only holds; it has no DLX of its own
+            return args  # a dead-letter queue only holds: no DLX, no delivery limit
         args["x-dead-letter-exchange"] = ""
         args["x-dead-letter-routing-key"] = dead_letter_queue(queue)
-        if quorum:  # classic queues have no delivery limit
+        if quorum:  # classic queues have no delivery limit (the argument would be ignored)
             args["x-delivery-limit"] = self.delivery_limit
         if at_least_once:
             args["x-dead-letter-strategy"] = "at-least-once"
@@ -322,26 +333,25 @@ class AmqpBus(Bus):
         return args
 
     def _declare(self, link: _Link, queue: str) -> None:
-        """Declare ``queue`` (and its dead-letter queue first) once per connection."""
+        """Declare ``queue`` (its dead-letter queue first) once per connection."""
         if queue in link.declared:
             return
         names = [queue] if queue.endswith(_DLQ_SUFFIX) else [dead_letter_queue(queue), queue]
         for name in names:
             if name in link.declared:
                 continue
-            args = self.queue_arguments(name, link)
             try:
-                link.channel().queue_declare(name, durable=True, arguments=args)
+                link.channel().queue_declare(name, durable=True, arguments=self.queue_arguments(name, link))
             except px.ChannelClosedByBroker as exc:
                 if exc.reply_code != _PRECONDITION_FAILED:
                     raise
-                link.channel().queue_declare(name, passive=True)  # it exists: use it as it is
+                link.channel().queue_declare(name, passive=True)  # it exists, declared otherwise: use it as is
                 if name not in self._warned:
                     self._warned.add(name)
                     log.warning("queue %s exists with other arguments; using it as it is (%s)", name, exc.reply_text)
             link.declared.add(name)
 
-    # -- publishing ----------------------------------------------------------------------
+    # -- publishing ------------------------------------------------------------------------
     def publish(self, queue: str, envelope: Envelope) -> None:
         body = encode(envelope)
         props = pika.BasicProperties(
@@ -367,12 +377,12 @@ class AmqpBus(Bus):
         except px.NackError:
             raise BusError(f"the broker refused message {envelope.id} to {queue} (nack)") from None
 
-    # -- consuming -----------------------------------------------------------------------
+    # -- consuming -------------------------------------------------------------------------
     def subscribe(self, queue: str, handler: Handler, *, prefetch: int | None = None) -> None:
-        """``prefetch`` defaults to the bus's (8): messages fetched ahead, handled one at a time."""
+        """``prefetch`` defaults to the bus's: messages fetched ahead, handled one at a time."""
         sub = _Subscription(queue, handler, _positive_int("prefetch", prefetch or self.prefetch))
         self._subs.append(sub)
-        if self._started:
+        if self._started:  # already started: serve the new subscription at once
             self._spawn(sub)
             sub.ready.wait(5)
 
@@ -393,9 +403,9 @@ class AmqpBus(Bus):
         sub.thread.start()
 
     def _consume(self, sub: _Subscription) -> None:
-        """The I/O thread of one subscription: connect, consume, and reconnect forever until closed."""
+        """The I/O thread of one subscription: connect, consume, reconnect until closed."""
         delay, outage = 0.5, 0.0
-        while not self._closed.is_set():
+        while not self._stopping.is_set():
             link: _Link | None = None
             try:
                 link = _Link(self, f"consumer {sub.queue}", confirm=False)
@@ -404,54 +414,63 @@ class AmqpBus(Bus):
                 ch.basic_qos(prefetch_count=sub.prefetch)
                 cancelled: list[Any] = []
                 ch.add_on_cancel_callback(cancelled.append)
-                tag = ch.basic_consume(sub.queue, lambda c, m, p, b, lk=link: self._on_message(sub, lk, c, m, p, b))
+                track = not self._kind(link)[0]  # classic queues: redeliveries are counted here
+                tag = ch.basic_consume(sub.queue, functools.partial(self._on_message, sub, link, track))
                 if outage:
                     log.warning("consuming %s again after %.1fs", sub.queue, time.monotonic() - outage)
                 delay, outage = 0.5, 0.0
                 sub.ready.set()
-                while not self._closed.is_set():
+                while not self._stopping.is_set():
                     link.conn.process_data_events(time_limit=0.1)
                     if cancelled:
                         raise _Lost("the broker cancelled the consumer (queue deleted?)")
+                    if not link.alive:
+                        raise _Lost("connection closed")
                 self._wind_down(sub, link, tag)
                 return
-            except (_Lost, px.AMQPError, OSError, BusError) as exc:
+            except Exception as exc:  # never let the consumer die: that would silently stop the service
                 sub.ready.clear()
-                if self._closed.is_set():
+                if self._stopping.is_set():
                     return
-                if not outage:
-                    outage = time.monotonic()
+                expected = isinstance(exc, _Lost | px.AMQPError | OSError | BusError)
+                if link is not None and not link.alive:
+                    expected = True  # pika may fail oddly (a ValueError) on a connection that just closed
+                if not expected:
+                    log.exception("consumer of %s failed; reconnecting", sub.queue)
+                elif not outage:
                     log.warning("consumer of %s lost %s (%s: %s); reconnecting", sub.queue, self.url,
                                 type(exc).__name__, exc)  # fmt: skip
-                self._closed.wait(delay)
-                delay = min(delay * 2, 5.0)
-            except Exception:  # never let the consumer die: that would silently stop the service
-                sub.ready.clear()
-                log.exception("consumer of %s failed; reconnecting", sub.queue)
-                self._closed.wait(delay)
+                outage = outage or time.monotonic()
+                self._stopping.wait(delay)
                 delay = min(delay * 2, 5.0)
             finally:
                 if link is not None:
                     link.close()
 
-    def _on_message(self, sub: _Subscription, link: _Link, ch: Any, method: Any, props: Any, body: bytes) -> None:
+    def _on_message(
+        self, sub: _Subscription, link: _Link, track: bool, ch: Any, method: Any, props: Any, body: bytes
+    ) -> None:
         try:
             envelope = decode(body)
-        except Exception as exc:  # not ours or corrupt: give it to the dead-letter queue
-            log.error("%s: dropping an undecodable message to %s: %s", sub.queue, dead_letter_queue(sub.queue), exc)
+        except Exception as exc:  # not ours, or corrupt: to the dead-letter queue
+            log.error("%s: dead-lettering an undecodable message: %s", sub.queue, exc)
             ch.basic_reject(delivery_tag=method.delivery_tag, requeue=False)
             return
-        count = self._delivery_count(sub.queue, envelope.id, method.redelivered, props.headers)
+        count = self._delivery_count(sub.queue, envelope.id, method.redelivered, props.headers, track=track)
         delivery = _AmqpDelivery(link, ch, method.delivery_tag, envelope, count)
         with sub.lock:
             sub.busy += 1
         assert sub.workers is not None
         sub.workers.submit(self._handle, sub, delivery)
 
-    def _delivery_count(self, queue: str, message_id: str, redelivered: bool, headers: dict[str, Any] | None) -> int:
+    def _delivery_count(
+        self, queue: str, message_id: str, redelivered: bool, headers: dict[str, Any] | None, *, track: bool
+    ) -> int:
         returned = (headers or {}).get("x-delivery-count")
         if returned is not None:  # quorum queues count every give-back
             return int(returned) + 1
+        if not track:
+            return 2 if redelivered else 1
         key = (queue, message_id)
         with self._lock:
             count = max(2, self._seen.get(key, 1) + 1) if redelivered else 1
@@ -481,9 +500,9 @@ class AmqpBus(Bus):
                 sub.busy -= 1
 
     def _wind_down(self, sub: _Subscription, link: _Link, tag: str) -> None:
-        """Closing: no new deliveries, let the running handler finish (bounded), flush its ack."""
+        """Closing: no new deliveries; let the running handler finish (bounded) and flush its ack."""
         sub.stopping = True
-        with contextlib.suppress(px.AMQPError, OSError):
+        with contextlib.suppress(px.AMQPError, OSError, ValueError):
             link.ch.basic_cancel(tag)  # pika gives back what was fetched but not yet dispatched
             deadline = time.monotonic() + self.close_timeout
             while sub.busy and time.monotonic() < deadline:
@@ -495,7 +514,7 @@ class AmqpBus(Bus):
 
     # -- operator extras ---------------------------------------------------------------------
     def _on_channel(self, what: str, op: Callable[[Any], T], *, missing: T) -> T:
-        """Run ``op`` on a throwaway channel (closing it gives back anything un-acked)."""
+        """Run ``op`` on a throwaway channel (closing it gives back anything unacked)."""
 
         def run(link: _Link) -> T:
             ch = link.conn.channel()
@@ -513,28 +532,39 @@ class AmqpBus(Bus):
 
     def depth(self, queue: str) -> int:
         """Messages ready on ``queue`` (0 if it does not exist); unacked ones are not counted."""
-        return self._on_channel(
-            f"depth of {queue}", lambda ch: ch.queue_declare(queue, passive=True).method.message_count, missing=0
-        )
 
-    def peek(self, queue: str, limit: int = 100) -> list[Envelope]:
-        """Up to ``limit`` messages, given back when the channel closes.
+        def count(ch: Any) -> int:
+            return int(ch.queue_declare(queue, passive=True).method.message_count)
 
-        On a quorum queue this counts as a delivery (``x-delivery-count`` + 1): use it on
-        dead-letter queues (no delivery limit), not on busy work queues.
+        return self._on_channel(f"measuring {queue}", count, missing=0)
+
+    def peek(self, queue: str, limit: int = 100, *, settle: float = 2.0) -> list[Envelope]:
+        """Up to ``limit`` messages from the head, given back when the channel closes.
+
+        On a quorum queue this counts as a delivery (``x-delivery-count`` + 1) and puts the
+        peeked messages behind the others: meant for dead-letter queues, not busy work queues.
+        Returns once the broker shows them queued again (or after ``settle`` seconds).
         """
 
-        def get(ch: Any) -> list[Envelope]:
+        def get(ch: Any) -> tuple[list[Envelope], int]:
+            before = int(ch.queue_declare(queue, passive=True).method.message_count)
             out: list[Envelope] = []
             while len(out) < limit:
                 method, _props, body = ch.basic_get(queue, auto_ack=False)
                 if method is None:
                     break
-                with contextlib.suppress(Exception):
+                try:
                     out.append(decode(body))
-            return out
+                except Exception as exc:
+                    log.warning("peek %s: skipping an undecodable message: %s", queue, exc)
+            return out, before
 
-        return self._on_channel(f"peeking at {queue}", get, missing=[])
+        out, before = self._on_channel(f"peeking at {queue}", get, missing=([], 0))
+        # the broker puts them back asynchronously: wait, so a drain right after sees them all
+        deadline = time.monotonic() + settle
+        while out and self.depth(queue) < before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return out
 
     def drain(self, queue: str) -> list[Envelope]:
         """Take every message off ``queue`` (undecodable ones are dropped with a warning)."""
@@ -554,9 +584,12 @@ class AmqpBus(Bus):
         return self._on_channel(f"draining {queue}", take, missing=[])
 
     def purge(self, queue: str) -> None:
+        """Drop every ready message of ``queue`` (a missing queue is fine)."""
         self._on_channel(f"purging {queue}", lambda ch: ch.queue_purge(queue), missing=None)
 
     def delete_queue(self, queue: str) -> None:
+        """Delete ``queue`` and its messages (not its dead-letter queue; a missing queue is fine)."""
+
         def delete(ch: Any) -> None:
             ch.queue_delete(queue)
 
@@ -565,25 +598,27 @@ class AmqpBus(Bus):
         if link is not None:
             link.declared.discard(queue)
 
-    # -- shutting down ---------------------------------------------------------------------
+    # -- shutting down -----------------------------------------------------------------------
     def close(self) -> None:
         """Stop consuming, let running handlers finish (bounded), close every connection."""
-        if self._closed.is_set():
+        if self._stopping.is_set():
             return
-        self._closed.set()
+        self._stopping.set()
         me = threading.current_thread()
-        for sub in self._subs:
+        for sub in self._subs:  # each consumer waits for its running handler, up to close_timeout
             if sub.thread is not None and sub.thread is not me:
                 sub.thread.join(self.close_timeout + 5)
             if sub.workers is not None:
                 sub.workers.shutdown(wait=False, cancel_futures=True)
+        self._closed.set()
         with self._lock:
             links, self._links = self._links, []
         for link in links:
-            if link.thread is me or not link.thread.is_alive() or link.lock.acquire(timeout=1):
-                try:
+            owned = link.lock.acquire(timeout=1)
+            try:
+                if owned or not link.thread.is_alive():
                     link.close()
-                finally:
-                    if link.lock.locked():
-                        with contextlib.suppress(RuntimeError):
-                            link.lock.release()
+                # else a handler past close_timeout is publishing on it: it goes with its thread
+            finally:
+                if owned:
+                    link.lock.release()

@@ -9,10 +9,16 @@ __all__ = ["ObjectInfo", "Volume", "check_key", "open_volume"]
 
 
 def open_volume(url: str) -> Volume:
-    """Open the volume a URL names: ``volume``, ``/abs/path``, ``file:///abs/path`` or ``s3://bucket``."""
+    """Open the volume a URL names: ``volume``, ``/abs/path``, ``file:///abs/path`` or ``s3://bucket[/prefix]``."""
     scheme = url.split("://", 1)[0] if "://" in url else "file"
     if scheme == "file":
         from mlrm.volume.local import LocalVolume
 
         return LocalVolume(url.removeprefix("file://"))
-    raise ConfigError(f"unsupported volume URL {url!r}; use a folder path or file:///path")
+    if scheme == "s3":
+        from mlrm.volume.s3 import S3Volume
+
+        return S3Volume(url)
+    raise ConfigError(
+        f"unsupported volume URL scheme {scheme!r}; use a folder path, file:///path, s3://bucket or s3://bucket/prefix"
+    )

@@ -31,7 +31,7 @@ def test_clear_removes_the_parts(volume):
     g = Gather(volume, "run", "step")
     g.add(0, True, frame(0))
     g.clear()
-    assert list(volume.list("runs/run/")) == []
+    assert [o.key for o in volume.list("runs/run/gather/")] == []
 
 
 def test_rebatch():
@@ -39,3 +39,11 @@ def test_rebatch():
     parts = list(rebatch(df, 4))
     assert [(len(f), s, last) for f, s, last in parts] == [(4, 0, False), (4, 1, False), (2, 2, True)]
     assert [(len(f), s, last) for f, s, last in rebatch(df.iloc[:0], 4)] == [(0, 0, True)]
+
+
+def test_a_batch_redelivered_after_the_stream_was_handled_does_nothing(volume):
+    g = Gather(volume, "run", "step")
+    assert g.add(0, True, frame(0)) is True
+    g.clear()
+    assert Gather(volume, "run", "step").add(0, True, frame(0)) is False
+    assert [o.key for o in volume.list("runs/run/")] == ["runs/run/done/step"]

@@ -1,0 +1,142 @@
+"""``mlrm up``: a whole distributed deployment on one machine, one process per replica.
+
+The deployment file names the bus, the volume and how many replicas of each service
+to run; a small supervisor starts ``mlrm orchestrator`` and ``mlrm serve SERVICE``
+processes, restarts any that die (with backoff), and stops them all on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import Field
+
+from mlrm.config import ConfigModel, Section
+
+log = logging.getLogger(__name__)
+
+
+class ServiceReplicas(Section):
+    """How to run one service."""
+
+    replicas: int = Field(1, ge=0, le=64)
+    """Processes to start; replicas compete on the service's queue."""
+    node: str | None = None
+    """Node label (predict: which strict deployments this replica may load)."""
+    prefetch: int | None = Field(None, ge=1)
+    """Messages a replica takes at once (default: the bus's)."""
+
+
+class LocalDeployment(ConfigModel):
+    """Everything `mlrm up` starts: the orchestrator and N replicas of each service."""
+
+    kind: Literal["LocalDeployment"] = "LocalDeployment"
+    bus: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    """Message bus URL shared by every process."""
+    volume: str = "volume"
+    """Volume URL shared by every process (a folder on this machine, or s3://bucket)."""
+    state: str = ".mlrm/runs.sqlite"
+    """The orchestrator's run store."""
+    services: dict[Literal["collector", "handler", "features", "train", "predict"], ServiceReplicas] = Field(
+        default_factory=lambda: {
+            name: ServiceReplicas() for name in ("collector", "handler", "features", "train", "predict")
+        }
+    )
+    """Replicas per service; a service left out runs one replica."""
+
+    def commands(self) -> list[tuple[str, list[str]]]:
+        mlrm = [sys.executable, "-m", "mlrm"]
+        procs = [("orchestrator", [*mlrm, "orchestrator"])]
+        for name in ("collector", "handler", "features", "train", "predict"):
+            spec = self.services.get(name, ServiceReplicas())  # type: ignore[call-overload]
+            for i in range(spec.replicas):
+                cmd = [*mlrm, "serve", name, "--worker", f"{name}-{i}"]
+                if spec.node:
+                    cmd += ["--node", spec.node]
+                if spec.prefetch:
+                    cmd += ["--prefetch", str(spec.prefetch)]
+                procs.append((f"{name}-{i}", cmd))
+        return procs
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "MLRM_BUS": self.bus, "MLRM_VOLUME": self.volume, "MLRM_STATE": self.state}
+
+
+@dataclass
+class Child:
+    name: str
+    cmd: list[str]
+    proc: subprocess.Popen | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+
+
+@dataclass
+class Supervisor:
+    deployment: LocalDeployment
+    children: list[Child] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        """Start every process, and a thread that restarts any that die."""
+        self.children = [Child(name, cmd) for name, cmd in self.deployment.commands()]
+        for child in self.children:
+            self._spawn(child)
+        threading.Thread(target=self._monitor, name="supervisor", daemon=True).start()
+
+    def _monitor(self) -> None:
+        while not self.stopping.wait(0.2):
+            self.poll()
+
+    def _spawn(self, child: Child) -> None:
+        child.proc = subprocess.Popen(child.cmd, env=self.deployment.env(), start_new_session=True)
+
+    def poll(self) -> None:
+        """Restart children that died, with exponential backoff."""
+        now = time.monotonic()
+        for child in self.children:
+            if self.stopping.is_set() or child.proc is None or child.proc.poll() is None:
+                continue
+            if child.next_start == 0.0:
+                delay = min(30.0, 0.5 * 2 ** min(child.restarts, 6))
+                child.next_start = now + delay
+                log.warning("%s exited with %s; restarting in %.1fs", child.name, child.proc.returncode, delay)
+            elif now >= child.next_start:
+                child.restarts += 1
+                child.next_start = 0.0
+                self._spawn(child)
+
+    def run(self) -> None:
+        """Supervise until SIGINT/SIGTERM, then stop every child."""
+        previous = {s: signal.signal(s, lambda *_: self.stopping.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.start()
+            self.stopping.wait()
+        finally:
+            self.stop()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self.stopping.set()
+        alive = [c.proc for c in self.children if c.proc is not None and c.proc.poll() is None]
+        for proc in alive:
+            proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in alive:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def pids(self) -> dict[str, int]:
+        return {c.name: c.proc.pid for c in self.children if c.proc is not None and c.proc.poll() is None}

@@ -1,0 +1,27 @@
+"""Steps the distributed tests inject through configs (importable by the service processes)."""
+
+from __future__ import annotations
+
+import time
+
+from mlrm.steps import TransformStep
+
+
+class Slow(TransformStep):
+    """Sleeps per batch, so a test can act in the middle of a run."""
+
+    kind = "handler"
+    seconds: float = 0.02
+
+    def transform(self, df, state):
+        time.sleep(self.seconds)
+        return df
+
+
+class Poison(TransformStep):
+    """Always raises a plain exception (a bug, not bad input): retried, then dead-lettered."""
+
+    kind = "handler"
+
+    def transform(self, df, state):
+        raise RuntimeError("poison pill")

@@ -1,0 +1,413 @@
+"""The RabbitMQ bus against a real broker: confirms, acks, redelivery counts, dead-lettering,
+prefetch, heartbeats during long handlers, surviving dropped connections, competing consumers."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pandas as pd
+import pytest
+
+from mlrm.bus import Envelope, Hop, open_bus
+from mlrm.bus.amqp import AmqpBus
+from mlrm.bus.base import Bus
+from mlrm.bus.memory import MemoryBus
+from mlrm.errors import BusError, ConfigError
+
+HOST, PORT = "127.0.0.1", 5672
+URL = f"amqp://guest:guest@{HOST}:{PORT}/%2F"
+
+
+def _broker_up() -> bool:
+    try:
+        socket.create_connection((HOST, PORT), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+pytestmark = [
+    pytest.mark.amqp,
+    pytest.mark.skipif(not _broker_up(), reason=f"no RabbitMQ broker accepts connections on {HOST}:{PORT}"),
+]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def broker_count(queue: str) -> int:
+    """Messages the broker holds for ``queue``, ready or delivered and not yet acked."""
+    out = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "name", "messages"], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    counts = dict(line.split("\t") for line in out.splitlines() if "\t" in line)
+    return int(counts[queue])
+
+
+def env(i: int | str, **kw) -> Envelope:
+    return Envelope(id=f"r/s/{i}", run_id="r", **kw)
+
+
+@pytest.fixture
+def queue() -> Iterator[str]:
+    """A fresh queue name; the queue and its dead-letter queue are deleted afterwards."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    yield name
+    with AmqpBus(URL) as admin:
+        for q in (name, f"{name}.dlq", f"{name}.out", f"{name}.out.dlq"):
+            admin.delete_queue(q)
+
+
+@pytest.fixture
+def make_bus(queue: str) -> Iterator[Callable[..., AmqpBus]]:
+    """Buses closed before the queue fixture deletes the queues (a live consumer would redeclare them)."""
+    buses: list[AmqpBus] = []
+
+    def make(url: str = URL, **kw) -> AmqpBus:
+        bus = AmqpBus(url, **kw)
+        buses.append(bus)
+        return bus
+
+    yield make
+    for bus in buses:
+        bus.close()
+
+
+def test_round_trip_of_an_envelope_with_a_frame(make_bus, queue):
+    frame = pd.DataFrame({"a": [1, 2, 3], "b": ["x", None, "z"], "c": [0.5, 1.5, float("nan")]})
+    route = [Hop("s", "handler", {"steps": []}, "/tmp")]
+    got: list = []
+    bus = make_bus()
+
+    def handler(d):
+        got.append((d.envelope, d.delivery_count))
+        d.ack()
+
+    bus.subscribe(queue, handler)
+    bus.start()
+    bus.publish(queue, env(0, route=route, payload=frame, context={"mode": "predict"}, seq=4, last=False))
+    wait_for(lambda: got, what="the message")
+    back, count = got[0]
+    assert count == 1
+    assert (back.id, back.seq, back.last, back.context, back.route) == ("r/s/0", 4, False, {"mode": "predict"}, route)
+    pd.testing.assert_frame_equal(back.payload, frame)
+    wait_for(lambda: bus.depth(queue) == 0)
+
+
+def test_publish_returns_once_the_broker_has_the_message(make_bus, queue):
+    producer, observer = make_bus(), make_bus()
+    for i in range(3):
+        producer.publish(queue, env(i))
+        assert observer.depth(queue) == i + 1  # a different connection sees it at once: confirmed
+    assert observer.depth(f"{queue}.dlq") == 0  # declared alongside
+
+
+def test_queues_are_durable_quorum_queues_with_a_dead_letter_queue(make_bus, queue):
+    if shutil.which("rabbitmqctl") is None:
+        pytest.skip("rabbitmqctl is not available")
+    make_bus(delivery_limit=7).publish(queue, env(0))
+    out = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "name", "type", "durable", "arguments"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    rows = {line.split("\t")[0]: line for line in out.splitlines()}
+    main, dlq = rows[queue], rows[f"{queue}.dlq"]
+    assert "\tquorum\ttrue\t" in main and "\tquorum\ttrue\t" in dlq
+    for arg in (
+        '{"x-dead-letter-exchange",[]}',
+        f'{{"x-dead-letter-routing-key","{queue}.dlq"}}',
+        '{"x-delivery-limit",7}',
+        '{"x-dead-letter-strategy","at-least-once"}',
+        '{"x-overflow","reject-publish"}',
+    ):
+        assert arg in main
+    assert "x-dead-letter" not in dlq
+
+
+def test_ack_removes_the_message_for_good(make_bus, queue):
+    seen: list[str] = []
+    bus = make_bus()
+    bus.subscribe(queue, lambda d: (seen.append(d.envelope.id), d.ack()))
+    bus.start()
+    for i in range(5):
+        bus.publish(queue, env(i))
+    wait_for(lambda: len(seen) == 5)
+    bus.close()  # anything un-acked would be given back now
+    assert make_bus().depth(queue) == 0
+    assert seen == [f"r/s/{i}" for i in range(5)]  # one worker per subscription: in order
+
+
+def test_reject_with_requeue_redelivers_with_growing_counts(make_bus, queue):
+    counts: list[int] = []
+    bus = make_bus()
+
+    def handler(d):
+        counts.append(d.delivery_count)
+        d.reject(requeue=True) if d.delivery_count < 3 else d.ack()
+
+    bus.subscribe(queue, handler)
+    bus.start()
+    bus.publish(queue, env(0))
+    wait_for(lambda: counts[-1:] == [3])
+    assert counts == [1, 2, 3]
+    wait_for(lambda: bus.depth(queue) == 0)
+
+
+def test_classic_queues_count_redeliveries_in_process(make_bus, queue):
+    counts: list[int] = []
+    bus = make_bus(queue_type="classic")
+
+    def handler(d):
+        counts.append(d.delivery_count)
+        d.reject(requeue=True) if d.delivery_count < 3 else d.ack()
+
+    bus.subscribe(queue, handler)
+    bus.start()
+    bus.publish(queue, env(0))
+    wait_for(lambda: counts[-1:] == [3])
+    assert counts == [1, 2, 3]
+
+
+def test_the_broker_dead_letters_a_message_given_back_too_often(make_bus, queue):
+    counts: list[int] = []
+    bus = make_bus(f"{URL}?delivery_limit=2")
+
+    def always_reject(d):
+        counts.append(d.delivery_count)
+        d.reject(requeue=True)
+
+    bus.subscribe(queue, always_reject)
+    bus.start()
+    bus.publish(queue, env(0, body={"k": 1}))
+    wait_for(lambda: bus.depth(f"{queue}.dlq") == 1, what="dead-lettering")
+    assert counts == [1, 2, 3]  # given back more than delivery_limit (2) times
+    assert bus.depth(queue) == 0
+    dead = bus.drain(f"{queue}.dlq")
+    assert [(e.id, e.body) for e in dead] == [("r/s/0", {"k": 1})]
+
+
+def test_prefetch_bounds_the_unacked_messages(make_bus, queue):
+    release = threading.Event()
+    handled: list[str] = []
+    bus = make_bus()
+
+    def blocking(d):
+        release.wait(10)
+        handled.append(d.envelope.id)
+        d.ack()
+
+    bus.subscribe(queue, blocking, prefetch=2)
+    bus.start()
+    for i in range(5):
+        bus.publish(queue, env(i))
+    wait_for(lambda: bus.depth(queue) == 3, what="two messages fetched")
+    time.sleep(0.3)
+    assert bus.depth(queue) == 3  # still: 2 unacked at most (1 in the handler, 1 waiting)
+    release.set()
+    wait_for(lambda: len(handled) == 5)
+    wait_for(lambda: bus.depth(queue) == 0)
+
+
+def test_a_long_handler_keeps_its_connection_alive(make_bus, queue, caplog):
+    done: list[int] = []
+    bus = make_bus(f"{URL}?heartbeat=2")
+    out = f"{queue}.out"
+
+    def long_handler(d):
+        bus.publish(out, env("before"))
+        time.sleep(5)  # > 2 heartbeat intervals without touching the connections
+        bus.publish(out, env("after"))  # this thread's idle publisher was dropped: reconnects quietly
+        d.ack()
+        done.append(d.delivery_count)
+
+    bus.subscribe(queue, long_handler)
+    with caplog.at_level(logging.WARNING, logger="mlrm.bus.amqp"):
+        bus.start()
+        bus.publish(queue, env(0))
+        wait_for(lambda: done, timeout=15, what="the long handler")
+        wait_for(lambda: bus.depth(queue) == 0)
+        time.sleep(0.5)
+    assert done == [1]  # handled once: the consumer connection survived, the ack went through
+    assert not [r for r in caplog.records if r.name == "mlrm.bus.amqp" and "lost" in r.getMessage()]
+    assert [e.id for e in bus.drain(out)] == ["r/s/before", "r/s/after"]
+
+
+@pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="rabbitmqctl is not available")
+def test_consumption_survives_the_broker_closing_every_connection(make_bus, queue, caplog):
+    n = 30
+    handled: list[str] = []
+    bus = make_bus()
+
+    def handler(d):
+        time.sleep(0.02)
+        handled.append(d.envelope.id)
+        d.ack()
+
+    bus.subscribe(queue, handler, prefetch=4)
+    with caplog.at_level(logging.WARNING, logger="mlrm.bus.amqp"):
+        bus.start()
+        for i in range(n):
+            bus.publish(queue, env(i))
+        wait_for(lambda: len(handled) >= 5, what="some messages handled")
+        subprocess.run(["rabbitmqctl", "-q", "close_all_connections", "test"], check=True, timeout=30)
+        wait_for(lambda: set(handled) >= {f"r/s/{i}" for i in range(n)}, timeout=20, what="every message")
+        wait_for(lambda: bus.depth(queue) == 0, what="an empty queue")  # publisher reconnected too
+        wait_for(lambda: broker_count(queue) == 0, what="every message acked")  # ready + unacked
+    bus.close()
+    lost = [r for r in caplog.records if r.name == "mlrm.bus.amqp" and "lost" in r.getMessage()]
+    assert len(lost) == 1  # one warning per outage
+    assert "guest" not in lost[0].getMessage()
+
+
+@pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="rabbitmqctl is not available")
+def test_settling_after_the_connection_was_lost_does_nothing_and_the_broker_redelivers(make_bus, queue):
+    entered, release = threading.Event(), threading.Event()
+    counts: list[int] = []
+    errors: list[Exception] = []
+    bus = make_bus()
+
+    def handler(d):
+        counts.append(d.delivery_count)
+        if d.delivery_count == 1:
+            entered.set()
+            release.wait(10)
+        try:
+            d.ack()  # on the first delivery: its connection is gone by now
+        except Exception as exc:
+            errors.append(exc)
+
+    bus.subscribe(queue, handler)
+    bus.start()
+    bus.publish(queue, env(0))
+    assert entered.wait(10)
+    subprocess.run(["rabbitmqctl", "-q", "close_all_connections", "test"], check=True, timeout=30)
+    time.sleep(0.2)
+    release.set()
+    wait_for(lambda: counts == [1, 2], what="the redelivery")  # the unacked message came back
+    wait_for(lambda: broker_count(queue) == 0, what="the second ack")
+    assert errors == []
+
+
+def test_a_handler_that_raises_gets_the_message_again(make_bus, queue):
+    calls: list[int] = []
+    bus = make_bus()
+
+    def handler(d):
+        calls.append(d.delivery_count)
+        if d.delivery_count == 1:
+            raise RuntimeError("crash before ack")
+        d.ack()
+
+    bus.subscribe(queue, handler)
+    bus.start()
+    bus.publish(queue, env(0))
+    wait_for(lambda: calls == [1, 2])
+    wait_for(lambda: bus.depth(queue) == 0)
+
+
+def test_two_consumers_share_a_queue(make_bus, queue):
+    got: dict[str, list[str]] = {"a": [], "b": []}
+    buses = {name: make_bus() for name in got}
+    for name, bus in buses.items():
+
+        def handler(d, name=name):
+            time.sleep(0.02)
+            got[name].append(d.envelope.id)
+            d.ack()
+
+        bus.subscribe(queue, handler, prefetch=1)
+        bus.start()
+    for i in range(20):
+        buses["a"].publish(queue, env(i))
+    wait_for(lambda: len(got["a"]) + len(got["b"]) == 20)
+    assert got["a"] and got["b"]
+    assert sorted(got["a"] + got["b"]) == sorted(f"r/s/{i}" for i in range(20))
+
+
+@pytest.mark.parametrize("kind", ["memory", "amqp"])
+def test_peek_leaves_messages_queued_and_drain_empties(make_bus, queue, kind):
+    bus: Bus = MemoryBus() if kind == "memory" else make_bus()
+    for i in range(3):
+        bus.publish(queue, env(i))
+    assert [e.id for e in bus.peek(queue)] == ["r/s/0", "r/s/1", "r/s/2"]
+    assert [e.id for e in bus.peek(queue, limit=2)] == ["r/s/0", "r/s/1"]
+    assert bus.depth(queue) == 3
+    # a quorum queue puts given-back messages behind the others: peeking may reorder, never loses
+    assert sorted(e.id for e in bus.drain(queue)) == ["r/s/0", "r/s/1", "r/s/2"]
+    assert bus.depth(queue) == 0
+    assert bus.peek(queue) == [] and bus.drain(queue) == []
+
+
+def test_purge_delete_and_publishing_after_a_queue_vanished(make_bus, queue):
+    bus, other = make_bus(), make_bus()
+    bus.publish(queue, env(0))
+    bus.purge(queue)
+    assert bus.depth(queue) == 0
+    other.delete_queue(queue)  # behind the publisher's back: its declaration cache is stale
+    assert bus.depth(queue) == 0 and bus.peek(queue) == []  # a missing queue is empty
+    bus.publish(queue, env(1))  # the mandatory publish is returned, the queue declared again
+    assert other.depth(queue) == 1
+
+
+def test_url_options_and_credentials(make_bus):
+    bus = open_bus(f"{URL}?heartbeat=5&prefetch=3&queue_type=classic&delivery_limit=4")
+    try:
+        assert isinstance(bus, AmqpBus)
+        assert (bus.prefetch, bus.queue_type, bus.delivery_limit) == (3, "classic", 4)
+        assert "guest" not in bus.url and "guest" not in repr(bus)
+        assert bus.url == "amqp://***@127.0.0.1:5672/%2F?heartbeat=5&prefetch=3&queue_type=classic&delivery_limit=4"
+    finally:
+        bus.close()
+    assert AmqpBus(URL, prefetch=2, queue_type="quorum").prefetch == 2
+    with pytest.raises(ConfigError, match="queue_type"):
+        AmqpBus(f"{URL}?queue_type=stream")
+    with pytest.raises(ConfigError, match="prefetch"):
+        AmqpBus(f"{URL}?prefetch=0")
+    with pytest.raises(ConfigError, match="bad bus URL") as info:
+        AmqpBus(f"{URL}?no_such_option=1")
+    assert "guest" not in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        open_bus("carrier://user:secret@coop")
+    assert "secret" not in str(info.value)
+
+
+def test_closed_bus_refuses_to_publish(make_bus, queue):
+    bus = make_bus()
+    bus.publish(queue, env(0))
+    bus.close()
+    with pytest.raises(BusError, match="closed"):
+        bus.publish(queue, env(1))
+
+
+def test_an_unreachable_broker_fails_publishing_after_the_retry_budget():
+    bus = AmqpBus("amqp://guest:guest@127.0.0.1:1/%2F", publish_timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(BusError, match="unreachable"):
+        bus.publish("never", env(0))
+    assert time.monotonic() - started < 5
+    bus.subscribe("never", lambda d: d.ack())
+    bus.start(timeout=0.5)  # returns; the consumer keeps retrying in the background
+    started = time.monotonic()
+    bus.close()
+    assert time.monotonic() - started < 3
+
+
+def test_wrong_credentials_fail_fast():
+    bus = AmqpBus(f"amqp://guest:wrong-password@{HOST}:{PORT}/%2F")
+    started = time.monotonic()
+    with pytest.raises(BusError, match="refused the login") as info:
+        bus.publish("never", env(0))
+    assert time.monotonic() - started < 10
+    assert "wrong-password" not in str(info.value)
+    bus.close()
