@@ -9,9 +9,7 @@ from typing import Any
 
 from mlrm.config import KINDS, config_class
 
-FILES = {
-    kind: f"{re.sub(r'(?<!^)(?=[A-Z])', '-', kind.removesuffix('Config')).lower()}.schema.json" for kind in KINDS
-}
+FILES = {kind: f"{re.sub(r'(?<!^)(?=[A-Z])', '-', kind.removesuffix('Config')).lower()}.schema.json" for kind in KINDS}
 
 
 def schema_for(kind: str) -> dict[str, Any]:

@@ -73,7 +73,8 @@ class Orchestrator:
         predict = next((h for h in route if h.service == "predict"), None)
         if predict is not None:  # pin the model version for the whole run
             model = predict.config["model"]
-            ref = ModelRegistry(self.volume).resolve(model["name"], alias=model.get("alias"), version=model.get("version"))
+            registry = ModelRegistry(self.volume)
+            ref = registry.resolve(model["name"], alias=model.get("alias"), version=model.get("version"))
             context["model"] = {"name": ref.name, "version": ref.version}
         self.store.create(run_id, name, path, mode, route, context)
         self._steps[run_id] = len(route)

@@ -67,7 +67,8 @@ def workflow(tmp_path: Path, rows: int, batch: int, handler_steps: str, model: b
     data.insert(0, "id", range(rows))
     data.to_csv(tmp_path / "rows.csv", index=False)
     path = tmp_path / "wf.yaml"
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         kind: Workflow
         name: many-rows
         steps:
@@ -79,12 +80,13 @@ def workflow(tmp_path: Path, rows: int, batch: int, handler_steps: str, model: b
             config: {{steps: {handler_steps}}}
           - name: features
             service: features
-            config: {IRIS / 'features.yaml'}
+            config: {IRIS / "features.yaml"}
           - name: predict
             service: predict
             config: {{model: {{name: iris-classifier, alias: production}}, keep: [id],
                       sink: {{step: csv, key: "predictions/{{run_id}}.csv"}}}}
-        """))
+        """)
+    )
     return path
 
 
@@ -191,5 +193,3 @@ def test_submit_needs_a_shared_bus(monkeypatch):
     monkeypatch.setenv("MLRM_BUS", "memory://")
     result = CliRunner().invoke(app, ["submit", str(IRIS / "train.yaml")])
     assert result.exit_code != 0 and "needs a shared bus" in result.stderr
-
-
