@@ -169,6 +169,7 @@ def serve(
     worker: Annotated[str | None, typer.Option(help="Name shown in run records (default SERVICE@host:pid).")] = None,
     node: Annotated[str | None, typer.Option(help="Node label for strict deployments [env MLRM_NODE].")] = None,
     prefetch: Annotated[int | None, typer.Option(min=1, help="Messages taken at once [env MLRM_PREFETCH].")] = None,
+    nameko: Annotated[bool, typer.Option(help="predict: also answer nameko RPC (predict.infer).")] = True,
 ) -> None:
     """Run one service on the shared bus until Ctrl-C (distributed mode)."""
     import socket
@@ -195,10 +196,18 @@ def serve(
     for s in services:
         s.start()
     bus.start()
+    responder = None
+    if nameko and service == "predict":  # nameko clients can call predict.infer(...) on the same broker
+        from mlrm.nameko import NamekoResponder
+        from services.predict.rpc import methods
+
+        responder = NamekoResponder(settings.bus, "predict", methods(services[0])).start()
     err.print(f"{base}: serving {service} ({replicas} consumer(s)) on {bus.url}, volume {volume.url}")
     try:
         _wait_for_signal()
     finally:
+        if responder is not None:
+            responder.stop()
         for s in services:
             s.stop()
         bus.close()

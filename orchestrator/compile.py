@@ -41,9 +41,16 @@ def compile_workflow(path: str | Path) -> CompiledWorkflow:
     hops: list[Hop] = []
     configs: list[Any] = []
     for i, step in enumerate(workflow.steps):
-        kind = SERVICES[step.service][0]
+        service, config_source = step.service, step.config
+        if service.startswith("nameko:"):  # sugar for a handler running one `nameko` step
+            if isinstance(config_source, str):
+                errors.append(ConfigError("a nameko step takes its options inline", doc.locate(("steps", i, "config"))))
+                continue
+            call = {"step": "nameko", "target": service.removeprefix("nameko:"), **(config_source or {})}
+            service, config_source = "handler", {"steps": [call]}
+        kind = SERVICES[service][0]
         try:
-            config, config_dir = _step_config(doc, i, step.config, kind, base)
+            config, config_dir = _step_config(doc, i, config_source, kind, base)
         except ConfigErrors as exc:
             errors.extend(exc.errors)
             continue
@@ -54,7 +61,7 @@ def compile_workflow(path: str | Path) -> CompiledWorkflow:
             errors.append(ConfigError(exc.message, doc.locate(("steps", i, "config"))))
             continue
         configs.append(config)
-        hops.append(Hop(step.name, step.service, config.model_dump(mode="json"), str(config_dir)))
+        hops.append(Hop(step.name, service, config.model_dump(mode="json"), str(config_dir)))
     if errors:
         raise ConfigErrors(errors)
     return CompiledWorkflow(workflow.name, str(path), hops, configs)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -16,10 +16,17 @@ class WorkflowStep(Section):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")
     """Step name, unique in the workflow (lower-case letters, digits, '_', '-')."""
-    service: ServiceName
-    """The service that runs this step."""
-    config: str | dict[str, Any]
+    service: ServiceName | Annotated[str, Field(pattern=r"^nameko:[A-Za-z_]\w*\.[A-Za-z_]\w*$")]
+    """The service that runs this step, or `nameko:SERVICE.METHOD` to call an existing nameko service
+    with each batch (its `config` then holds the call's options: `kwargs`, `timeout`)."""
+    config: str | dict[str, Any] | None = None
     """Path of the service's config file (relative to this workflow file), or the config inline."""
+
+    @model_validator(mode="after")
+    def _config_given(self) -> WorkflowStep:
+        if self.config is None and not self.service.startswith("nameko:"):
+            raise ValueError(f"step '{self.name}' needs a 'config' for the {self.service} service")
+        return self
 
 
 class Workflow(ConfigModel):

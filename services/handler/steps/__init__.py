@@ -11,6 +11,7 @@
 `select`       keep exactly the given columns, in order
 `drop_columns` drop columns
 `cast`         convert column types
+`nameko`       call a method of an existing nameko service with each batch
 =============  ===============================================================
 """
 
@@ -19,6 +20,7 @@ from .cast import Cast
 from .columns import DropColumns, Rename, Select
 from .missing import DropNa, FillNa
 from .outliers import Clip
+from .remote import NamekoCall
 from .rows import Dedupe, Filter, Sort
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "FillNa",
     "Filter",
     "HandlerStep",
+    "NamekoCall",
     "Rename",
     "Select",
     "Sort",

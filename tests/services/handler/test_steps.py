@@ -14,7 +14,7 @@ from mlrm.errors import DataError
 from mlrm.steps import registry
 from mlrm.testing import check_transform_step
 
-ALL = ["cast", "clip", "dedupe", "drop_columns", "drop_na", "fill_na", "filter", "rename", "select", "sort"]
+ALL = ["cast", "clip", "dedupe", "drop_columns", "drop_na", "fill_na", "filter", "nameko", "rename", "select", "sort"]
 
 
 def make(config: dict) -> handler.HandlerStep:
