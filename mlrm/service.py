@@ -132,6 +132,9 @@ class Service(ABC):
             if len(self._done) > 100_000:
                 self._done.popitem(last=False)
             self.processed += 1
+        if ctx.extra.get("deferred"):  # a background job reports this step's outcome when it ends
+            delivery.ack()
+            return
         self._event(
             env,
             "processed",

@@ -1,16 +1,24 @@
-"""The training service: gathers the whole stream, then trains and registers a version."""
+"""The training service: gathers the whole stream, records a training job, and trains in the background.
+
+The message that completes the training data is acked as soon as the job is recorded
+(see :mod:`services.train.jobs`); the step's outcome is reported when training ends.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import pandas as pd
 
 from mlrm.bus import Envelope
 from mlrm.context import StepContext
+from mlrm.errors import MlrmError, describe
 from mlrm.gather import Gather
 from mlrm.service import Batch, Service
 from services.train.config import TrainConfig
+from services.train.jobs import JobRunner
 from services.train.trainer import train
 
 
@@ -18,15 +26,42 @@ class TrainService(Service):
     name = "train"
     config_model = TrainConfig
 
+    def __init__(self, *args: Any, lease: float = 60.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.jobs = JobRunner(self.volume, self.worker, self.run_job, lease=lease)
+
+    def start(self) -> None:
+        super().start()
+        self.jobs.adopt_orphans()
+        self.jobs.watch(max(1.0, self.jobs.lease / 2))
+
+    def stop(self) -> None:
+        self.jobs.stop()
+        super().stop()
+
     def process(self, env: Envelope, config: TrainConfig, ctx: StepContext) -> Iterator[Batch]:
         gather = Gather(self.volume, env.run_id, ctx.step)
-        if not gather.add(env.seq, env.last, env.payload if env.payload is not None else pd.DataFrame()):
-            return
-        lineage = {
-            "run_id": env.run_id,
-            "workflow": env.context.get("workflow"),
-            "steps": [h.to_dict() for h in env.route],
-        }
-        ctx.extra["result"] = train(gather.frame(), config, ctx, lineage)
-        gather.clear()
+        if gather.add(env.seq, env.last, env.payload if env.payload is not None else pd.DataFrame()):
+            self.jobs.submit(env)
+            ctx.extra["deferred"] = True  # the job reports the step's outcome
         yield from ()
+
+    def run_job(self, env: Envelope) -> None:
+        """Train on the gathered stream and report the step's outcome (runs in a job thread)."""
+        started = time.time()
+        ctx = self.context(env)
+        gather = Gather(self.volume, env.run_id, ctx.step)
+        try:
+            config = self.config(env.current)
+            lineage = {"run_id": env.run_id, "workflow": env.context.get("workflow"),
+                       "steps": [h.to_dict() for h in env.route]}  # fmt: skip
+            frame = gather.frame()
+            result = train(frame, config, ctx, lineage)
+        except Exception as exc:
+            self._event(env, "failed", started=started, error=f"step '{ctx.step}' ({self.name}): {describe(exc)}")
+            if not isinstance(exc, MlrmError):
+                raise
+            return
+        gather.clear()
+        rows_in = env.body.get("rows_in", 0)
+        self._event(env, "processed", started=started, rows_in=rows_in, rows_out=0, batches_out=0, result=result)

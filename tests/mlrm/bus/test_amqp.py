@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import pandas as pd
 import pytest
@@ -46,13 +47,41 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "
         time.sleep(0.01)
 
 
-def broker_count(queue: str) -> int:
-    """Messages the broker holds for ``queue``, ready or delivered and not yet acked."""
-    out = subprocess.run(
-        ["rabbitmqctl", "-q", "list_queues", "name", "messages"], capture_output=True, text=True, timeout=30, check=True
-    ).stdout
-    counts = dict(line.split("\t") for line in out.splitlines() if "\t" in line)
-    return int(counts[queue])
+RABBITMQCTL = shutil.which("rabbitmqctl") is not None
+needs_rabbitmqctl = pytest.mark.skipif(not RABBITMQCTL, reason="rabbitmqctl is not available")
+
+
+def rabbitmqctl(*args: str) -> str:
+    return subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=30, check=True).stdout
+
+
+@dataclass
+class Broker:
+    url: str
+    vhost: str
+
+    def count(self, queue: str) -> int:
+        """Messages the broker holds for ``queue``, ready or delivered and not yet acked."""
+        out = rabbitmqctl("list_queues", "-p", self.vhost, "name", "messages")
+        return int(dict(line.split("\t") for line in out.splitlines() if "\t" in line)[queue])
+
+    def close_all_connections(self) -> None:
+        rabbitmqctl("close_all_connections", "--vhost", self.vhost, "test")
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[Broker]:
+    """A private vhost (with rabbitmqctl), so dropping its connections disturbs nobody else."""
+    if not RABBITMQCTL:
+        yield Broker(URL, "/")
+        return
+    vhost = f"mlrm-bus-test-{uuid.uuid4().hex[:8]}"
+    rabbitmqctl("add_vhost", vhost)
+    try:
+        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        yield Broker(f"amqp://guest:guest@{HOST}:{PORT}/{vhost}", vhost)
+    finally:
+        rabbitmqctl("delete_vhost", vhost)
 
 
 def env(i: int | str, **kw) -> Envelope:
@@ -60,22 +89,23 @@ def env(i: int | str, **kw) -> Envelope:
 
 
 @pytest.fixture
-def queue() -> Iterator[str]:
+def queue(broker: Broker) -> Iterator[str]:
     """A fresh queue name; the queue and its dead-letter queue are deleted afterwards."""
     name = f"test-{uuid.uuid4().hex[:12]}"
     yield name
-    with AmqpBus(URL) as admin:
+    with AmqpBus(broker.url) as admin:
         for q in (name, f"{name}.dlq", f"{name}.out", f"{name}.out.dlq"):
             admin.delete_queue(q)
 
 
 @pytest.fixture
-def make_bus(queue: str) -> Iterator[Callable[..., AmqpBus]]:
-    """Buses closed before the queue fixture deletes the queues (a live consumer would redeclare them)."""
+def make_bus(broker: Broker, queue: str) -> Iterator[Callable[..., AmqpBus]]:
+    """Buses on the test vhost (``make_bus("?heartbeat=2")`` adds URL options), closed before
+    the queue fixture deletes the queues (a live consumer would declare them again)."""
     buses: list[AmqpBus] = []
 
-    def make(url: str = URL, **kw) -> AmqpBus:
-        bus = AmqpBus(url, **kw)
+    def make(query: str = "", **kw) -> AmqpBus:
+        bus = AmqpBus(broker.url + query, **kw)
         buses.append(bus)
         return bus
 
@@ -113,14 +143,10 @@ def test_publish_returns_once_the_broker_has_the_message(make_bus, queue):
     assert observer.depth(f"{queue}.dlq") == 0  # declared alongside
 
 
-def test_queues_are_durable_quorum_queues_with_a_dead_letter_queue(make_bus, queue):
-    if shutil.which("rabbitmqctl") is None:
-        pytest.skip("rabbitmqctl is not available")
+@needs_rabbitmqctl
+def test_queues_are_durable_quorum_queues_with_a_dead_letter_queue(make_bus, queue, broker):
     make_bus(delivery_limit=7).publish(queue, env(0))
-    out = subprocess.run(
-        ["rabbitmqctl", "-q", "list_queues", "name", "type", "durable", "arguments"],
-        capture_output=True, text=True, timeout=30, check=True,
-    ).stdout  # fmt: skip
+    out = rabbitmqctl("list_queues", "-p", broker.vhost, "name", "type", "durable", "arguments")
     rows = {line.split("\t")[0]: line for line in out.splitlines()}
     main, dlq = rows[queue], rows[f"{queue}.dlq"]
     assert "\tquorum\ttrue\t" in main and "\tquorum\ttrue\t" in dlq
@@ -181,7 +207,7 @@ def test_classic_queues_count_redeliveries_in_process(make_bus, queue):
 
 def test_the_broker_dead_letters_a_message_given_back_too_often(make_bus, queue):
     counts: list[int] = []
-    bus = make_bus(f"{URL}?delivery_limit=2")
+    bus = make_bus("?delivery_limit=2")
 
     def always_reject(d):
         counts.append(d.delivery_count)
@@ -221,7 +247,7 @@ def test_prefetch_bounds_the_unacked_messages(make_bus, queue):
 
 def test_a_long_handler_keeps_its_connection_alive(make_bus, queue, caplog):
     done: list[int] = []
-    bus = make_bus(f"{URL}?heartbeat=2")
+    bus = make_bus("?heartbeat=2")
     out = f"{queue}.out"
 
     def long_handler(d):
@@ -243,8 +269,8 @@ def test_a_long_handler_keeps_its_connection_alive(make_bus, queue, caplog):
     assert [e.id for e in bus.drain(out)] == ["r/s/before", "r/s/after"]
 
 
-@pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="rabbitmqctl is not available")
-def test_consumption_survives_the_broker_closing_every_connection(make_bus, queue, caplog):
+@needs_rabbitmqctl
+def test_consumption_survives_the_broker_closing_every_connection(make_bus, queue, broker, caplog):
     n = 30
     handled: list[str] = []
     bus = make_bus()
@@ -260,18 +286,18 @@ def test_consumption_survives_the_broker_closing_every_connection(make_bus, queu
         for i in range(n):
             bus.publish(queue, env(i))
         wait_for(lambda: len(handled) >= 5, what="some messages handled")
-        subprocess.run(["rabbitmqctl", "-q", "close_all_connections", "test"], check=True, timeout=30)
+        broker.close_all_connections()
         wait_for(lambda: set(handled) >= {f"r/s/{i}" for i in range(n)}, timeout=20, what="every message")
         wait_for(lambda: bus.depth(queue) == 0, what="an empty queue")  # publisher reconnected too
-        wait_for(lambda: broker_count(queue) == 0, what="every message acked")  # ready + unacked
+        wait_for(lambda: broker.count(queue) == 0, what="every message acked")  # ready + unacked
     bus.close()
     lost = [r for r in caplog.records if r.name == "mlrm.bus.amqp" and "lost" in r.getMessage()]
     assert len(lost) == 1  # one warning per outage
     assert "guest" not in lost[0].getMessage()
 
 
-@pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="rabbitmqctl is not available")
-def test_settling_after_the_connection_was_lost_does_nothing_and_the_broker_redelivers(make_bus, queue):
+@needs_rabbitmqctl
+def test_settling_after_the_connection_was_lost_does_nothing_and_the_broker_redelivers(make_bus, queue, broker):
     entered, release = threading.Event(), threading.Event()
     counts: list[int] = []
     errors: list[Exception] = []
@@ -291,11 +317,11 @@ def test_settling_after_the_connection_was_lost_does_nothing_and_the_broker_rede
     bus.start()
     bus.publish(queue, env(0))
     assert entered.wait(10)
-    subprocess.run(["rabbitmqctl", "-q", "close_all_connections", "test"], check=True, timeout=30)
+    broker.close_all_connections()
     time.sleep(0.2)
     release.set()
     wait_for(lambda: counts == [1, 2], what="the redelivery")  # the unacked message came back
-    wait_for(lambda: broker_count(queue) == 0, what="the second ack")
+    wait_for(lambda: broker.count(queue) == 0, what="the second ack")
     assert errors == []
 
 
@@ -360,7 +386,7 @@ def test_purge_delete_and_publishing_after_a_queue_vanished(make_bus, queue):
     assert other.depth(queue) == 1
 
 
-def test_url_options_and_credentials(make_bus):
+def test_url_options_and_credentials():
     bus = open_bus(f"{URL}?heartbeat=5&prefetch=3&queue_type=classic&delivery_limit=4")
     try:
         assert isinstance(bus, AmqpBus)
