@@ -18,6 +18,7 @@ class MlrmError(Exception):
 
     exit_code: ClassVar[int] = 1
     http_status: ClassVar[int] = 500
+    transient: ClassVar[bool] = False  # infrastructure trouble: worth retrying, unlike bad input
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -102,12 +103,14 @@ class VolumeError(MlrmError):
     """The volume (local folder or object store) refused or failed an operation."""
 
     http_status = 503
+    transient = True
 
 
 class BusError(MlrmError):
     """The message bus failed or refused an operation."""
 
     http_status = 503
+    transient = True
 
 
 _KNOWN: dict[str, type[MlrmError]] = {

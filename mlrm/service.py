@@ -46,6 +46,7 @@ class Batch:
 class Service(ABC):
     name: ClassVar[str]
     config_model: ClassVar[type[BaseModel]]
+    default_prefetch: ClassVar[int] = 4  # messages a replica takes at once unless configured
 
     def __init__(
         self, bus: Bus, volume: Any, *, retries: int = 2, worker: str | None = None, prefetch: int | None = None
@@ -53,7 +54,7 @@ class Service(ABC):
         self.bus = bus
         self.volume = volume
         self.retries = retries
-        self.prefetch = prefetch
+        self.prefetch = prefetch or self.default_prefetch
         self.worker = worker or f"{self.name}@{os.getpid()}"
         self.processed = 0
         self._configs: dict[str, BaseModel] = {}
@@ -65,10 +66,7 @@ class Service(ABC):
         return service_queue(self.name)
 
     def start(self) -> None:
-        if self.prefetch:
-            self.bus.subscribe(self.queue, self.on_delivery, prefetch=self.prefetch)
-        else:
-            self.bus.subscribe(self.queue, self.on_delivery)
+        self.bus.subscribe(self.queue, self.on_delivery, prefetch=self.prefetch)
 
     def stop(self) -> None:  # noqa: B027 - an optional hook
         """Stop background work (watchers); the bus stops deliveries."""
@@ -149,6 +147,13 @@ class Service(ABC):
     def _failed(self, delivery: Delivery, exc: Exception, started: float) -> None:
         env = delivery.envelope
         error = describe(exc)
+        if isinstance(exc, MlrmError) and exc.transient:
+            # The bus or the volume is in trouble, not the message: give it back and let the
+            # broker redeliver (its delivery limit bounds a permanent outage).
+            log.warning("%s: %s hit %s; giving it back", self.worker, env.id, error)
+            time.sleep(min(5.0, 0.25 * delivery.delivery_count))
+            delivery.reject(requeue=True)
+            return
         if not isinstance(exc, MlrmError) and delivery.delivery_count <= self.retries:
             log.warning("%s: %s failed (attempt %d), retrying: %s", self.worker, env.id, delivery.delivery_count, error)
             delivery.reject(requeue=True)
@@ -163,6 +168,8 @@ class Service(ABC):
         )  # fmt: skip
         self.bus.publish(dead_letter_queue(self.queue), dead)
         self._event(env, "failed", started=started, error=f"step '{step}' ({self.name}): {error}")
+        with self._lock:  # a redelivery (if this ack is lost) must not be dead-lettered twice
+            self._done[env.id] = None
         delivery.ack()
 
     def _event(self, env: Envelope, event: str, *, started: float, **fields: Any) -> None:

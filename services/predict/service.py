@@ -57,10 +57,13 @@ class PredictService(Service):
         out = model.predict(df, keep=config.keep, probabilities=config.probabilities, column=config.prediction_column)
         yield Batch(out, env.seq, env.last)
 
-        # Parts keep the output in input order whichever replica predicted them.
-        gather = Gather(self.volume, env.run_id, f"{ctx.step}.sink")
-        if gather.add(env.seq, env.last, out):
-            sink = config.sink or ParquetSink(step="parquet", key="predictions/{run_id}.parquet")
+        sink = config.sink or ParquetSink(step="parquet", key="predictions/{run_id}.parquet")
+        if env.seq == 0 and env.last:  # a one-batch stream: nothing to put in order (and rewriting is harmless)
+            location = sink.write(ctx, iter([out]))
+        else:  # parts keep the output in input order whichever replica predicted them
+            gather = Gather(self.volume, env.run_id, f"{ctx.step}.sink")
+            if not gather.add(env.seq, env.last, out):
+                return
             location = sink.write(ctx, gather.batches())
             gather.clear()
-            ctx.extra["result"] = {"output": location, "model": model.ref.name, "version": model.ref.version}
+        ctx.extra["result"] = {"output": location, "model": model.ref.name, "version": model.ref.version}

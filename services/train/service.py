@@ -25,6 +25,7 @@ from services.train.trainer import train
 class TrainService(Service):
     name = "train"
     config_model = TrainConfig
+    default_prefetch = 1  # gathering is cheap, but never queue work behind one replica
 
     def __init__(self, *args: Any, lease: float = 60.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
