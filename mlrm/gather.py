@@ -8,7 +8,6 @@ it (an exclusive create), reads the parts back in order and carries on.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 
 import pandas as pd
@@ -51,7 +50,7 @@ class Gather:
         for obj in self.volume.list(self.prefix):
             if obj.key.endswith(".arrow"):
                 with self.volume.open_read(obj.key) as f:
-                    yield pa.ipc.open_stream(io.BytesIO(f.read())).read_all().to_pandas()
+                    yield pa.ipc.open_stream(f).read_all().to_pandas()
 
     def frame(self) -> pd.DataFrame:
         frames = list(self.batches())

@@ -147,11 +147,11 @@ class Service(ABC):
     def _failed(self, delivery: Delivery, exc: Exception, started: float) -> None:
         env = delivery.envelope
         error = describe(exc)
-        if isinstance(exc, MlrmError) and exc.transient:
-            # The bus or the volume is in trouble, not the message: give it back and let the
-            # broker redeliver (its delivery limit bounds a permanent outage).
+        if isinstance(exc, MlrmError) and exc.transient and delivery.delivery_count <= self.retries + 3:
+            # The bus or the volume is in trouble, not the message: give it back, after a pause,
+            # a few more times than a bug gets; a lasting outage then fails the run clearly.
             log.warning("%s: %s hit %s; giving it back", self.worker, env.id, error)
-            time.sleep(min(5.0, 0.25 * delivery.delivery_count))
+            time.sleep(min(5.0, 0.5 * delivery.delivery_count))
             delivery.reject(requeue=True)
             return
         if not isinstance(exc, MlrmError) and delivery.delivery_count <= self.retries:

@@ -133,7 +133,10 @@ class Orchestrator:
     def _finish(self, run_id: str, status: str, error: str | None = None) -> None:
         if not self.store.finish(run_id, status, error):
             return
-        self.volume.delete_prefix(f"runs/{run_id}/gather/")  # scratch space of steps that gathered
+        try:
+            self.volume.delete_prefix(f"runs/{run_id}/gather/")  # scratch space of steps that gathered
+        except MlrmError as exc:  # `mlrm gc` collects it later
+            log.warning("run %s: could not clean its scratch space: %s", run_id, exc)
         self._steps.pop(run_id, None)
         self._publish_status(run_id, force=True)
         self._status_at.pop(run_id, None)

@@ -10,6 +10,7 @@ import pytest
 from mlrm.settings import Settings
 from mlrm.volume.local import LocalVolume
 from orchestrator.embedded import Embedded
+from tests.s3server import s3_bucket, s3_env, s3_volume, seaweedfs, seaweedfs_factory  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -22,6 +23,14 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def volume(tmp_path: Path) -> LocalVolume:
+    return LocalVolume(tmp_path / "volume")
+
+
+@pytest.fixture(params=["local", "s3"])
+def any_volume(request: pytest.FixtureRequest, tmp_path: Path):
+    """The local folder and a real S3 server (SeaweedFS): suites that must hold on both use this."""
+    if request.param == "s3":
+        return request.getfixturevalue("s3_volume")
     return LocalVolume(tmp_path / "volume")
 
 

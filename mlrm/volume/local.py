@@ -51,12 +51,17 @@ class LocalVolume(Volume):
     def create(self, key: str, data: bytes) -> bool:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Write a temporary file, then hard-link it into place: link() fails if the target
+        # exists, so the create is exclusive AND a reader never sees it half-written.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.link(tmp, path)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
         return True
 
     def stat(self, key: str) -> ObjectInfo | None:

@@ -17,7 +17,7 @@ import pika
 import pytest
 
 from mlrm.bus import open_bus
-from mlrm.volume.local import LocalVolume
+from mlrm.volume import Volume, open_volume
 from orchestrator.compile import compile_workflow
 from orchestrator.local import LocalDeployment, ServiceReplicas, Supervisor
 from orchestrator.orchestrator import SUBMIT_QUEUE, read_status, submission
@@ -67,7 +67,7 @@ def consumers(url: str, queue: str) -> int:
 class Cluster:
     url: str
     vhost: str
-    volume: LocalVolume
+    volume: Volume
     supervisor: Supervisor
     deployment: LocalDeployment
 
@@ -120,16 +120,17 @@ def cluster_factory(vhost: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("MLRM_RETRIES", "1")
     started: list[Supervisor] = []
 
-    def make(**replicas: int) -> Cluster:
+    def make(volume: str | None = None, **replicas: int) -> Cluster:
         url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}?heartbeat=10"
+        volume_url = volume or str(tmp_path / "volume")
         spec = LocalDeployment(
-            bus=url, volume=str(tmp_path / "volume"), state=str(tmp_path / "runs.sqlite"),
+            bus=url, volume=volume_url, state=str(tmp_path / "runs.sqlite"),
             services={s: ServiceReplicas(replicas=replicas.get(s, 1), prefetch=1) for s in SERVICES},
         )  # fmt: skip
         supervisor = Supervisor(spec)
         supervisor.start()
         started.append(supervisor)
-        cluster = Cluster(url, vhost, LocalVolume(tmp_path / "volume"), supervisor, spec)
+        cluster = Cluster(url, vhost, open_volume(volume_url), supervisor, spec)
         cluster.wait_ready()
         return cluster
 

@@ -58,6 +58,16 @@ def test_energy_gives_identical_results_embedded_and_distributed(cluster_factory
     pd.testing.assert_frame_equal(output(cluster.volume, d_pred), e_out)  # time order restored
 
 
+def test_distributed_on_an_s3_volume(cluster_factory, s3_bucket):
+    """Every process shares a real S3 server (SeaweedFS) as the volume; same configs."""
+    cluster = cluster_factory(volume=f"s3://{s3_bucket}", handler=2, predict=2)
+    trained = cluster.run(IRIS / "train.yaml")
+    assert trained.status == "succeeded", trained.error
+    run = cluster.run(IRIS / "predict.yaml")
+    assert run.status == "succeeded", run.error
+    assert len(output(cluster.volume, run)) == 30
+
+
 def workflow(tmp_path: Path, rows: int, batch: int, handler_steps: str, model: bool = True) -> Path:
     """collector -> handler -> features -> predict over `rows` generated flowers, with an id per row."""
     rng = np.random.default_rng(0)

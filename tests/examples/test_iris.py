@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import pytest
 
@@ -86,3 +88,39 @@ def test_tampered_artefacts_are_refused(mlrm):
     run = mlrm.run(IRIS / "predict.yaml", timeout=120)
     assert run.status == "failed"
     assert "state/features.0-standard_scale.json does not match the sha256 in its card" in run.error
+
+
+def test_the_iris_workflows_run_unchanged_on_s3(settings, s3_volume):
+    """The production volume: a real S3 server (SeaweedFS), same configs."""
+    from orchestrator.embedded import Embedded
+
+    with Embedded(settings, volume=s3_volume) as mlrm:
+        trained = mlrm.run(IRIS / "train.yaml", timeout=120)
+        assert trained.status == "succeeded", trained.error
+        assert trained.result("train")["version"] == 1
+        run = mlrm.run(IRIS / "predict.yaml", timeout=120)
+        assert run.status == "succeeded", run.error
+        assert len(read_output(mlrm, run.result("predict"))) == 30
+    assert ModelRegistry(s3_volume).resolve("iris-classifier", alias="production") == ModelRef("iris-classifier", 1)
+
+
+def test_an_s3_outage_fails_the_run_clearly_and_registers_nothing(settings, seaweedfs_factory, monkeypatch):
+    from mlrm.volume import open_volume
+    from orchestrator.embedded import Embedded
+    from tests.s3server import ACCESS_KEY, SECRET_KEY
+
+    server = seaweedfs_factory()
+    for name, value in {"MLRM_S3_ENDPOINT": server.endpoint, "MLRM_S3_ACCESS_KEY": ACCESS_KEY,
+                        "MLRM_S3_SECRET_KEY": SECRET_KEY, "MLRM_S3_RETRIES": "1",
+                        "MLRM_S3_CREATE_BUCKET": "1"}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    volume = open_volume("s3://outage")
+    with Embedded(settings, volume=volume) as mlrm:
+        server.stop()  # the object store goes away before the data reaches it
+        started = time.monotonic()
+        run = mlrm.run(IRIS / "train.yaml", timeout=120)
+    assert run.status == "failed"
+    assert "unreachable" in run.error and server.endpoint in run.error
+    assert time.monotonic() - started < 90  # bounded retries, then a clear failure
+    server.start()
+    assert ModelRegistry(open_volume("s3://outage")).names() == []  # no half-written version

@@ -12,6 +12,11 @@ from mlrm.registry import ARTEFACT, ModelRegistry
 
 
 @pytest.fixture
+def volume(any_volume):
+    return any_volume
+
+
+@pytest.fixture
 def registry(volume):
     return ModelRegistry(volume)
 

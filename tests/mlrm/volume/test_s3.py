@@ -12,7 +12,7 @@ import pytest
 from mlrm.errors import ConfigError, NotFoundError, VolumeError
 from mlrm.volume import open_volume
 from mlrm.volume.s3 import S3Volume
-from tests.mlrm.volume.conftest import SeaweedFS, free_ports
+from tests.s3server import SeaweedFS, free_ports
 
 
 def test_open_volume_by_s3_url(s3_volume, s3_bucket, s3_env):

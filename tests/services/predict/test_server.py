@@ -22,6 +22,12 @@ from services.predict.service import PredictService
 X = pd.DataFrame({"x": np.arange(4, dtype=float)})
 
 
+@pytest.fixture
+def volume(any_volume):
+    """Deployments and hot reload must work on the local folder and on S3 alike."""
+    return any_volume
+
+
 def publish_constant(registry: ModelRegistry, label: str, name: str = "m") -> ModelRef:
     model = DummyClassifier(strategy="constant", constant=label).fit(X, ["a", "b", "a", "b"])
     ref = ModelRef(name, registry.reserve_version(name))

