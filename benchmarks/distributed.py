@@ -56,7 +56,10 @@ steps:
   - {name: features, service: features, config: %(iris)s/features.yaml}
   - name: predict
     service: predict
-    config: {model: {name: iris-classifier, alias: production}, keep: [id], sink: {step: csv, key: "latency/{run_id}.csv"}}
+    config:
+      model: {name: iris-classifier, alias: production}
+      keep: [id]
+      sink: {step: csv, key: "latency/{run_id}.csv"}
 """
 
 
@@ -66,7 +69,7 @@ def rabbitmqctl(*args: str) -> None:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def latencies(store: RunStore, run_ids: list[str]) -> list[float]:
