@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-import mlrm.cli as cli_module
+import mlrm.cli.common as cli_module
 from mlrm.cli import app
 from mlrm.registry import ModelRegistry
 from mlrm.volume.local import LocalVolume

@@ -1,0 +1,263 @@
+"""Commands of the distributed mode: serve, orchestrator, submit, status, up, dlq."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from mlrm.cli import common
+from mlrm.settings import Settings
+
+# -- distributed mode ----------------------------------------------------------------------
+dlq_app = typer.Typer(help="Dead-lettered messages: list them, replay them.", no_args_is_help=True)
+common.app.add_typer(dlq_app, name="dlq")
+SERVICE_NAMES = ("collector", "handler", "features", "train", "predict")
+
+
+def _wait_for_signal() -> None:
+    """Block until SIGINT or SIGTERM."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        pass
+
+
+def _shared_bus(settings: Settings) -> Any:
+    from mlrm.bus import open_bus
+    from mlrm.errors import ConfigError
+
+    if settings.bus.startswith("memory://"):
+        raise ConfigError(
+            "this command needs a shared bus: set MLRM_BUS (e.g. amqp://guest:guest@127.0.0.1:5672/%2F); "
+            "to run everything in this process use `mlrm run`"
+        )
+    return open_bus(settings.bus)
+
+
+@common.app.command()
+@common.user_errors
+def serve(
+    service: Annotated[str, typer.Argument(help="collector, handler, features, train or predict.")],
+    replicas: Annotated[int, typer.Option(min=1, help="Consumers in this process.")] = 1,
+    worker: Annotated[str | None, typer.Option(help="Name shown in run records (default SERVICE@host:pid).")] = None,
+    node: Annotated[str | None, typer.Option(help="Node label for strict deployments [env MLRM_NODE].")] = None,
+    prefetch: Annotated[int | None, typer.Option(min=1, help="Messages taken at once [env MLRM_PREFETCH].")] = None,
+    nameko: Annotated[bool, typer.Option(help="predict: also answer nameko RPC (predict.infer).")] = True,
+) -> None:
+    """Run one service on the shared bus until Ctrl-C (distributed mode)."""
+    import socket
+
+    from mlrm.config import service_class
+    from mlrm.errors import ConfigError
+    from mlrm.volume import open_volume
+
+    if service not in SERVICE_NAMES:
+        raise ConfigError(f"unknown service '{service}'; one of {', '.join(SERVICE_NAMES)}")
+    settings = common._settings()
+    bus = _shared_bus(settings)
+    volume = open_volume(settings.volume)
+    base = worker or f"{service}@{socket.gethostname()}:{os.getpid()}"
+    extra: dict[str, Any] = {}
+    if service == "predict":
+        extra = {"node": node or settings.node, "watch_interval": settings.watch_interval}
+    cls = service_class(service)
+    services = [
+        cls(bus, volume, retries=settings.retries, prefetch=prefetch or settings.prefetch,
+            worker=base if replicas == 1 else f"{base}/{i}", **extra)
+        for i in range(replicas)
+    ]  # fmt: skip
+    for s in services:
+        s.start()
+    bus.start()
+    responder = None
+    if nameko and service == "predict":  # nameko clients can call predict.infer(...) on the same broker
+        from mlrm.nameko import NamekoResponder
+        from services.predict.rpc import methods
+
+        responder = NamekoResponder(settings.bus, "predict", methods(services[0])).start()
+    common.err.print(f"{base}: serving {service} ({replicas} consumer(s)) on {bus.url}, volume {volume.url}")
+    try:
+        _wait_for_signal()
+    finally:
+        if responder is not None:
+            responder.stop()
+        for s in services:
+            s.stop()
+        bus.close()
+        volume.close()
+
+
+@common.app.command("orchestrator")
+@common.user_errors
+def orchestrator_cmd(state: common.StateOpt = None) -> None:
+    """Run the orchestrator on the shared bus until Ctrl-C (distributed mode)."""
+    from mlrm.volume import open_volume
+    from orchestrator.orchestrator import Orchestrator
+    from orchestrator.store import RunStore
+
+    settings = common._settings(state=state)
+    bus = _shared_bus(settings)
+    volume = open_volume(settings.volume)
+    store = RunStore(settings.state)
+    Orchestrator(bus, volume, store).start()
+    bus.start()
+    common.err.print(f"orchestrator: runs in {settings.state}, bus {bus.url}, volume {volume.url}")
+    try:
+        _wait_for_signal()
+    finally:
+        bus.close()
+        store.close()
+        volume.close()
+
+
+@common.app.command()
+@common.user_errors
+def submit(
+    workflow: Annotated[Path, typer.Argument(help="Workflow YAML file.")],
+    follow: Annotated[bool, typer.Option(help="Follow progress until the run ends.")] = True,
+    timeout: Annotated[float | None, typer.Option(help="Stop following after this many seconds.")] = None,
+) -> None:
+    """Submit a workflow to a running orchestrator; prints the run id and follows it."""
+    from orchestrator.compile import compile_workflow
+    from orchestrator.orchestrator import SUBMIT_QUEUE, submission
+
+    settings = common._settings()
+    compiled = compile_workflow(workflow)  # every config is validated here, before anything is sent
+    bus = _shared_bus(settings)
+    try:
+        message = submission(compiled)
+        bus.publish(SUBMIT_QUEUE, message)
+    finally:
+        bus.close()
+    common.err.print(f"submitted run {message.run_id}")
+    if follow:
+        _follow(message.run_id, settings, timeout)
+    else:
+        sys.stdout.write(message.run_id + "\n")
+
+
+@common.app.command()
+@common.user_errors
+def status(
+    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    follow: Annotated[bool, typer.Option(help="Keep following until the run ends.")] = False,
+    volume: common.VolumeOpt = None,
+) -> None:
+    """Show a run's state as the orchestrator last published it (works from any machine)."""
+    settings = common._settings(volume)
+    if follow:
+        _follow(run_id, settings, None)
+        return
+    from mlrm.volume import open_volume
+    from orchestrator.orchestrator import read_status
+
+    record = read_status(open_volume(settings.volume), run_id)
+    common._print_run(record)
+    if record.error:
+        common.err.print(f"[red]error:[/red] {record.error}", highlight=False, soft_wrap=True)
+
+
+def _follow(run_id: str, settings: Settings, timeout: float | None) -> None:
+    from mlrm.errors import NotFoundError
+    from mlrm.volume import open_volume
+    from orchestrator.orchestrator import read_status
+
+    volume = open_volume(settings.volume)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    record = None
+    with Live(console=common.out, refresh_per_second=4, transient=True) as live:
+        while deadline is None or time.monotonic() < deadline:
+            try:
+                record = read_status(volume, run_id)
+            except NotFoundError:
+                live.update(f"waiting for the orchestrator to start run {run_id} ...")
+            else:
+                live.update(common._steps_table(record))
+                if record.done:
+                    break
+            time.sleep(0.2)
+    if record is None:
+        raise NotFoundError(f"run {run_id} was not started within {timeout}s: is `mlrm orchestrator` running?")
+    common._print_run(record)
+    if record.status == "failed":
+        common.err.print(f"[red]error:[/red] {record.error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    if not record.done:
+        common.err.print(f"[red]error:[/red] run {run_id} did not finish within {timeout}s")
+        raise typer.Exit(1)
+
+
+@common.app.command()
+@common.user_errors
+def up(deployment: Annotated[Path, typer.Argument(help="LocalDeployment YAML file.")]) -> None:
+    """Start the orchestrator and every service replica as processes; Ctrl-C stops them all."""
+    from mlrm.config import load_config
+    from orchestrator.local import LocalDeployment, Supervisor
+
+    spec = load_config(deployment, LocalDeployment)
+    supervisor = Supervisor(spec)
+    names = ", ".join(f"{n} x{r.replicas}" for n, r in spec.services.items())
+    common.err.print(f"starting orchestrator + {names} on {spec.bus}; Ctrl-C stops everything")
+    supervisor.run()
+    common.err.print("stopped")
+
+
+@dlq_app.command("list")
+@common.user_errors
+def dlq_list(services: Annotated[list[str] | None, typer.Argument(help="Services (default: all).")] = None) -> None:
+    """Show dead-lettered messages: which run and step, after how many attempts, and why."""
+    from mlrm.bus import dead_letter_queue, service_queue
+
+    bus = _shared_bus(common._settings())
+    table = Table()
+    for col in ("service", "message", "run", "step", "attempts", "error"):
+        table.add_column(col)
+    try:
+        for name in services or SERVICE_NAMES:
+            for env in bus.peek(dead_letter_queue(service_queue(name))):
+                step = env.route[env.hop].name if env.route else "?"
+                table.add_row(name, env.id, env.run_id, step, str(env.body.get("attempts", "?")),
+                              str(env.body.get("error", "dead-lettered by the broker")))  # fmt: skip
+    finally:
+        bus.close()
+    common.out.print(table)
+
+
+@dlq_app.command("replay")
+@common.user_errors
+def dlq_replay(
+    services: Annotated[list[str] | None, typer.Argument(help="Services (default: all).")] = None,
+    run: Annotated[str | None, typer.Option(help="Only messages of this run.")] = None,
+) -> None:
+    """Put dead-lettered messages back on their service's queue; their runs are reopened."""
+    from mlrm.bus import Envelope, dead_letter_queue, service_queue
+    from orchestrator.orchestrator import SUBMIT_QUEUE
+
+    bus = _shared_bus(common._settings())
+    replayed = 0
+    try:
+        for name in services or SERVICE_NAMES:
+            dlq = dead_letter_queue(service_queue(name))
+            for env in bus.drain(dlq):
+                if run is not None and env.run_id != run:
+                    bus.publish(dlq, env)  # not ours: put it back
+                    continue
+                reopen = Envelope(id=f"{env.run_id}/reopen", run_id=env.run_id, body={"op": "reopen"})
+                bus.publish(SUBMIT_QUEUE, reopen)
+                env.body = {}
+                bus.publish(service_queue(name), env)
+                replayed += 1
+    finally:
+        bus.close()
+    common.out.print(f"replayed {replayed} message(s)")
