@@ -28,7 +28,7 @@ VolumeOpt = Annotated[str | None, typer.Option("--volume", help="Volume folder o
 StateOpt = Annotated[str | None, typer.Option("--state", help="Run-record SQLite file [env MLRM_STATE].")]
 
 
-def _settings(volume: str | None = None, state: str | None = None) -> Settings:
+def settings_for(volume: str | None = None, state: str | None = None) -> Settings:
     overrides = {k: v for k, v in {"volume": volume, "state": state}.items() if v is not None}
     return Settings(**overrides)
 
@@ -58,7 +58,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debu
     )
 
 
-def _steps_table(record: Any) -> Table:
+def steps_table(record: Any) -> Table:
     table = Table(title=f"run {record.id} · {record.workflow} · {record.status}", title_justify="left")
     for col in ("step", "service", "status", "batches", "rows in", "rows out", "seconds", "workers"):
         table.add_column(col, justify="right" if col in ("batches", "rows in", "rows out", "seconds") else "left")
@@ -72,16 +72,16 @@ def _steps_table(record: Any) -> Table:
     return table
 
 
-def _print_run(record: Any) -> None:
-    out.print(_steps_table(record))
+def print_run(record: Any) -> None:
+    out.print(steps_table(record))
     for step in record.steps:
         if step.result:
-            out.print(f"[bold]{step.name}[/bold]: " + _describe_result(step.result), highlight=False)
+            out.print(f"[bold]{step.name}[/bold]: " + describe_result(step.result), highlight=False)
     if record.seconds is not None:
         out.print(f"{record.status} in {record.seconds:.2f}s", highlight=False)
 
 
-def _describe_result(result: dict[str, Any]) -> str:
+def describe_result(result: dict[str, Any]) -> str:
     parts = []
     if "version" in result:
         parts.append(f"model {result['model']} version {result['version']}")
@@ -92,3 +92,14 @@ def _describe_result(result: dict[str, Any]) -> str:
     if "output" in result:
         parts.append(f"predictions written to {result['output']}")
     return "; ".join(parts)
+
+
+def report_end(record: Any, timeout: float | None) -> None:
+    """Print a finished (or timed-out) run; exit 1 unless it succeeded."""
+    print_run(record)
+    if record.status == "failed":
+        err.print(f"[red]error:[/red] {record.error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    if not record.done:
+        err.print(f"[red]error:[/red] run {record.id} did not finish within {timeout}s")
+        raise typer.Exit(1)

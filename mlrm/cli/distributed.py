@@ -64,7 +64,7 @@ def serve(
 
     if service not in SERVICE_NAMES:
         raise ConfigError(f"unknown service '{service}'; one of {', '.join(SERVICE_NAMES)}")
-    settings = common._settings()
+    settings = common.settings_for()
     bus = _shared_bus(settings)
     volume = open_volume(settings.volume)
     base = worker or f"{service}@{socket.gethostname()}:{os.getpid()}"
@@ -106,7 +106,7 @@ def orchestrator_cmd(state: common.StateOpt = None) -> None:
     from orchestrator.orchestrator import Orchestrator
     from orchestrator.store import RunStore
 
-    settings = common._settings(state=state)
+    settings = common.settings_for(state=state)
     bus = _shared_bus(settings)
     volume = open_volume(settings.volume)
     store = RunStore(settings.state)
@@ -132,7 +132,7 @@ def submit(
     from orchestrator.compile import compile_workflow
     from orchestrator.orchestrator import SUBMIT_QUEUE, submission
 
-    settings = common._settings()
+    settings = common.settings_for()
     compiled = compile_workflow(workflow)  # every config is validated here, before anything is sent
     bus = _shared_bus(settings)
     try:
@@ -155,7 +155,7 @@ def status(
     volume: common.VolumeOpt = None,
 ) -> None:
     """Show a run's state as the orchestrator last published it (works from any machine)."""
-    settings = common._settings(volume)
+    settings = common.settings_for(volume)
     if follow:
         _follow(run_id, settings, None)
         return
@@ -163,7 +163,7 @@ def status(
     from orchestrator.orchestrator import read_status
 
     record = read_status(open_volume(settings.volume), run_id)
-    common._print_run(record)
+    common.print_run(record)
     if record.error:
         common.err.print(f"[red]error:[/red] {record.error}", highlight=False, soft_wrap=True)
 
@@ -183,19 +183,13 @@ def _follow(run_id: str, settings: Settings, timeout: float | None) -> None:
             except NotFoundError:
                 live.update(f"waiting for the orchestrator to start run {run_id} ...")
             else:
-                live.update(common._steps_table(record))
+                live.update(common.steps_table(record))
                 if record.done:
                     break
             time.sleep(0.2)
     if record is None:
         raise NotFoundError(f"run {run_id} was not started within {timeout}s: is `mlrm orchestrator` running?")
-    common._print_run(record)
-    if record.status == "failed":
-        common.err.print(f"[red]error:[/red] {record.error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
-    if not record.done:
-        common.err.print(f"[red]error:[/red] run {run_id} did not finish within {timeout}s")
-        raise typer.Exit(1)
+    common.report_end(record, timeout)
 
 
 @common.app.command()
@@ -219,7 +213,7 @@ def dlq_list(services: Annotated[list[str] | None, typer.Argument(help="Services
     """Show dead-lettered messages: which run and step, after how many attempts, and why."""
     from mlrm.bus import dead_letter_queue, service_queue
 
-    bus = _shared_bus(common._settings())
+    bus = _shared_bus(common.settings_for())
     table = Table()
     for col in ("service", "message", "run", "step", "attempts", "error"):
         table.add_column(col)
@@ -244,7 +238,7 @@ def dlq_replay(
     from mlrm.bus import Envelope, dead_letter_queue, service_queue
     from orchestrator.orchestrator import SUBMIT_QUEUE
 
-    bus = _shared_bus(common._settings())
+    bus = _shared_bus(common.settings_for())
     replayed = 0
     try:
         for name in services or SERVICE_NAMES:

@@ -26,22 +26,16 @@ def run(
     """Run a workflow embedded: every service in this process, no servers needed."""
     from orchestrator.embedded import Embedded
 
-    with Embedded(common._settings(volume, state)) as mlrm:
+    with Embedded(common.settings_for(volume, state)) as mlrm:
         run_id = mlrm.submit(workflow)
         if quiet or not common.out.is_terminal:
             record = mlrm.orchestrator.wait(run_id, timeout=timeout)
         else:
             with Live(console=common.out, refresh_per_second=8, transient=True) as live:
                 record = mlrm.orchestrator.wait(
-                    run_id, timeout=timeout, on_change=lambda r: live.update(common._steps_table(r))
+                    run_id, timeout=timeout, on_change=lambda r: live.update(common.steps_table(r))
                 )
-    common._print_run(record)
-    if record.status == "failed":
-        common.err.print(f"[red]error:[/red] {record.error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
-    if not record.done:
-        common.err.print(f"[red]error:[/red] run {record.id} did not finish within {timeout}s")
-        raise typer.Exit(1)
+    common.report_end(record, timeout)
 
 
 # -- validate / schema ---------------------------------------------------------------------
@@ -83,7 +77,7 @@ def runs(
         return
     from orchestrator.store import RunStore
 
-    store = RunStore(common._settings(state=state).state)
+    store = RunStore(common.settings_for(state=state).state)
     table = Table()
     for col in ("run", "workflow", "mode", "status", "started", "seconds", "error"):
         table.add_column(col)
@@ -100,8 +94,8 @@ def runs_show(ctx: typer.Context, run_id: Annotated[str, typer.Argument(help="Ru
     """Show one run: per-step status, timings, row counts, results and errors."""
     from orchestrator.store import RunStore
 
-    record = RunStore(common._settings(state=ctx.obj).state).find(run_id)
-    common._print_run(record)
+    record = RunStore(common.settings_for(state=ctx.obj).state).find(run_id)
+    common.print_run(record)
     for step in record.steps:
         if step.error:
             common.out.print(f"[red]{step.name}[/red]: {step.error}", highlight=False)

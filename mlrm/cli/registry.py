@@ -20,7 +20,7 @@ def models_list(volume: common.VolumeOpt = None) -> None:
     from mlrm.registry import ModelRegistry
     from mlrm.volume import open_volume
 
-    registry = ModelRegistry(open_volume(common._settings(volume).volume))
+    registry = ModelRegistry(open_volume(common.settings_for(volume).volume))
     table = Table()
     for col in ("model", "kind", "versions", "aliases", "latest metrics"):
         table.add_column(col)
@@ -47,7 +47,7 @@ def models_show(
     from mlrm.registry import ModelRegistry
     from mlrm.volume import open_volume
 
-    registry = ModelRegistry(open_volume(common._settings(volume).volume))
+    registry = ModelRegistry(open_volume(common.settings_for(volume).volume))
     ref = registry.resolve(name, alias=alias, version=version)
     sys.stdout.write(json.dumps(registry.card(ref), indent=2) + "\n")
 
@@ -80,7 +80,7 @@ def models_search(
         )  # fmt: skip
     except ValidationError as exc:
         raise ConfigError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
-    cards = search(ModelRegistry(open_volume(common._settings(volume).volume)), query)
+    cards = search(ModelRegistry(open_volume(common.settings_for(volume).volume)), query)
     if as_json:
         sys.stdout.write(json.dumps(cards, indent=2) + "\n")
         return
@@ -107,7 +107,7 @@ def models_alias(
     from mlrm.registry import ModelRegistry
     from mlrm.volume import open_volume
 
-    ModelRegistry(open_volume(common._settings(volume).volume)).set_alias(name, alias, version)
+    ModelRegistry(open_volume(common.settings_for(volume).volume)).set_alias(name, alias, version)
     common.out.print(f"{name}@{alias} -> version {version}")
 
 
@@ -137,7 +137,7 @@ def deploy(
         )  # fmt: skip
     except ValidationError as exc:
         raise ConfigError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
-    dep = Deployments(open_volume(common._settings(volume).volume)).create(request)
+    dep = Deployments(open_volume(common.settings_for(volume).volume)).create(request)
     sys.stdout.write(dep.id + "\n")
 
 
@@ -152,7 +152,7 @@ def decommission(
     from mlrm.deployments import Deployments
     from mlrm.volume import open_volume
 
-    deps = Deployments(open_volume(common._settings(volume).volume))
+    deps = Deployments(open_volume(common.settings_for(volume).volume))
     dep = deps.get(deployment)
     if dep.status in ("queued", "active"):
         dep = deps.unload(deployment)
@@ -169,7 +169,7 @@ def deployments(volume: common.VolumeOpt = None) -> None:
     from mlrm.deployments import Deployments
     from mlrm.volume import open_volume
 
-    deps = Deployments(open_volume(common._settings(volume).volume))
+    deps = Deployments(open_volume(common.settings_for(volume).volume))
     table = Table()
     for col in ("id", "model", "serves", "mode", "node", "resources", "status", "loaded on"):
         table.add_column(col)
@@ -202,7 +202,7 @@ def gc(
         raise ConfigError(
             f"--older-than must be seconds or a number with s/m/h/d, e.g. 24h; got {older_than!r}"
         ) from None
-    settings = common._settings(volume, state)
+    settings = common.settings_for(volume, state)
     done = collect(open_volume(settings.volume), RunStore(settings.state).finished_at, older_than=seconds)
     common.out.print(f"collected {len(done.runs)} run(s), {len(done.abandoned_versions)} abandoned version(s), "
               f"{done.objects} object(s)")  # fmt: skip

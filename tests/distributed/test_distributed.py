@@ -100,6 +100,14 @@ def workflow(tmp_path: Path, rows: int, batch: int, handler_steps: str, model: b
     return path
 
 
+def wait_for_batches(cluster, run_id: str, batches: int, timeout: float = 60) -> None:
+    """Wait until the run's handler step has processed `batches` batches: the middle of the run."""
+    deadline = time.monotonic() + timeout
+    while (s := cluster.status(run_id)) is None or s.steps[1].batches_in < batches:
+        assert time.monotonic() < deadline, f"the run did not reach {batches} batches"
+        time.sleep(0.05)
+
+
 def assert_one_prediction_per_row(cluster, record, rows: int) -> None:
     assert record.status == "succeeded", record.error
     out = output(cluster.volume, record)
@@ -120,10 +128,7 @@ def test_sigkill_of_a_worker_mid_run_loses_and_duplicates_nothing(cluster_factor
     cluster = cluster_factory(handler=2, predict=2)
     assert cluster.run(IRIS / "train.yaml").status == "succeeded"
     run_id = cluster.submit(workflow(tmp_path, 10_000, 100, '[{step: "faulty_steps:Slow", seconds: 0.03}]'))
-    deadline = time.monotonic() + 60
-    while (s := cluster.status(run_id)) is None or s.steps[1].batches_in < 20:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for_batches(cluster, run_id, 20)
     os.kill(cluster.pid("handler-0"), signal.SIGKILL)  # mid-batch, with unacked messages in hand
     os.kill(cluster.pid("predict-1"), signal.SIGKILL)
     assert_one_prediction_per_row(cluster, cluster.wait(run_id, 180), 10_000)
@@ -133,10 +138,7 @@ def test_dropped_connections_mid_run_lose_nothing(cluster_factory, tmp_path):
     cluster = cluster_factory(handler=2)
     assert cluster.run(IRIS / "train.yaml").status == "succeeded"
     run_id = cluster.submit(workflow(tmp_path, 5_000, 100, '[{step: "faulty_steps:Slow", seconds: 0.03}]'))
-    deadline = time.monotonic() + 60
-    while (s := cluster.status(run_id)) is None or s.steps[1].batches_in < 10:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for_batches(cluster, run_id, 10)
     rabbitmqctl("close_all_connections", "--vhost", cluster.vhost, "test: network blip")
     assert_one_prediction_per_row(cluster, cluster.wait(run_id, 180), 5_000)
 
@@ -165,10 +167,7 @@ def test_orchestrator_restart_mid_run(cluster_factory, tmp_path):
     cluster = cluster_factory()
     assert cluster.run(IRIS / "train.yaml").status == "succeeded"
     run_id = cluster.submit(workflow(tmp_path, 3_000, 100, '[{step: "faulty_steps:Slow", seconds: 0.03}]'))
-    deadline = time.monotonic() + 60
-    while (s := cluster.status(run_id)) is None or s.steps[1].batches_in < 5:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for_batches(cluster, run_id, 5)
     os.kill(cluster.pid("orchestrator"), signal.SIGKILL)  # the supervisor restarts it
     record = cluster.wait(run_id, 180)
     assert_one_prediction_per_row(cluster, record, 3_000)
