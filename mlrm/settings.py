@@ -3,7 +3,7 @@
 The same workflow files run embedded or distributed; only these settings change::
 
     MLRM_BUS=memory://            # or amqp://guest:guest@host:5672/ (distributed mode)
-    MLRM_VOLUME=volume            # a folder, or s3://bucket (distributed mode)
+    MLRM_VOLUME=volume            # a folder, or s3://bucket (distributed mode; MLRM_S3_* in mlrm/volume/s3.py)
     MLRM_STATE=.mlrm/runs.sqlite  # the orchestrator's run records
 """
 
