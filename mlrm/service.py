@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import pandas as pd
 from pydantic import BaseModel, ValidationError
 
+from mlrm import claim_checks
 from mlrm.bus import EVENTS_QUEUE, Bus, Delivery, Envelope, Hop, dead_letter_queue, service_queue
 from mlrm.context import ModelRef, StepContext
 from mlrm.errors import ConfigError, MlrmError, describe
@@ -116,11 +117,14 @@ class Service(ABC):
             config = self.config(hop)
             ctx = self.context(env)
             has_next = env.hop + 1 < len(env.route)
+            if env.payload is None and env.payload_ref:
+                env.payload = claim_checks.fetch(self.volume, env.payload_ref)
             for batch in self.process(env, config, ctx):
                 batches_out += 1
                 rows_out += 0 if batch.frame is None else len(batch.frame)
                 if has_next:
                     nxt = env.forward(seq=batch.seq, last=batch.last, payload=batch.frame)
+                    claim_checks.check_in(self.volume, self.bus.inline_limit, nxt)
                     self.bus.publish(service_queue(nxt.current.service), nxt)
         except Exception as exc:
             self._failed(delivery, exc, started)

@@ -206,6 +206,8 @@ class _AmqpDelivery(Delivery):
 
 
 class AmqpBus(Bus):
+    inline_limit = 16 * 1024 * 1024  # bigger batches go by claim check, far below the broker's message limit
+
     """``amqp://`` / ``amqps://`` — a RabbitMQ broker (3.8+; 3.10+ for at-least-once dead-lettering)."""
 
     def __init__(

@@ -41,6 +41,9 @@ class Bus(ABC):
     """Durable, at-least-once queues. Implementations are chosen by URL (:func:`mlrm.bus.open_bus`)."""
 
     url: str
+    # Payloads larger than this (bytes, in memory) travel by claim check: written to the
+    # volume, the message carrying only their key. None: everything travels inline.
+    inline_limit: int | None = None
 
     @abstractmethod
     def publish(self, queue: str, envelope: Envelope) -> None:

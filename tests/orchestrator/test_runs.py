@@ -122,3 +122,12 @@ def test_replicas_share_the_work_and_order_is_restored(tmp_path, workflow):
     assert run.status == "succeeded", run.error
     assert len(run.steps[1].workers) >= 1
     assert run.steps[1].rows_out == 100
+
+
+def test_big_batches_travel_by_claim_check(mlrm, workflow):
+    """With a tiny inline limit every batch goes through the volume; results are the same."""
+    mlrm.bus.inline_limit = 1
+    run = mlrm.run(workflow('[{step: filter, expr: "x >= 20"}]'), timeout=60)
+    assert run.status == "succeeded", run.error
+    assert run.steps[1].rows_out == 80
+    assert [o.key for o in mlrm.volume.list(f"runs/{run.id}/payloads/")]  # they went through the volume
