@@ -59,7 +59,7 @@ class Service(ABC):
         self.worker = worker or f"{self.name}@{os.getpid()}"
         self.processed = 0
         self._configs: dict[str, BaseModel] = {}
-        self._done: OrderedDict[str, None] = OrderedDict()
+        self._done: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
@@ -107,7 +107,7 @@ class Service(ABC):
 
     def on_delivery(self, delivery: Delivery) -> None:
         env = delivery.envelope
-        if env.id in self._done:  # a redelivery of work already done and forwarded
+        if self._key(env) in self._done:  # a redelivery of work already done (or dead-lettered)
             delivery.ack()
             return
         started = time.time()
@@ -130,7 +130,7 @@ class Service(ABC):
             self._failed(delivery, exc, started)
             return
         with self._lock:
-            self._done[env.id] = None
+            self._done[self._key(env)] = None
             if len(self._done) > 100_000:
                 self._done.popitem(last=False)
             self.processed += 1
@@ -147,6 +147,11 @@ class Service(ABC):
             result=ctx.extra.get("result"),
         )
         delivery.ack()
+
+    @staticmethod
+    def _key(env: Envelope) -> tuple[str, int]:
+        # A replay from the dead-letter queue is a new attempt of the same message.
+        return env.id, env.attempt
 
     def _failed(self, delivery: Delivery, exc: Exception, started: float) -> None:
         env = delivery.envelope
@@ -173,7 +178,7 @@ class Service(ABC):
         self.bus.publish(dead_letter_queue(self.queue), dead)
         self._event(env, "failed", started=started, error=f"step '{step}' ({self.name}): {error}")
         with self._lock:  # a redelivery (if this ack is lost) must not be dead-lettered twice
-            self._done[env.id] = None
+            self._done[self._key(env)] = None
         delivery.ack()
 
     def _event(self, env: Envelope, event: str, *, started: float, **fields: Any) -> None:

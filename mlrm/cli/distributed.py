@@ -249,7 +249,7 @@ def dlq_replay(
                     continue
                 reopen = Envelope(id=f"{env.run_id}/reopen", run_id=env.run_id, body={"op": "reopen"})
                 bus.publish(SUBMIT_QUEUE, reopen)
-                env.body = {}
+                env.body, env.attempt = {}, env.attempt + 1  # a new attempt, not a duplicate
                 bus.publish(service_queue(name), env)
                 replayed += 1
     finally:

@@ -25,3 +25,17 @@ class Poison(TransformStep):
 
     def transform(self, df, state):
         raise RuntimeError("poison pill")
+
+
+class FailsUntilFixed(TransformStep):
+    """Raises while the file `fixed` names does not exist: a bug that a later fix repairs."""
+
+    kind = "handler"
+    fixed: str
+
+    def transform(self, df, state):
+        import os
+
+        if not os.path.exists(self.fixed):
+            raise RuntimeError("not fixed yet")
+        return df

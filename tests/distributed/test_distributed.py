@@ -202,3 +202,62 @@ def test_submit_needs_a_shared_bus(monkeypatch):
     monkeypatch.setenv("MLRM_BUS", "memory://")
     result = CliRunner().invoke(app, ["submit", str(IRIS / "train.yaml")])
     assert result.exit_code != 0 and "needs a shared bus" in result.stderr
+
+
+def test_dlq_replay_reopens_the_run_and_completes_it(cluster_factory, tmp_path, monkeypatch):
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    import mlrm.cli.common as cli_common
+    from mlrm.cli import app
+
+    cluster = cluster_factory()
+    assert cluster.run(IRIS / "train.yaml").status == "succeeded"
+    fixed = tmp_path / "fixed"
+    step = f'[{{step: "faulty_steps:FailsUntilFixed", fixed: "{fixed}"}}]'
+    run_id = cluster.submit(workflow(tmp_path, 300, 100, step))
+    assert cluster.wait(run_id).status == "failed"
+    monkeypatch.setenv("MLRM_BUS", cluster.url)
+    monkeypatch.setattr(cli_common, "out", Console(width=250))
+    runner = CliRunner()
+    listed = runner.invoke(app, ["dlq", "list", "handler"])
+    assert listed.exit_code == 0 and run_id[:15] in listed.stdout
+    fixed.write_text("the bug is fixed")
+    replayed = runner.invoke(app, ["dlq", "replay", "handler", "--run", run_id])
+    assert replayed.exit_code == 0 and "replayed" in replayed.stdout
+    deadline = time.monotonic() + 60
+    while (record := cluster.status(run_id)).status != "succeeded":
+        assert time.monotonic() < deadline, record
+        time.sleep(0.1)
+    assert_one_prediction_per_row(cluster, record, 300)
+
+
+def test_mlrm_up_starts_everything_and_ctrl_c_stops_everything(vhost, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.distributed.conftest import consumers
+
+    url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    spec = tmp_path / "deployment.yaml"
+    spec.write_text(
+        textwrap.dedent(f"""\
+        kind: LocalDeployment
+        bus: {url}
+        volume: {tmp_path / "volume"}
+        state: {tmp_path / "runs.sqlite"}
+        services: {{handler: {{replicas: 2}}}}
+        """)
+    )
+    proc = subprocess.Popen([sys.executable, "-m", "mlrm", "up", str(spec)], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while consumers(url, "mlrm.handler") < 2 or consumers(url, "mlrm.predict") < 1:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "stopped" in stderr
+    assert consumers(url, "mlrm.handler") == 0 and consumers(url, "mlrm.orchestrator") == 0
