@@ -50,9 +50,17 @@ class Service(ABC):
     default_prefetch: ClassVar[int] = 4  # messages a replica takes at once unless configured
 
     def __init__(
-        self, bus: Bus, volume: Any, *, retries: int = 2, worker: str | None = None, prefetch: int | None = None
+        self,
+        bus: Bus,
+        volume: Any,
+        *,
+        retries: int = 2,
+        worker: str | None = None,
+        prefetch: int | None = None,
+        node: str | None = None,
     ) -> None:
         self.bus = bus
+        self.node = node
         self.volume = volume
         self.retries = retries
         self.prefetch = prefetch or self.default_prefetch
@@ -68,6 +76,8 @@ class Service(ABC):
 
     def start(self) -> None:
         self.bus.subscribe(self.queue, self.on_delivery, prefetch=self.prefetch)
+        if self.node:  # work only replicas on this node may do (strict deployments)
+            self.bus.subscribe(service_queue(self.name, self.node), self.on_delivery, prefetch=self.prefetch)
 
     def stop(self) -> None:  # noqa: B027 - an optional hook
         """Stop background work (watchers); the bus stops deliveries."""
@@ -125,7 +135,7 @@ class Service(ABC):
                 if has_next:
                     nxt = env.forward(seq=batch.seq, last=batch.last, payload=batch.frame)
                     claim_checks.check_in(self.volume, self.bus.inline_limit, nxt)
-                    self.bus.publish(service_queue(nxt.current.service), nxt)
+                    self.bus.publish(nxt.current.queue, nxt)
         except Exception as exc:
             self._failed(delivery, exc, started)
             return

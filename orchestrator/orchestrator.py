@@ -18,10 +18,12 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from mlrm.bus import EVENTS_QUEUE, Bus, Delivery, Envelope, Hop, message_id, service_queue
-from mlrm.errors import MlrmError, describe
+from mlrm.bus import EVENTS_QUEUE, Bus, Delivery, Envelope, Hop, message_id
+from mlrm.deployments import Deployments
+from mlrm.errors import ConfigError, MlrmError, describe
 from mlrm.registry import ModelRegistry
 from mlrm.volume import Volume
 from orchestrator.compile import CompiledWorkflow, route_mode
@@ -76,11 +78,14 @@ class Orchestrator:
             registry = ModelRegistry(self.volume)
             ref = registry.resolve(model["name"], alias=model.get("alias"), version=model.get("version"))
             context["model"] = {"name": ref.name, "version": ref.version}
+            node = predict.config.get("node") or strict_node(Deployments(self.volume), ref.name)
+            if node:
+                route = [replace(h, node=node) if h is predict else h for h in route]
         self.store.create(run_id, name, path, mode, route, context)
         self._steps[run_id] = len(route)
         first = route[0]
         start = Envelope(id=message_id(run_id, first.name, 0), run_id=run_id, route=route, context=context)
-        self.bus.publish(service_queue(first.service), start)
+        self.bus.publish(first.queue, start)
         self._publish_status(run_id, force=True)
 
     def on_submission(self, delivery: Delivery) -> None:
@@ -167,6 +172,20 @@ class Orchestrator:
                 return record
             with self._changed:
                 self._changed.wait(0.1)
+
+
+def strict_node(deployments: Deployments, model: str) -> str | None:
+    """The node a model's batch predictions must run on, if it is deployed only in strict mode."""
+    deps = [d for d in deployments.active() if d.model == model]
+    if not deps or any(d.mode == "open" for d in deps):
+        return None
+    nodes = sorted({str(d.node) for d in deps})
+    if len(nodes) > 1:
+        raise ConfigError(
+            f"model '{model}' is deployed in strict mode on several nodes ({', '.join(nodes)}); "
+            "set `node:` in the predict config to choose one"
+        )
+    return nodes[0]
 
 
 def read_status(volume: Volume, run_id: str) -> RunRecord:

@@ -11,8 +11,10 @@ SERVICE_QUEUE = "mlrm.{service}"
 EVENTS_QUEUE = "mlrm.events"
 
 
-def service_queue(service: str) -> str:
-    return SERVICE_QUEUE.format(service=service)
+def service_queue(service: str, node: str | None = None) -> str:
+    """A service's queue; ``node`` names the queue only replicas with that node label consume."""
+    queue = SERVICE_QUEUE.format(service=service)
+    return f"{queue}@{node}" if node else queue
 
 
 def dead_letter_queue(queue: str) -> str:

@@ -30,9 +30,19 @@ class Hop:
     service: str
     config: dict[str, Any]
     base_dir: str = "."
+    node: str | None = None  # only replicas with this node label may run it (strict deployments)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "service": self.service, "config": self.config, "base_dir": self.base_dir}
+        return {
+            "name": self.name, "service": self.service, "config": self.config, "base_dir": self.base_dir,
+            "node": self.node,
+        }  # fmt: skip
+
+    @property
+    def queue(self) -> str:
+        from mlrm.bus.base import service_queue
+
+        return service_queue(self.service, self.node)
 
 
 @dataclass

@@ -68,9 +68,9 @@ def serve(
     bus = _shared_bus(settings)
     volume = open_volume(settings.volume)
     base = worker or f"{service}@{socket.gethostname()}:{os.getpid()}"
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"node": node or settings.node}
     if service == "predict":
-        extra = {"node": node or settings.node, "watch_interval": settings.watch_interval}
+        extra["watch_interval"] = settings.watch_interval
     cls = service_class(service)
     services = [
         cls(bus, volume, retries=settings.retries, prefetch=prefetch or settings.prefetch,
@@ -250,7 +250,7 @@ def dlq_replay(
                 reopen = Envelope(id=f"{env.run_id}/reopen", run_id=env.run_id, body={"op": "reopen"})
                 bus.publish(SUBMIT_QUEUE, reopen)
                 env.body, env.attempt = {}, env.attempt + 1  # a new attempt, not a duplicate
-                bus.publish(service_queue(name), env)
+                bus.publish(env.current.queue, env)
                 replayed += 1
     finally:
         bus.close()

@@ -49,5 +49,8 @@ class PredictConfig(ConfigModel):
     sink: registry.union("sink") | None = None  # type: ignore[valid-type]
     """Where predictions are written (`csv`, `jsonl`, `parquet`: a `path` or a volume `key`);
     defaults to the volume object `predictions/<run id>.parquet`."""
+    node: str | None = None
+    """Run on the predict replicas with this node label. Chosen for you when the model is
+    deployed in strict mode on exactly one node."""
     trusted_types: list[str] = Field(default_factory=list)
     """Extra types the model artefact may contain beyond scikit-learn, NumPy and SciPy."""

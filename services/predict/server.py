@@ -116,7 +116,7 @@ class ModelServer:
         """The model a request names; loaded on first use, then kept current by :meth:`sync`."""
         loaded = self._by_target.get(target)
         if loaded is None:
-            self._check_allowed(target.model)
+            self.check_allowed(target.model)
             loaded = self.load(self.registry.resolve(target.model, alias=target.alias, version=target.version))
             self._by_target[target] = loaded
         return loaded
@@ -127,7 +127,7 @@ class ModelServer:
         loaded = self.get(Target(model, alias, version))
         return loaded.predict(df, **options), loaded.ref
 
-    def _check_allowed(self, model: str) -> None:
+    def check_allowed(self, model: str) -> None:
         deps = [d for d in self.deployments.active() if d.model == model]
         if deps and all(d.mode == "strict" and d.node != self.node for d in deps):
             nodes = ", ".join(sorted({str(d.node) for d in deps}))

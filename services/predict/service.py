@@ -27,9 +27,9 @@ class PredictService(Service):
     name = "predict"
     config_model = PredictConfig
 
-    def __init__(self, *args: Any, node: str | None = None, watch_interval: float = 2.0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, watch_interval: float = 2.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.server = ModelServer(self.volume, worker=self.worker, node=node)
+        self.server = ModelServer(self.volume, worker=self.worker, node=self.node)
         self.watch_interval = watch_interval
         self._stop = threading.Event()
 
@@ -52,6 +52,7 @@ class PredictService(Service):
     def process(self, env: Envelope, config: PredictConfig, ctx: StepContext) -> Iterator[Batch]:
         if ctx.model is None:
             raise ConfigError("this run pinned no model version; submit it through the orchestrator")
+        self.server.check_allowed(ctx.model.name)  # never load a strict deployment off its node
         model = self.server.load(ctx.model, tuple(config.trusted_types))
         df = env.payload if env.payload is not None else pd.DataFrame()
         out = model.predict(df, keep=config.keep, probabilities=config.probabilities, column=config.prediction_column)
