@@ -67,12 +67,11 @@ class StepContext:
             return self.volume.get_json(self.state_key(key))
         from mlrm.registry import ModelRegistry
 
+        self.state_key(key)  # a clear error when no model is pinned
         assert self.model is not None
-        self.state_key(key)
         try:
             return json.loads(ModelRegistry(self.volume).read_verified(self.model, f"state/{key}.json"))
         except NotFoundError:
-            assert self.model is not None
             raise ConfigError(
                 f"model {self.model.name!r} version {self.model.version} has no statistics for step {key!r}; "
                 "predict with the same step configs the model was trained with"

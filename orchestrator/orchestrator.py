@@ -78,23 +78,37 @@ class Orchestrator:
             registry = ModelRegistry(self.volume)
             ref = registry.resolve(model["name"], alias=model.get("alias"), version=model.get("version"))
             context["model"] = {"name": ref.name, "version": ref.version}
-            node = predict.config.get("node") or strict_node(Deployments(self.volume), ref.name)
-            if node:
-                route = [replace(h, node=node) if h is predict else h for h in route]
+        route = self._placed(route, context)
         self.store.create(run_id, name, path, mode, route, context)
         self._steps[run_id] = len(route)
+        self._send_start(run_id, route, context)
+        self._publish_status(run_id, force=True)
+
+    def _placed(self, route: list[Hop], context: dict[str, Any]) -> list[Hop]:
+        """The route with the predict step sent to a node's own queue when its model must stay there."""
+        predict = next((h for h in route if h.service == "predict"), None)
+        if predict is None or "model" not in context:
+            return route
+        node = predict.config.get("node") or strict_node(Deployments(self.volume), context["model"]["name"])
+        return [replace(h, node=node) if h is predict else h for h in route] if node else route
+
+    def _send_start(self, run_id: str, route: list[Hop], context: dict[str, Any]) -> None:
         first = route[0]
         start = Envelope(id=message_id(run_id, first.name, 0), run_id=run_id, route=route, context=context)
         self.bus.publish(first.queue, start)
-        self._publish_status(run_id, force=True)
 
     def on_submission(self, delivery: Delivery) -> None:
         env = delivery.envelope
         body = env.body
         try:
             if body.get("op") == "submit":
-                if not self.store.exists(env.run_id):  # a redelivered submission starts nothing new
+                if not self.store.exists(env.run_id):
                     self.start_run(env.run_id, body["workflow"], body.get("path", ""), env.route)
+                elif not self.store.get(env.run_id).done:
+                    # A redelivered submission: the start message may never have gone out (a crash
+                    # right after recording the run). Sending it again is harmless: same message id.
+                    context = self.store.context(env.run_id)
+                    self._send_start(env.run_id, self._placed(env.route, context), context)
             elif body.get("op") == "reopen":
                 self.store.reopen(env.run_id)
                 self._publish_status(env.run_id, force=True)

@@ -203,6 +203,14 @@ class RunStore:
             ids = [r[0] for r in self._db.execute("SELECT id FROM runs ORDER BY created DESC LIMIT ?", (limit,))]
         return [self.get(i) for i in ids]
 
+    def context(self, run_id: str) -> dict[str, Any]:
+        """What the run was started with: its mode and pinned model."""
+        with self._lock:
+            row = self._db.execute("SELECT context FROM runs WHERE id=?", (run_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no run with id '{run_id}'")
+        return json.loads(row[0] or "{}")
+
     def exists(self, run_id: str) -> bool:
         with self._lock:
             return self._db.execute("SELECT 1 FROM runs WHERE id=?", (run_id,)).fetchone() is not None

@@ -131,3 +131,20 @@ def test_big_batches_travel_by_claim_check(mlrm, workflow):
     assert run.status == "succeeded", run.error
     assert run.steps[1].rows_out == 80
     assert [o.key for o in mlrm.volume.list(f"runs/{run.id}/payloads/")]  # they went through the volume
+
+
+def test_a_redelivered_submission_resends_the_start_of_an_unfinished_run(tmp_path, workflow):
+    """The orchestrator died after recording a run but before its start message went out."""
+    from orchestrator.compile import compile_workflow
+    from orchestrator.orchestrator import SUBMIT_QUEUE, submission
+    from orchestrator.store import RunStore
+
+    settings = Settings(volume=str(tmp_path / "v"), state=str(tmp_path / "s.sqlite"))
+    message = submission(compile_workflow(workflow("[{step: drop_na}]")))
+    store = RunStore(settings.state)  # the run is recorded, nothing was sent
+    store.create(message.run_id, "t", "", "transform", message.route, {"mode": "transform", "workflow": "t"})
+    store.close()
+    with Embedded(settings) as mlrm:
+        mlrm.bus.publish(SUBMIT_QUEUE, message)  # the broker redelivers the submission
+        record = mlrm.orchestrator.wait(message.run_id, timeout=60)
+    assert record.status == "succeeded" and record.steps[1].rows_out == 100
