@@ -137,8 +137,9 @@ class ModelServer:
             self._active = (time.monotonic(), deps)
         return deps
 
-    def check_allowed(self, model: str) -> None:
-        deps = [d for d in self.active_deployments() if d.model == model]
+    def check_allowed(self, model: str, max_age: float = 0.0) -> None:
+        """Refuse a model deployed only in strict mode for other nodes (reads fresh records by default)."""
+        deps = [d for d in self.active_deployments(max_age) if d.model == model]
         if deps and all(d.mode == "strict" and d.node != self.node for d in deps):
             nodes = ", ".join(sorted({str(d.node) for d in deps}))
             raise ConfigError(

@@ -8,6 +8,7 @@ the registry's aliases and the deployment records by a watcher thread.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,6 +33,7 @@ class PredictService(Service):
         self.server = ModelServer(self.volume, worker=self.worker, node=self.node)
         self.watch_interval = watch_interval
         self._stop = threading.Event()
+        self._checked: OrderedDict[str, None] = OrderedDict()  # runs whose model placement was checked
 
     def start(self) -> None:
         super().start()
@@ -52,7 +54,11 @@ class PredictService(Service):
     def process(self, env: Envelope, config: PredictConfig, ctx: StepContext) -> Iterator[Batch]:
         if ctx.model is None:
             raise ConfigError("this run pinned no model version; submit it through the orchestrator")
-        self.server.check_allowed(ctx.model.name)  # never load a strict deployment off its node
+        if env.run_id not in self._checked:  # once per run: never load a strict deployment off its node
+            self.server.check_allowed(ctx.model.name)
+            self._checked[env.run_id] = None
+            if len(self._checked) > 10_000:
+                self._checked.popitem(last=False)
         model = self.server.load(ctx.model, tuple(config.trusted_types))
         df = env.payload if env.payload is not None else pd.DataFrame()
         out = model.predict(df, keep=config.keep, probabilities=config.probabilities, column=config.prediction_column)
