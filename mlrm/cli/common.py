@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -34,7 +35,7 @@ def settings_for(volume: str | None = None, state: str | None = None) -> Setting
 
 
 def user_errors(fn: F) -> F:
-    """Print MlrmErrors as ``error: ...`` lines (no traceback) and exit with their code."""
+    """Print MlrmErrors (and options a pydantic model refused) as ``error: ...`` lines, no traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -47,6 +48,10 @@ def user_errors(fn: F) -> F:
         except MlrmError as exc:
             err.print(f"[red]error:[/red] {exc.message}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
+        except ValidationError as exc:  # command-line options built into a pydantic model
+            reason = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+            err.print(f"[red]error:[/red] {reason}", highlight=False, soft_wrap=True)
+            raise typer.Exit(ConfigErrors.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
 

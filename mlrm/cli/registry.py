@@ -65,21 +65,16 @@ def models_search(
     volume: common.VolumeOpt = None,
 ) -> None:
     """Find model versions by kind, by the features you have, by metrics and by tags."""
-    from pydantic import ValidationError
 
     from mlrm.discovery import ModelQuery, search
-    from mlrm.errors import ConfigError
     from mlrm.registry import ModelRegistry
     from mlrm.volume import open_volume
 
     tags = dict(t.split("=", 1) for t in tag or [] if "=" in t)
-    try:
-        query = ModelQuery(
-            name=name, kind=kind, where=where, tags=tags, latest=latest,
-            features=[f.strip() for f in features.split(",")] if features else None,
-        )  # fmt: skip
-    except ValidationError as exc:
-        raise ConfigError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+    query = ModelQuery(
+        name=name, kind=kind, where=where, tags=tags, latest=latest,
+        features=[f.strip() for f in features.split(",")] if features else None,
+    )  # fmt: skip
     cards = search(ModelRegistry(open_volume(common.settings_for(volume).volume)), query)
     if as_json:
         sys.stdout.write(json.dumps(cards, indent=2) + "\n")
@@ -124,19 +119,14 @@ def deploy(
     volume: common.VolumeOpt = None,
 ) -> None:
     """Queue a deployment; predict replicas pick it up and load it. Prints the deployment id."""
-    from pydantic import ValidationError
 
     from mlrm.deployments import Deployments, DeployRequest
-    from mlrm.errors import ConfigError
     from mlrm.volume import open_volume
 
-    try:
-        request = DeployRequest(
-            model=model, version=version, alias=alias, mode=mode, node=node,  # type: ignore[arg-type]
-            resources={"cpu": cpu, "memory": memory},  # type: ignore[arg-type]
-        )  # fmt: skip
-    except ValidationError as exc:
-        raise ConfigError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+    request = DeployRequest(
+        model=model, version=version, alias=alias, mode=mode, node=node,  # type: ignore[arg-type]
+        resources={"cpu": cpu, "memory": memory},  # type: ignore[arg-type]
+    )  # fmt: skip
     dep = Deployments(open_volume(common.settings_for(volume).volume)).create(request)
     sys.stdout.write(dep.id + "\n")
 
