@@ -12,7 +12,7 @@ import difflib
 import importlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
@@ -70,24 +70,8 @@ def reject_unknown_fields(cls: type[BaseModel], data: Any) -> Any:
     return data
 
 
-class ConfigModel(BaseModel):
-    """Base of every config file model: unknown keys are errors, never silently ignored."""
-
-    model_config = ConfigDict(
-        extra="forbid", use_attribute_docstrings=True, validate_by_name=True, serialize_by_alias=True
-    )
-    kind: str
-
-    schema_name: ClassVar[str] = ""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _unknown_fields(cls, data: Any) -> Any:
-        return reject_unknown_fields(cls, data)
-
-
 class Section(BaseModel):
-    """Base of nested config sections (same strictness as a whole config)."""
+    """Base of every config model: unknown keys are errors (with a suggestion), never silently ignored."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
@@ -95,6 +79,13 @@ class Section(BaseModel):
     @classmethod
     def _unknown_fields(cls, data: Any) -> Any:
         return reject_unknown_fields(cls, data)
+
+
+class ConfigModel(Section):
+    """Base of every config file: a `Section` whose `kind` names the model."""
+
+    model_config = ConfigDict(validate_by_name=True, serialize_by_alias=True)
+    kind: str
 
 
 def config_class(kind: str) -> type[ConfigModel]:

@@ -21,8 +21,9 @@ import secrets
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from mlrm.config import Section
 from mlrm.context import ModelRef
 from mlrm.errors import ConfigError, NotFoundError
 from mlrm.registry import ModelRegistry, check_name
@@ -31,19 +32,15 @@ from mlrm.volume import Volume
 Status = Literal["queued", "active", "unloaded", "deleted"]
 
 
-class Resources(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
+class Resources(Section):
     cpu: float = Field(1.0, gt=0)
     """CPU cores a replica should reserve for this model."""
     memory: str = Field("512Mi", pattern=r"^\d+(\.\d+)?(Ki|Mi|Gi|K|M|G)?$")
     """Memory a replica should reserve, e.g. `512Mi`, `2Gi`."""
 
 
-class DeployRequest(BaseModel):
+class DeployRequest(Section):
     """What to serve, where, and with what."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     model: str
     """Registry name of the model."""

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from mlrm.config import as_value_error
+from mlrm.config import Section, as_value_error
 from mlrm.errors import ExpressionError
 from mlrm.expr import compile_expression, evaluate_condition
 from mlrm.registry import ModelRegistry
 
 
-class ModelQuery(BaseModel):
+class ModelQuery(Section):
     """What the caller needs; every given criterion must hold."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     name: str | None = None
     """Only versions of this model."""

@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union, get_args
 
 import pandas as pd
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, PlainSerializer, Tag, model_validator
+from pydantic import AfterValidator, ConfigDict, Discriminator, Field, PlainSerializer, Tag
 
+from mlrm.config import Section
 from mlrm.errors import ConfigError
 from mlrm.imports import import_string
 
@@ -35,17 +36,10 @@ if TYPE_CHECKING:
 Kind = Literal["source", "handler", "features", "sink"]
 
 
-class Step(BaseModel):
+class Step(Section):
     """Base of every step type. Subclasses narrow ``step`` to a ``Literal`` of their YAML name."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _unknown_fields(cls, data: Any) -> Any:
-        from mlrm.config import reject_unknown_fields
-
-        return reject_unknown_fields(cls, data)
+    model_config = ConfigDict(frozen=True)
 
     kind: ClassVar[Kind]
     step: str
