@@ -82,15 +82,14 @@ class TransformService(Service):
         if not any(s.needs_whole_stream(ctx.fitting) for s in steps):
             yield Batch(self.runner.run(steps, df, ctx, whole=False), env.seq, env.last)
             return
-        if env.seq == 0 and env.last:  # the whole stream is this one batch: nothing to gather
-            out = self.runner.run(steps, df, ctx, whole=True)
-            for frame, seq, last in rebatch(out, config.batch_size or self.batch_size):
-                yield Batch(frame, seq, last)
-            return
-        gather = Gather(self.volume, env.run_id, ctx.step)
-        if not gather.add(env.seq, env.last, df):
-            return
-        out = self.runner.run(steps, gather.frame(), ctx, whole=True)
+        gather = None
+        if not (env.seq == 0 and env.last):  # a one-batch stream is already whole: nothing to gather
+            gather = Gather(self.volume, env.run_id, ctx.step)
+            if not gather.add(env.seq, env.last, df):
+                return
+            df = gather.frame()
+        out = self.runner.run(steps, df, ctx, whole=True)
         for frame, seq, last in rebatch(out, config.batch_size or self.batch_size):
             yield Batch(frame, seq, last)
-        gather.clear()
+        if gather is not None:
+            gather.clear()

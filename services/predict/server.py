@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -96,7 +95,6 @@ class ModelServer:
         self._by_target: dict[Target, LoadedModel] = {}
         self._deployed: dict[str, ModelRef] = {}  # deployment id -> what this replica loaded for it
         self._lock = threading.Lock()
-        self._active: tuple[float, list[Any]] = (0.0, [])  # deployment records, refreshed every few seconds
         self.on_load: list[Callable[[LoadedModel], None]] = []
 
     # -- loading -----------------------------------------------------------------------
@@ -129,17 +127,9 @@ class ModelServer:
         loaded = self.get(Target(model, alias, version))
         return loaded.predict(df, **options), loaded.ref
 
-    def active_deployments(self, max_age: float = 2.0) -> list[Any]:
-        """The active deployment records, re-read at most every ``max_age`` seconds (not per request)."""
-        read_at, deps = self._active
-        if time.monotonic() - read_at > max_age:
-            deps = self.deployments.active()
-            self._active = (time.monotonic(), deps)
-        return deps
-
-    def check_allowed(self, model: str, max_age: float = 0.0) -> None:
-        """Refuse a model deployed only in strict mode for other nodes (reads fresh records by default)."""
-        deps = [d for d in self.active_deployments(max_age) if d.model == model]
+    def check_allowed(self, model: str) -> None:
+        """Refuse a model deployed only in strict mode for other nodes."""
+        deps = [d for d in self.deployments.active() if d.model == model]
         if deps and all(d.mode == "strict" and d.node != self.node for d in deps):
             nodes = ", ".join(sorted({str(d.node) for d in deps}))
             raise ConfigError(
@@ -164,7 +154,7 @@ class ModelServer:
 
     def _sync_deployments(self) -> None:
         wanted = {}
-        for dep in self.active_deployments(max_age=0):
+        for dep in self.deployments.active():
             if dep.mode == "strict" and dep.node != self.node:
                 continue
             try:
