@@ -4,16 +4,12 @@ one process per service replica, started by the same supervisor as `mlrm up`."""
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pika
 import pytest
 
 from mlrm.bus import open_bus
@@ -22,24 +18,23 @@ from orchestrator.compile import compile_workflow
 from orchestrator.local import LocalDeployment, ServiceReplicas, Supervisor
 from orchestrator.orchestrator import SUBMIT_QUEUE, read_status, submission
 from orchestrator.store import RunRecord
+from tests.support import HAS_RABBITMQCTL, broker_up, consumers, rabbitmqctl
 
 HERE = Path(__file__).resolve().parent
 SERVICES = ("collector", "handler", "features", "train", "predict")
 
 
-def broker_up() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
-    except OSError:
-        return False
-    return shutil.which("rabbitmqctl") is not None
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip this folder's tests, with the reason, where there is no broker to run them on.
 
-
-pytestmark = pytest.mark.skipif(not broker_up(), reason="needs RabbitMQ on 127.0.0.1:5672 and rabbitmqctl")
-
-
-def rabbitmqctl(*args: str) -> str:
-    return subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, text=True, timeout=60).stdout
+    (A ``pytestmark`` in a conftest is ignored by pytest, so the skip is added here.)
+    """
+    if broker_up() and HAS_RABBITMQCTL:
+        return
+    skip = pytest.mark.skip(reason="needs RabbitMQ on 127.0.0.1:5672 and rabbitmqctl")
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="module")
@@ -50,17 +45,6 @@ def vhost() -> Iterator[str]:
     rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
     yield name
     rabbitmqctl("delete_vhost", name)
-
-
-def consumers(url: str, queue: str) -> int:
-    conn = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        return conn.channel().queue_declare(queue, passive=True).method.consumer_count
-    except pika.exceptions.ChannelClosedByBroker:
-        return 0
-    finally:
-        if conn.is_open:
-            conn.close()
 
 
 @dataclass

@@ -15,7 +15,7 @@ from mlrm.bus import dead_letter_queue, open_bus, service_queue
 from mlrm.settings import Settings
 from orchestrator.embedded import Embedded
 from tests.conftest import CONFIGS
-from tests.distributed.conftest import rabbitmqctl
+from tests.support import rabbitmqctl
 
 IRIS = CONFIGS / "iris"
 
@@ -236,7 +236,7 @@ def test_mlrm_up_starts_everything_and_ctrl_c_stops_everything(vhost, tmp_path):
     import subprocess
     import sys
 
-    from tests.distributed.conftest import consumers
+    from tests.support import consumers
 
     url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
     spec = tmp_path / "deployment.yaml"

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import CONFIGS
-from tests.distributed.conftest import consumers
+from tests.support import consumers
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # eventlet announces its deprecation on import

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -37,9 +36,9 @@ from mlrm.nameko import (
     is_nameko_target,
     parse_nameko_target,
 )
+from tests.support import BROKER_URL, HOST, PORT, broker_up, consumers, wait_for
 
-HOST, PORT = "127.0.0.1", 5672
-URL = f"amqp://guest:guest@{HOST}:{PORT}/%2F"
+URL = BROKER_URL
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # eventlet announces its deprecation on import
@@ -52,14 +51,6 @@ with warnings.catch_warnings():
         NAMEKO_MISSING = f"nameko cannot be imported: {type(exc).__name__}: {exc}"
 
 pytestmark = pytest.mark.amqp
-
-
-def _broker_up() -> bool:
-    try:
-        socket.create_connection((HOST, PORT), timeout=1).close()
-    except OSError:
-        return False
-    return True
 
 
 def _need_nameko() -> None:
@@ -85,20 +76,6 @@ def _delete_queues(*names: str) -> None:
             _admin(lambda ch, name=name: ch.queue_delete(name))
 
 
-def _consumers(queue: str) -> int:
-    try:
-        return _admin(lambda ch: ch.queue_declare(queue, passive=True)).method.consumer_count
-    except px.ChannelClosedByBroker:  # 404: not declared yet
-        return 0
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 # -- the mlrm side ----------------------------------------------------------------------
 def infer(rows: list[dict[str, float]], factor: float = 2.0) -> dict[str, Any]:
     return {"predictions": [row["x"] * factor for row in rows]}
@@ -122,7 +99,7 @@ METHODS: dict[str, Callable[..., Any]] = {"infer": infer, "fail": fail, "opaque"
 
 @pytest.fixture(scope="module")
 def url() -> str:
-    if not _broker_up():
+    if not broker_up():
         pytest.skip(f"no RabbitMQ broker accepts connections on {HOST}:{PORT}")
     return URL
 
@@ -361,7 +338,7 @@ def peers(url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
         )
     try:
         deadline = time.monotonic() + 20
-        while _consumers(f"rpc-{greeter}") < 1:
+        while consumers(URL, f"rpc-{greeter}") < 1:
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"the nameko service did not start:\n{log.read_text()}")
             time.sleep(0.1)

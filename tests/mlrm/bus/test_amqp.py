@@ -4,9 +4,6 @@ prefetch, heartbeats during long handlers, surviving dropped connections, compet
 from __future__ import annotations
 
 import logging
-import shutil
-import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -21,38 +18,18 @@ from mlrm.bus.amqp import AmqpBus
 from mlrm.bus.base import Bus
 from mlrm.bus.memory import MemoryBus
 from mlrm.errors import BusError, ConfigError
+from tests.support import BROKER_URL, HAS_RABBITMQCTL, HOST, PORT, broker_up, rabbitmqctl, wait_for
 
-HOST, PORT = "127.0.0.1", 5672
-URL = f"amqp://guest:guest@{HOST}:{PORT}/%2F"
-
-
-def _broker_up() -> bool:
-    try:
-        socket.create_connection((HOST, PORT), timeout=1).close()
-    except OSError:
-        return False
-    return True
+URL = BROKER_URL
 
 
 pytestmark = [
     pytest.mark.amqp,
-    pytest.mark.skipif(not _broker_up(), reason=f"no RabbitMQ broker accepts connections on {HOST}:{PORT}"),
+    pytest.mark.skipif(not broker_up(), reason=f"no RabbitMQ broker accepts connections on {HOST}:{PORT}"),
 ]
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-
-
-RABBITMQCTL = shutil.which("rabbitmqctl") is not None
-needs_rabbitmqctl = pytest.mark.skipif(not RABBITMQCTL, reason="rabbitmqctl is not available")
-
-
-def rabbitmqctl(*args: str) -> str:
-    return subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=30, check=True).stdout
+needs_rabbitmqctl = pytest.mark.skipif(not HAS_RABBITMQCTL, reason="rabbitmqctl is not available")
 
 
 @dataclass
@@ -72,7 +49,7 @@ class Broker:
 @pytest.fixture(scope="module")
 def broker() -> Iterator[Broker]:
     """A private vhost (with rabbitmqctl), so dropping its connections disturbs nobody else."""
-    if not RABBITMQCTL:
+    if not HAS_RABBITMQCTL:
         yield Broker(URL, "/")
         return
     vhost = f"mlrm-bus-test-{uuid.uuid4().hex[:8]}"
@@ -174,9 +151,10 @@ def test_ack_removes_the_message_for_good(make_bus, queue):
     assert seen == [f"r/s/{i}" for i in range(5)]  # one worker per subscription: in order
 
 
-def test_reject_with_requeue_redelivers_with_growing_counts(make_bus, queue):
+@pytest.mark.parametrize("queue_type", ["quorum", "classic"])  # classic queues count in the process
+def test_reject_with_requeue_redelivers_with_growing_counts(make_bus, queue, queue_type):
     counts: list[int] = []
-    bus = make_bus()
+    bus = make_bus(queue_type=queue_type)
 
     def handler(d):
         counts.append(d.delivery_count)
@@ -188,21 +166,6 @@ def test_reject_with_requeue_redelivers_with_growing_counts(make_bus, queue):
     wait_for(lambda: counts[-1:] == [3])
     assert counts == [1, 2, 3]
     wait_for(lambda: bus.depth(queue) == 0)
-
-
-def test_classic_queues_count_redeliveries_in_process(make_bus, queue):
-    counts: list[int] = []
-    bus = make_bus(queue_type="classic")
-
-    def handler(d):
-        counts.append(d.delivery_count)
-        d.reject(requeue=True) if d.delivery_count < 3 else d.ack()
-
-    bus.subscribe(queue, handler)
-    bus.start()
-    bus.publish(queue, env(0))
-    wait_for(lambda: counts[-1:] == [3])
-    assert counts == [1, 2, 3]
 
 
 def test_the_broker_dead_letters_a_message_given_back_too_often(make_bus, queue):

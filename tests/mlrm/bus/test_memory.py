@@ -12,13 +12,7 @@ from mlrm.bus import Envelope, Hop, open_bus
 from mlrm.bus.envelope import decode, encode
 from mlrm.bus.memory import MemoryBus
 from mlrm.errors import ConfigError
-
-
-def wait_for(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
+from tests.support import wait_for
 
 
 def test_delivers_in_order_and_acks():
