@@ -231,10 +231,18 @@ class RunStore:
             return "unknown"
         return row[1] if row[0] in FINISHED else None
 
-    def find(self, prefix: str) -> RunRecord:
-        """A run by id or unique id prefix."""
+    def find(self, prefix: str | None = None) -> RunRecord:
+        """A run by id or unique id prefix; the newest run when no prefix is given."""
         with self._lock:
+            if prefix is None:
+                ids = [r[0] for r in self._db.execute("SELECT id FROM runs ORDER BY created DESC LIMIT 1")]
+                if not ids:
+                    raise NotFoundError("no runs yet: start one with `mlrm run WORKFLOW.yaml`")
+                prefix = ids[0]
             ids = [r[0] for r in self._db.execute("SELECT id FROM runs WHERE id LIKE ? || '%'", (prefix,))]
-        if len(ids) != 1:
-            raise NotFoundError(f"no run with id '{prefix}'" if not ids else f"run id '{prefix}' is ambiguous")
+        if not ids:
+            raise NotFoundError(f"no run with id '{prefix}'")
+        if len(ids) > 1:
+            shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+            raise NotFoundError(f"run id '{prefix}' is ambiguous: it starts {len(ids)} runs ({shown})")
         return self.get(ids[0])

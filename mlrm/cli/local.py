@@ -90,7 +90,10 @@ def runs(
 
 @common.runs_app.command("show")
 @common.user_errors
-def runs_show(ctx: typer.Context, run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")]) -> None:
+def runs_show(
+    ctx: typer.Context,
+    run_id: Annotated[str | None, typer.Argument(help="Run id or a unique prefix (default: the newest run).")] = None,
+) -> None:
     """Show one run: per-step status, timings, row counts, results and errors."""
     from orchestrator.store import RunStore
 

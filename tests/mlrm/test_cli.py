@@ -79,6 +79,9 @@ def test_run_and_runs_listing(cli, iris):
     run_id = ModelRegistry(cli.volume).card(ModelRegistry(cli.volume).resolve("iris-classifier"))["lineage"]["run_id"]
     shown = cli("runs", "show", run_id[:17])
     assert shown.exit_code == 0 and run_id in shown.stdout and "train" in shown.stdout
+    assert run_id in cli("runs", "show").stdout  # no id: the newest run
+    assert cli("run", iris / "train.yaml").exit_code == 0
+    assert_one_error(cli("runs", "show", run_id[:4]), "is ambiguous: it starts 2 runs")
     assert cli("models", "list").stdout.count("iris-classifier") == 1
     assert '"modelname": "iris-classifier"' in cli("models", "show", "iris-classifier").stdout
 
