@@ -10,7 +10,11 @@ Layout::
     models/<name>/aliases/<alias>.json     {"version": N}; re-pointing is one object write
 
 Every file of a version is verified against the sha256 recorded in its card when it
-is read, so a modified or corrupted artefact is refused, never loaded.
+is read, so a modified or corrupted artefact is refused, never loaded. With a signing
+key configured (:mod:`mlrm.signing`) the card itself is signed when it is published and
+verified before anything of the version is loaded, so rewriting an artefact together
+with the hash in its card is caught too. The types an artefact may contain are an
+exact list (:mod:`mlrm.trust`).
 """
 
 from __future__ import annotations
@@ -26,13 +30,13 @@ from typing import IO, Any
 
 from mlrm.context import ModelRef
 from mlrm.errors import ConfigError, NotFoundError, RegistryError
+from mlrm.signing import Signer, signer_from_env
+from mlrm.trust import refused_types
 from mlrm.volume import Volume
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 ARTEFACT = "model.skops"
-# Types a skops artefact may contain without the user trusting them explicitly.
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.", "_operator.")
 CHUNK = 1 << 20
 
 
@@ -56,9 +60,19 @@ def _copy_hashing(src: IO[bytes], dst: IO[bytes]) -> str:
     return digest.hexdigest()
 
 
+_FROM_ENV: Any = object()
+
+
 @dataclass
 class ModelRegistry:
+    """The registry in ``volume``; ``signer`` defaults to the key in the environment (``MLRM_SIGNING_KEY``)."""
+
     volume: Volume
+    signer: Signer | None = _FROM_ENV
+
+    def __post_init__(self) -> None:
+        if self.signer is _FROM_ENV:
+            self.signer = signer_from_env()
 
     # -- reading -----------------------------------------------------------------------
     def names(self) -> list[str]:
@@ -110,9 +124,16 @@ class ModelRegistry:
             raise NotFoundError(f"model '{name}' has no registered versions; train it first")
         return ModelRef(name, versions[-1])
 
+    def verified_card(self, ref: ModelRef) -> dict[str, Any]:
+        """The card, its signature checked when a signing key is configured: read this before loading files."""
+        card = self.card(ref)
+        if self.signer is not None:
+            self.signer.verify(card, f"model '{ref.name}' version {ref.version}")
+        return card
+
     def read_verified(self, ref: ModelRef, rel: str, card: dict[str, Any] | None = None) -> bytes:
-        """A small file of a version (state JSON), checked against the card's sha256."""
-        card = card or self.card(ref)
+        """A small file of a version (state JSON), checked against the (verified) card's sha256."""
+        card = card or self.verified_card(ref)
         data = self.volume.get_bytes(f"{ref.prefix}{rel}")
         self._check(ref, rel, card, sha256(data))
         return data
@@ -126,28 +147,38 @@ class ModelRegistry:
             )
 
     def load_artefact(self, ref: ModelRef, *, trusted: Iterable[str] = ()) -> Any:
-        """Load and verify a model: its sha256 must match the card; its types must be trusted.
+        """Load and verify a model: its card's signature (with a key), its sha256, and its types.
 
         The artefact streams to a temporary file (never one in-memory blob) and is
-        hashed on the way.
+        hashed on the way. Every type skops does not trust itself must be named exactly:
+        by :data:`mlrm.trust.TRUSTED_TYPES`, by ``trusted``, or by the card of a version
+        whose signature was verified.
         """
         import skops.io as sio
 
-        card = self.card(ref)
+        card = self.verified_card(ref)
         with tempfile.TemporaryDirectory(prefix="mlrm-model-") as tmp:
             path = Path(tmp) / ARTEFACT
             with self.volume.open_read(f"{ref.prefix}{ARTEFACT}") as src, open(path, "wb") as dst:
                 digest = _copy_hashing(src, dst)
             self._check(ref, ARTEFACT, card, digest)
-            extra = set(trusted)
-            untrusted = sio.get_untrusted_types(file=path)
-            refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES) and t not in extra]
+            try:
+                untrusted = sio.get_untrusted_types(file=path)
+            except Exception as exc:  # not a skops file, or a protocol this skops does not read
+                raise RegistryError(
+                    f"model '{ref.name}' version {ref.version}: {ARTEFACT} is not a readable skops file ({exc})"
+                ) from None
+            signed = card.get("trusted_types", []) if self.signer is not None else []
+            refused = refused_types(untrusted, trusted, signed if isinstance(signed, list) else [])
             if refused:
                 raise RegistryError(
                     f"model '{ref.name}' version {ref.version} contains types that are not trusted: "
                     f"{', '.join(refused)}; list them under trusted_types in the predict config if you trust them"
                 )
-            return sio.load(path, trusted=untrusted)
+            try:
+                return sio.load(path, trusted=untrusted)
+            except Exception as exc:
+                raise RegistryError(f"model '{ref.name}' version {ref.version} could not be loaded: {exc}") from None
 
     # -- writing -----------------------------------------------------------------------
     def reserve_version(self, name: str) -> int:
@@ -177,6 +208,8 @@ class ModelRegistry:
                         dst.write(content)
                         digests[rel] = sha256(content)
             card = {**card, "modelname": ref.name, "version": ref.version, "sha256": digests}
+            if self.signer is not None:
+                card = self.signer.sign(card)
             self.volume.put_json(f"{ref.prefix}card.json", card)
         except BaseException:
             self.discard(ref)

@@ -53,4 +53,5 @@ class PredictConfig(ConfigModel):
     """Run on the predict replicas with this node label. Chosen for you when the model is
     deployed in strict mode on exactly one node."""
     trusted_types: list[str] = Field(default_factory=list)
-    """Extra types the model artefact may contain beyond scikit-learn, NumPy and SciPy."""
+    """Exact type names (e.g. `numpy.log1p`) the model artefact may contain beyond scikit-learn's estimators
+    and the internal types of `mlrm.trust`; a version with a verified signature also brings its own."""

@@ -107,7 +107,9 @@ def train(df: pd.DataFrame, config: TrainConfig, ctx: StepContext, lineage: dict
     fit_seconds = time.perf_counter() - started
     artefact = spool(lambda path: sio.dump(model, path))  # streamed to the volume, not held in memory
     try:
-        return _register(model, artefact, df, X, config, ctx, lineage, metrics, evaluation, fit_seconds)
+        # The types this model needs beyond skops' own trusted ones; a signed card vouches for them.
+        trusted = sio.get_untrusted_types(file=artefact)
+        return _register(model, artefact, df, X, config, ctx, lineage, metrics, evaluation, fit_seconds, trusted)
     finally:
         shutil.rmtree(artefact.parent, ignore_errors=True)
 
@@ -115,6 +117,7 @@ def train(df: pd.DataFrame, config: TrainConfig, ctx: StepContext, lineage: dict
 def _register(
     model: Any, artefact: Path, df: pd.DataFrame, X: pd.DataFrame, config: TrainConfig, ctx: StepContext,
     lineage: dict[str, Any], metrics: dict[str, float], evaluation: dict[str, Any], fit_seconds: float,
+    trusted: list[str],
 ) -> dict[str, Any]:  # fmt: skip
     sample = X.iloc[: min(1000, len(X))]
     t0 = time.perf_counter()
@@ -140,6 +143,7 @@ def _register(
         config=config, estimator=model, X=X, classes=classes, metrics=metrics, evaluation=evaluation,
         training=training, runresource=runresource, lineage=lineage,
     )  # fmt: skip
+    card["trusted_types"] = sorted(trusted)
 
     registry = ModelRegistry(ctx.volume)
     ref = ModelRef(config.model.name, registry.reserve_version(config.model.name))

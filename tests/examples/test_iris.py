@@ -9,6 +9,7 @@ import pytest
 
 from mlrm.context import ModelRef
 from mlrm.registry import ModelRegistry
+from orchestrator.embedded import Embedded
 from tests.conftest import CONFIGS
 
 IRIS = CONFIGS / "iris"
@@ -124,3 +125,18 @@ def test_an_s3_outage_fails_the_run_clearly_and_registers_nothing(settings, seaw
     assert time.monotonic() - started < 90  # bounded retries, then a clear failure
     server.start()
     assert ModelRegistry(open_volume("s3://outage")).names() == []  # no half-written version
+
+
+def test_with_a_signing_key_versions_are_signed_and_a_rewritten_card_stops_predictions(mlrm, settings, monkeypatch):
+    monkeypatch.setenv("MLRM_SIGNING_KEY", "an-example-signing-key-of-32-characters!")
+    assert mlrm.run(IRIS / "train.yaml", timeout=120).status == "succeeded"
+    card = ModelRegistry(mlrm.volume).card(ModelRef("iris-classifier", 1))
+    assert card["signature"]["algorithm"] == "HMAC-SHA256"
+    assert mlrm.run(IRIS / "predict.yaml", timeout=120).status == "succeeded"
+
+    card["modelperform"]["metrics"]["accuracy"] = 1.0  # any change at all, even a harmless-looking one
+    mlrm.volume.put_json("models/iris-classifier/1/card.json", card)
+    with Embedded(settings) as fresh:  # a replica that has not loaded the version yet
+        run = fresh.run(IRIS / "predict.yaml", timeout=120)
+    assert run.status == "failed"
+    assert "invalid signature" in run.error
