@@ -1,49 +1,24 @@
 """Config files: the pydantic models are the only schema, and errors name file, line and field.
 
 Every config file starts with ``kind:`` naming its model (``Workflow``,
-``CollectorConfig``, ``HandlerConfig``, ...). Models are looked up lazily in
-:data:`KINDS`, so loading a workflow does not import TensorFlow-sized code it
-never uses.
+``CollectorConfig``, ``HandlerConfig``, ...). Each model registers itself in
+:data:`kinds` under that name when its class is defined (services and the
+orchestrator define theirs), so the kernel names none of them.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from mlrm.errors import ConfigError, ConfigErrors, Location
+from mlrm.errors import ConfigError, ConfigErrors, Location, MlrmError
+from mlrm.extensions import Registry
 from mlrm.yamlio import Document, load_yaml
-
-KINDS: dict[str, str] = {
-    "Workflow": "orchestrator.config:Workflow",
-    "CollectorConfig": "services.collector.config:CollectorConfig",
-    "HandlerConfig": "services.handler.config:HandlerConfig",
-    "FeaturesConfig": "services.features.config:FeaturesConfig",
-    "TrainConfig": "services.train.config:TrainConfig",
-    "PredictConfig": "services.predict.config:PredictConfig",
-    "LocalDeployment": "orchestrator.local:LocalDeployment",
-}
-
-# The five services: the config kind each one takes and the class that runs it.
-SERVICES: dict[str, tuple[str, str]] = {
-    "collector": ("CollectorConfig", "services.collector.service:CollectorService"),
-    "handler": ("HandlerConfig", "services.handler.service:HandlerService"),
-    "features": ("FeaturesConfig", "services.features.service:FeaturesService"),
-    "train": ("TrainConfig", "services.train.service:TrainService"),
-    "predict": ("PredictConfig", "services.predict.service:PredictService"),
-}
-
-
-def service_class(service: str) -> type:
-    module, _, name = SERVICES[service][1].partition(":")
-    return getattr(importlib.import_module(module), name)
-
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -82,20 +57,32 @@ class Section(BaseModel):
 
 
 class ConfigModel(Section):
-    """Base of every config file: a `Section` whose `kind` names the model."""
+    """Base of every config file: a `Section` whose `kind` names the model.
+
+    A subclass whose ``kind`` has a default (``kind: Literal["TrainConfig"] = "TrainConfig"``)
+    registers itself in :data:`kinds` under it.
+    """
 
     model_config = ConfigDict(validate_by_name=True, serialize_by_alias=True)
     kind: str
+    schema_file: ClassVar[str | None] = None  # file name of its JSON Schema (default from the kind)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        kind = cls.model_fields["kind"].default
+        if isinstance(kind, str):
+            kinds.register(kind, cls)
+
+    def check_references(self, path: Path) -> None:
+        """Validate what this config refers to (a workflow: the configs of its steps); raise ConfigErrors."""
+
+
+kinds: Registry[type[ConfigModel]] = Registry("kind")
 
 
 def config_class(kind: str) -> type[ConfigModel]:
-    try:
-        module, _, name = KINDS[kind].partition(":")
-    except KeyError:
-        close = difflib.get_close_matches(kind, list(KINDS), n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ConfigError(f"unknown kind '{kind}'; {hint}known kinds: {', '.join(KINDS)}") from None
-    return getattr(importlib.import_module(module), name)  # our own modules: an ImportError is a bug
+    return kinds.get(kind)
 
 
 def parse_document(doc: Document, expected: type[M] | None = None) -> M:
@@ -106,7 +93,7 @@ def parse_document(doc: Document, expected: type[M] | None = None) -> M:
         raise ConfigError(f"a config file must be a mapping with a 'kind', but this one is {what}", doc.locate(()))
     kind = data.get("kind")
     if kind is None:
-        hint = f"'{expected.model_fields['kind'].default}'" if expected else f"one of {', '.join(KINDS)}"
+        hint = f"'{expected.model_fields['kind'].default}'" if expected else f"one of {', '.join(kinds.names())}"
         raise ConfigError(f"missing 'kind' (expected {hint})", doc.locate((), field="kind"))
     if not isinstance(kind, str):
         raise ConfigError("'kind' must be a string", doc.locate(("kind",)))
@@ -190,23 +177,14 @@ def _message(err: Any) -> str:
 
 def validate_files(paths: list[str | Path]) -> list[ConfigError]:
     """Every error in every file (and, for workflows, in the configs they reference)."""
-    from orchestrator.compile import compile_workflow
-
     found: list[ConfigError] = []
     for path in paths:
         try:
-            doc = load_yaml(path)
-            model = parse_document(doc)
-            if model.kind == "Workflow":
-                compile_workflow(Path(path))
+            parse_document(load_yaml(path)).check_references(Path(path))
         except ConfigErrors as exc:
             found.extend(exc.errors)
         except ConfigError as exc:
             found.append(exc)
-        except Exception as exc:  # NotFoundError for a missing file, etc.
-            from mlrm.errors import MlrmError
-
-            if not isinstance(exc, MlrmError):
-                raise
+        except MlrmError as exc:  # NotFoundError for a missing file, etc.
             found.append(ConfigError(exc.message, Location(str(path))))
     return found

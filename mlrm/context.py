@@ -8,21 +8,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mlrm.errors import ConfigError, NotFoundError
+from mlrm.registry import ModelRef, ModelRegistry
 from mlrm.volume import Volume
 
+__all__ = ["Mode", "ModelRef", "StepContext"]
+
 Mode = Literal["train", "predict", "transform"]
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A model version pinned for a whole run (an alias is resolved once, at submission)."""
-
-    name: str
-    version: int
-
-    @property
-    def prefix(self) -> str:
-        return f"models/{self.name}/{self.version}/"
 
 
 @dataclass
@@ -65,8 +56,6 @@ class StepContext:
         """Statistics of a fitting run, or of the pinned model version (sha256 verified)."""
         if self.fitting:
             return self.volume.get_json(self.state_key(key))
-        from mlrm.registry import ModelRegistry
-
         self.state_key(key)  # a clear error when no model is pinned
         assert self.model is not None
         try:

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from mlrm.context import ModelRef
 from mlrm.errors import ConfigError, NotFoundError, RegistryError
 from mlrm.signing import Signer, signer_from_env
 from mlrm.trust import refused_types
@@ -38,6 +37,18 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 ARTEFACT = "model.skops"
 CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model version pinned for a whole run (an alias is resolved once, at submission)."""
+
+    name: str
+    version: int
+
+    @property
+    def prefix(self) -> str:
+        return f"models/{self.name}/{self.version}/"
 
 
 def check_name(name: str) -> str:

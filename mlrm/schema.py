@@ -7,15 +7,18 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mlrm.config import KINDS, config_class
+from mlrm.config import kinds
 
-FILES = {kind: f"{re.sub(r'(?<!^)(?=[A-Z])', '-', kind.removesuffix('Config')).lower()}.schema.json" for kind in KINDS}
+
+def schema_file(kind: str) -> str:
+    """``TrainConfig`` -> ``train.schema.json``, ``LocalDeployment`` -> ``local-deployment.schema.json``."""
+    return f"{re.sub(r'(?<!^)(?=[A-Z])', '-', kind.removesuffix('Config')).lower()}.schema.json"
 
 
 def schema_for(kind: str) -> dict[str, Any]:
-    schema = config_class(kind).model_json_schema()
+    schema = kinds.get(kind).model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["$id"] = FILES[kind]
+    schema["$id"] = schema_file(kind)
     return schema
 
 
@@ -23,10 +26,15 @@ def render(kind: str) -> str:
     return json.dumps(schema_for(kind), indent=2, sort_keys=True) + "\n"
 
 
+def files() -> dict[str, str]:
+    """Every registered kind and the file its schema goes to."""
+    return {kind: schema_file(kind) for kind in kinds.names()}
+
+
 def write_schemas(folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for kind, name in FILES.items():
+    for kind, name in files().items():
         path = folder / name
         path.write_text(render(kind))
         written.append(path)

@@ -1,6 +1,8 @@
 """The service runtime: consume a queue, run the step's config on each message, forward, report.
 
-A concrete service (collector, handler, ...) only implements :meth:`Service.process`.
+A concrete service (collector, handler, ...) only implements :meth:`Service.process`, and
+registers itself in :data:`services` under its name (:func:`register_service`), the name
+workflows write in ``service:``.
 The runtime gives every service the same guarantees:
 
 - idempotent on message id: a redelivered message that was already handled is acked and skipped;
@@ -31,6 +33,7 @@ from mlrm import claim_checks
 from mlrm.bus import EVENTS_QUEUE, Bus, Delivery, Envelope, Hop, dead_letter_queue, service_queue
 from mlrm.context import ModelRef, StepContext
 from mlrm.errors import ConfigError, MlrmError, describe
+from mlrm.extensions import Registry
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,8 @@ class Batch:
 
 
 class Service(ABC):
+    """One service of a workflow route; ``name`` is what workflows write in ``service:``."""
+
     name: ClassVar[str]
     config_model: ClassVar[type[BaseModel]]
     default_prefetch: ClassVar[int] = 4  # messages a replica takes at once unless configured
@@ -205,3 +210,12 @@ class Service(ABC):
             **fields,
         }
         self.bus.publish(EVENTS_QUEUE, Envelope(id=f"{env.id}#{event}", run_id=env.run_id, body=body))
+
+
+services: Registry[type[Service]] = Registry("service")
+
+
+def register_service(cls: type[Service]) -> type[Service]:
+    """Class decorator: make a service known by its ``name`` (to workflows, `mlrm serve`, `mlrm up`)."""
+    services.register(cls.name, cls)
+    return cls

@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mlrm.bus.memory import MemoryBus
-from mlrm.config import SERVICES, service_class
-from mlrm.service import Service
+from mlrm.service import Service, services
 from mlrm.settings import Settings
 from mlrm.volume import Volume, open_volume
 from orchestrator.compile import compile_workflow
@@ -32,8 +31,7 @@ class Embedded:
         self.volume = volume or open_volume(self.settings.volume)
         self.store = store or RunStore(self.settings.state)
         self.services: list[Service] = []
-        for name in SERVICES:
-            cls = service_class(name)
+        for name, cls in services.items():
             for i in range(replicas):
                 self.services.append(cls(self.bus, self.volume, retries=self.settings.retries, worker=f"{name}-{i}"))
         self.orchestrator = Orchestrator(self.bus, self.volume, self.store)

@@ -17,9 +17,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from mlrm.config import ConfigModel, Section
+from mlrm.config import ConfigModel, Section, as_value_error
+from mlrm.service import services as service_registry
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +46,20 @@ class LocalDeployment(ConfigModel):
     """Volume URL shared by every process (a folder on this machine, or s3://bucket)."""
     state: str = ".mlrm/runs.sqlite"
     """The orchestrator's run store."""
-    services: dict[Literal["collector", "handler", "features", "train", "predict"], ServiceReplicas] = Field(
-        default_factory=lambda: {
-            name: ServiceReplicas() for name in ("collector", "handler", "features", "train", "predict")
-        }
-    )
-    """Replicas per service; a service left out runs one replica."""
+    services: dict[str, ServiceReplicas] = Field(default_factory=dict)
+    """Replicas per service (`collector`, `handler`, ...); a service left out runs one replica."""
+
+    @field_validator("services")
+    @classmethod
+    def _known_services(cls, value: dict[str, ServiceReplicas]) -> dict[str, ServiceReplicas]:
+        for name in value:
+            as_value_error(service_registry.get, name)
+        return value
 
     def commands(self) -> list[tuple[str, list[str]]]:
-        mlrm = [sys.executable, "-m", "mlrm"]
+        mlrm = [sys.executable, "-m", "cli"]
         procs = [("orchestrator", [*mlrm, "orchestrator"])]
-        for name in ("collector", "handler", "features", "train", "predict"):
+        for name in service_registry.names():
             spec = self.services.get(name, ServiceReplicas())  # type: ignore[call-overload]
             for i in range(spec.replicas):
                 cmd = [*mlrm, "serve", name, "--worker", f"{name}-{i}"]

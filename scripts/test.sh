@@ -7,4 +7,5 @@ PYTHON="${PYTHON:-python3}"
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[test]"
 .venv/bin/ruff check .
+.venv/bin/lint-imports --no-cache  # dependencies point one way (pyproject.toml)
 exec .venv/bin/python -m pytest -q "$@"

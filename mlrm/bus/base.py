@@ -6,19 +6,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 from mlrm.bus.envelope import Envelope
+from mlrm.bus.queues import EVENTS_QUEUE, dead_letter_queue, service_queue
 
-SERVICE_QUEUE = "mlrm.{service}"
-EVENTS_QUEUE = "mlrm.events"
-
-
-def service_queue(service: str, node: str | None = None) -> str:
-    """A service's queue; ``node`` names the queue only replicas with that node label consume."""
-    queue = SERVICE_QUEUE.format(service=service)
-    return f"{queue}@{node}" if node else queue
-
-
-def dead_letter_queue(queue: str) -> str:
-    return f"{queue}.dlq"
+__all__ = ["EVENTS_QUEUE", "Bus", "Delivery", "Handler", "dead_letter_queue", "service_queue"]
 
 
 class Delivery(ABC):

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from mlrm.bus.queues import service_queue
 from mlrm.errors import BusError
 
 
@@ -40,8 +41,6 @@ class Hop:
 
     @property
     def queue(self) -> str:
-        from mlrm.bus.base import service_queue
-
         return service_queue(self.service, self.node)
 
 

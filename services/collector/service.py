@@ -8,10 +8,11 @@ import pandas as pd
 
 from mlrm.bus import Envelope
 from mlrm.context import StepContext
-from mlrm.service import Batch, Service
+from mlrm.service import Batch, Service, register_service
 from services.collector.config import CollectorConfig
 
 
+@register_service
 class CollectorService(Service):
     name = "collector"
     config_model = CollectorConfig

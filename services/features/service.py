@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from mlrm.pipeline import TransformService
+from mlrm.service import register_service
 from services.features.config import FeaturesConfig
 
 
+@register_service
 class FeaturesService(TransformService):
     name = "features"
     config_model = FeaturesConfig

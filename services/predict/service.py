@@ -18,12 +18,13 @@ from mlrm.bus import Envelope
 from mlrm.context import ModelRef, StepContext
 from mlrm.errors import ConfigError
 from mlrm.gather import Gather
-from mlrm.service import Batch, Service
+from mlrm.service import Batch, Service, register_service
 from services.predict.config import PredictConfig
 from services.predict.server import ModelServer
 from services.predict.sinks import ParquetSink
 
 
+@register_service
 class PredictService(Service):
     name = "predict"
     config_model = PredictConfig

@@ -16,12 +16,13 @@ from mlrm.bus import Envelope
 from mlrm.context import StepContext
 from mlrm.errors import MlrmError, describe
 from mlrm.gather import Gather
-from mlrm.service import Batch, Service
+from mlrm.service import Batch, Service, register_service
 from services.train.config import TrainConfig
 from services.train.jobs import JobRunner
 from services.train.trainer import train
 
 
+@register_service
 class TrainService(Service):
     name = "train"
     config_model = TrainConfig

@@ -178,7 +178,7 @@ def test_orchestrator_restart_mid_run(cluster_factory, tmp_path):
 def test_cli_submit_and_status(cluster_factory, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from mlrm.cli import app
+    from cli import app
 
     cluster = cluster_factory()
     monkeypatch.setenv("MLRM_BUS", cluster.url)
@@ -197,7 +197,7 @@ def test_cli_submit_and_status(cluster_factory, tmp_path, monkeypatch):
 def test_submit_needs_a_shared_bus(monkeypatch):
     from typer.testing import CliRunner
 
-    from mlrm.cli import app
+    from cli import app
 
     monkeypatch.setenv("MLRM_BUS", "memory://")
     result = CliRunner().invoke(app, ["submit", str(IRIS / "train.yaml")])
@@ -208,8 +208,8 @@ def test_dlq_replay_reopens_the_run_and_completes_it(cluster_factory, tmp_path, 
     from rich.console import Console
     from typer.testing import CliRunner
 
-    import mlrm.cli.common as cli_common
-    from mlrm.cli import app
+    import cli.common as cli_common
+    from cli import app
 
     cluster = cluster_factory()
     assert cluster.run(IRIS / "train.yaml").status == "succeeded"
@@ -249,7 +249,7 @@ def test_mlrm_up_starts_everything_and_ctrl_c_stops_everything(vhost, tmp_path):
         services: {{handler: {{replicas: 2}}}}
         """)
     )
-    proc = subprocess.Popen([sys.executable, "-m", "mlrm", "up", str(spec)], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "up", str(spec)], stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         while consumers(url, "mlrm.handler") < 2 or consumers(url, "mlrm.predict") < 1:

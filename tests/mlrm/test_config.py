@@ -8,7 +8,7 @@ import pytest
 
 from mlrm.config import load_config, parse_document
 from mlrm.errors import ConfigError, ConfigErrors
-from mlrm.schema import FILES, render
+from mlrm.schema import files, render
 from mlrm.yamlio import loads_yaml
 from services.handler.config import HandlerConfig
 from tests.conftest import CONFIGS
@@ -25,7 +25,7 @@ def messages(text: str) -> list[str]:
 
 
 def test_committed_json_schemas_match_the_models():
-    for kind, name in FILES.items():
+    for kind, name in files().items():
         committed = (CONFIGS / "schema" / name).read_text()
         assert committed == render(kind), f"configs/schema/{name} is stale: run `mlrm schema`"
 

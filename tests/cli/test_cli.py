@@ -13,8 +13,8 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-import mlrm.cli.common as cli_module
-from mlrm.cli import app
+import cli.common as cli_module
+from cli import app
 from mlrm.registry import ModelRegistry
 from mlrm.volume.local import LocalVolume
 from tests.conftest import CONFIGS
@@ -187,7 +187,7 @@ def test_console_script_prints_no_traceback(tmp_path, iris):
     edit(iris / "clean-train.yaml", "step: fill_na", "step: fill_nan")
     env = {**os.environ, "MLRM_VOLUME": str(tmp_path / "v"), "MLRM_STATE": str(tmp_path / "s.sqlite")}
     proc = subprocess.run(
-        [sys.executable, "-m", "mlrm", "run", str(iris / "train.yaml")], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "cli", "run", str(iris / "train.yaml")], capture_output=True, text=True, env=env
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

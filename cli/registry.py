@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from mlrm.cli import common
+from cli import common
 
 
 # -- models --------------------------------------------------------------------------------

@@ -12,13 +12,12 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from mlrm.cli import common
+from cli import common
 from mlrm.settings import Settings
 
 # -- distributed mode ----------------------------------------------------------------------
 dlq_app = typer.Typer(help="Dead-lettered messages: list them, replay them.", no_args_is_help=True)
 common.app.add_typer(dlq_app, name="dlq")
-SERVICE_NAMES = ("collector", "handler", "features", "train", "predict")
 
 
 def _wait_for_signal() -> None:
@@ -58,12 +57,10 @@ def serve(
     """Run one service on the shared bus until Ctrl-C (distributed mode)."""
     import socket
 
-    from mlrm.config import service_class
-    from mlrm.errors import ConfigError
+    from mlrm.service import services as registry
     from mlrm.volume import open_volume
 
-    if service not in SERVICE_NAMES:
-        raise ConfigError(f"unknown service '{service}'; one of {', '.join(SERVICE_NAMES)}")
+    cls = registry.get(service)
     settings = common.settings_for()
     bus = _shared_bus(settings)
     volume = open_volume(settings.volume)
@@ -71,7 +68,6 @@ def serve(
     extra: dict[str, Any] = {"node": node or settings.node}
     if service == "predict":
         extra["watch_interval"] = settings.watch_interval
-    cls = service_class(service)
     services = [
         cls(bus, volume, retries=settings.retries, prefetch=prefetch or settings.prefetch,
             worker=base if replicas == 1 else f"{base}/{i}", **extra)
@@ -218,7 +214,7 @@ def dlq_list(services: Annotated[list[str] | None, typer.Argument(help="Services
     for col in ("service", "message", "run", "step", "attempts", "error"):
         table.add_column(col)
     try:
-        for name in services or SERVICE_NAMES:
+        for name in services or _service_names():
             for env in bus.peek(dead_letter_queue(service_queue(name))):
                 step = env.route[env.hop].name if env.route else "?"
                 table.add_row(name, env.id, env.run_id, step, str(env.body.get("attempts", "?")),
@@ -241,7 +237,7 @@ def dlq_replay(
     bus = _shared_bus(common.settings_for())
     replayed = 0
     try:
-        for name in services or SERVICE_NAMES:
+        for name in services or _service_names():
             dlq = dead_letter_queue(service_queue(name))
             for env in bus.drain(dlq):
                 if run is not None and env.run_id != run:
@@ -255,3 +251,9 @@ def dlq_replay(
     finally:
         bus.close()
     common.out.print(f"replayed {replayed} message(s)")
+
+
+def _service_names() -> list[str]:
+    from mlrm.service import services
+
+    return services.names()

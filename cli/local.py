@@ -10,7 +10,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from mlrm.cli import common
+from cli import common
 
 
 # -- run ---------------------------------------------------------------------------------
@@ -109,11 +109,10 @@ def steps(
     kind: Annotated[str | None, typer.Argument(help="source, handler, features or sink (default: all).")] = None,
 ) -> None:
     """List the built-in step types and their options (from the same models that validate configs)."""
-    from mlrm.config import SERVICES, service_class
+    from mlrm.extensions import load_plugins
     from mlrm.steps import registry
 
-    for name in SERVICES:
-        service_class(name)  # importing a service registers its steps
+    load_plugins()  # every service (and plug-in) registers its steps
     for k in [kind] if kind else ["source", "handler", "features", "sink"]:
         common.out.print(f"[bold]{k}[/bold]")
         for name in registry.names(k):

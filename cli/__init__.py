@@ -1,0 +1,14 @@
+"""The ``mlrm`` command line. Every user error ends as one line on stderr and a non-zero exit.
+
+One module per area: :mod:`~cli.local` (embedded runs, configs), :mod:`~cli.registry`
+(models, deployments, retention), :mod:`~cli.distributed` (services on a shared bus).
+Importing them registers their commands, in the order `mlrm --help` lists them.
+"""
+
+# isort: off
+from cli import local, registry, distributed  # noqa: F401
+from cli.common import app
+
+# isort: on
+
+__all__ = ["app"]
