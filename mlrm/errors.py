@@ -1,15 +1,17 @@
 """One exception root for the whole framework.
 
 Every error a user can cause derives from :class:`MlrmError`. Each class carries
-the exit code the CLI uses and the HTTP status a REST layer maps it to, so the
-mapping is written once, here. Errors that cross the bus travel as data
-(:meth:`MlrmError.to_dict`) and are rebuilt only for known types
-(:func:`error_from_dict`).
+the exit code the CLI exits with, the HTTP status a REST server answers with and the
+gRPC status code a gRPC server answers with, so the mapping is written once, here,
+and every front end (CLI, nameko responder, REST, gRPC) reads it from the error.
+Errors that cross the bus or an RPC travel as data (:meth:`MlrmError.to_dict`) and
+are rebuilt only for known types (:func:`error_from_dict`); anything else becomes a
+:class:`StepError` carrying the original message.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 
@@ -18,6 +20,7 @@ class MlrmError(Exception):
 
     exit_code: ClassVar[int] = 1
     http_status: ClassVar[int] = 500
+    grpc_status: ClassVar[str] = "INTERNAL"  # a grpc.StatusCode name (the kernel does not import grpc)
     transient: ClassVar[bool] = False  # infrastructure trouble: worth retrying, unlike bad input
 
     def __init__(self, message: str) -> None:
@@ -29,6 +32,12 @@ class MlrmError(Exception):
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": type(self).__name__, "message": self.message}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MlrmError:
+        err = cls.__new__(cls)
+        MlrmError.__init__(err, str(data.get("message", "unknown error")))
+        return err
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,7 @@ class ConfigError(MlrmError):
 
     exit_code = 2
     http_status = 422
+    grpc_status = "INVALID_ARGUMENT"
 
     def __init__(self, message: str, location: Location | None = None) -> None:
         self.location = location
@@ -63,6 +73,20 @@ class ConfigError(MlrmError):
             message = f"{location}:{field} {message}"
         super().__init__(message)
 
+    def to_dict(self) -> dict[str, Any]:
+        out = {**super().to_dict(), "reason": self.reason}
+        if self.location is not None:
+            out["location"] = asdict(self.location)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MlrmError:
+        place = data.get("location")
+        location = Location(**place) if isinstance(place, dict) else None
+        err = cls(str(data.get("reason", data.get("message", "unknown error"))), location)
+        err.message = str(data.get("message", err.message))
+        return err
+
 
 class ConfigErrors(ConfigError):
     """Several config errors found at once (``mlrm validate`` reports them all)."""
@@ -70,6 +94,14 @@ class ConfigErrors(ConfigError):
     def __init__(self, errors: list[ConfigError]) -> None:
         self.errors = errors
         super().__init__("\n".join(e.message for e in errors))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "errors": [e.to_dict() for e in self.errors]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MlrmError:
+        errors = [ConfigError.from_dict(e) for e in data.get("errors") or [] if isinstance(e, dict)]
+        return cls(errors) if errors else ConfigError.from_dict(data)
 
 
 class ExpressionError(ConfigError):
@@ -81,12 +113,14 @@ class NotFoundError(MlrmError):
 
     exit_code = 3
     http_status = 404
+    grpc_status = "NOT_FOUND"
 
 
 class DataError(MlrmError):
-    """The data does not fit what the config asks of it (missing column, bad rows)."""
+    """The data does not fit what the config asks of it (missing column, bad rows, a malformed request)."""
 
     http_status = 400
+    grpc_status = "INVALID_ARGUMENT"
 
 
 class StepError(MlrmError):
@@ -97,12 +131,54 @@ class RegistryError(MlrmError):
     """The model registry refused an operation (tampered artefact, untrusted types...)."""
 
     http_status = 409
+    grpc_status = "FAILED_PRECONDITION"
+
+
+class RefusedError(MlrmError):
+    """Refused at run time by policy, not by a bad config: a strict deployment asked of a replica on
+    another node, a model version that does not serve direct requests."""
+
+    exit_code = 4
+    http_status = 409
+    grpc_status = "FAILED_PRECONDITION"
+
+
+class UnauthorizedError(MlrmError):
+    """No valid credentials (a missing, expired or wrongly signed token, a revoked key)."""
+
+    exit_code = 5
+    http_status = 401
+    grpc_status = "UNAUTHENTICATED"
+
+
+class ForbiddenError(MlrmError):
+    """Valid credentials without the scope the operation needs."""
+
+    exit_code = 5
+    http_status = 403
+    grpc_status = "PERMISSION_DENIED"
+
+
+class TooLargeError(DataError):
+    """A request body or message over the configured limit."""
+
+    http_status = 413
+    grpc_status = "RESOURCE_EXHAUSTED"
+
+
+class OverloadedError(MlrmError):
+    """Too much work in flight; answered at once rather than queued without end."""
+
+    http_status = 429
+    grpc_status = "RESOURCE_EXHAUSTED"
+    transient = True
 
 
 class VolumeError(MlrmError):
     """The volume (local folder or object store) refused or failed an operation."""
 
     http_status = 503
+    grpc_status = "UNAVAILABLE"
     transient = True
 
 
@@ -110,31 +186,31 @@ class BusError(MlrmError):
     """The message bus failed or refused an operation."""
 
     http_status = 503
+    grpc_status = "UNAVAILABLE"
     transient = True
 
 
-_KNOWN: dict[str, type[MlrmError]] = {
-    cls.__name__: cls
-    for cls in (
-        MlrmError,
-        ConfigError,
-        ExpressionError,
-        NotFoundError,
-        DataError,
-        StepError,
-        RegistryError,
-        VolumeError,
-        BusError,
-    )
-}
+def _known() -> dict[str, type[MlrmError]]:
+    found: dict[str, type[MlrmError]] = {}
+    stack: list[type[MlrmError]] = [MlrmError]
+    while stack:
+        cls = stack.pop()
+        found[cls.__name__] = cls
+        stack.extend(cls.__subclasses__())
+    return found
 
 
 def error_from_dict(data: dict[str, Any]) -> MlrmError:
-    """Rebuild an error that travelled over the bus; unknown types become :class:`StepError`."""
-    cls = _KNOWN.get(str(data.get("type")), StepError)
-    err = cls.__new__(cls)
-    MlrmError.__init__(err, str(data.get("message", "unknown error")))
-    return err
+    """Rebuild an error that travelled as data; types unknown here become :class:`StepError`.
+
+    Known types are the error root and every subclass defined by the time this is called
+    (the kernel's, and those of services and plug-ins imported in this process).
+    """
+    cls = _known().get(str(data.get("type")), StepError)
+    try:
+        return cls.from_dict(data)
+    except Exception:  # a subclass whose data does not fit: keep the message, lose the type
+        return StepError.from_dict(data)
 
 
 def describe(exc: BaseException) -> str:

@@ -1,29 +1,88 @@
-"""Running a list of transform steps over a stream: the shared core of handler and features.
+"""Running transform steps over a stream (the shared core of handler and features), and the
+inference pipeline a model version records.
 
 Row-local steps run batch by batch, so memory stays flat. If any step needs every
 row at once (sorting, windows, fitting statistics), the service gathers the stream
 first, runs the steps over the whole frame and re-batches the result.
+
+A training route's handler and features steps (those :meth:`TransformStep.in_inference`)
+make up the trained version's inference pipeline (:func:`inference_pipeline`); the
+predict service applies it with the version's stored statistics to every prediction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pandas as pd
 
-from mlrm.bus import Envelope
+from mlrm.bus import Envelope, Hop
 from mlrm.context import StepContext
 from mlrm.errors import ConfigError, DataError, MlrmError
 from mlrm.gather import Gather, rebatch
-from mlrm.service import Batch, Service
+from mlrm.service import Batch, Service, services
 from mlrm.steps import TransformStep
 
 DEFAULT_BATCH_SIZE = 65_536
 
 
 def state_key(hop: str, index: int, step: TransformStep) -> str:
+    """Where a step's learned statistics are stored: ``<hop>.<name>``, or ``<hop>.<index>-<type>`` unnamed."""
     return f"{hop}.{step.name or f'{index}-{step.step}'}"
+
+
+def schema_key(run_id: str, hop: str) -> str:
+    """The columns (and dtypes) a transform hop received in a training run: the pipeline's raw inputs."""
+    return f"runs/{run_id}/inputs/{hop}.json"
+
+
+def apply_step(step: TransformStep, df: pd.DataFrame, state: dict[str, Any] | None) -> pd.DataFrame:
+    """``step.transform``, with the exceptions data can cause turned into a DataError naming the step."""
+    try:
+        return step.transform(df, state)
+    except MlrmError:
+        raise
+    except (KeyError, ValueError, TypeError, ArithmeticError) as exc:
+        raise DataError(f"step '{step.step}' failed: {exc}") from exc
+
+
+def same_statistics(record: dict[str, Any], step: TransformStep) -> bool:
+    """Whether stored statistics were learned by a step configured like ``step``."""
+    stored = {k: v for k, v in (record.get("config") or {}).items() if k != "inference"}
+    return stored == step.state_config()
+
+
+@dataclass(frozen=True)
+class PipelineStep:
+    """One step of a version's inference pipeline: where it came from, and its statistics' key."""
+
+    hop: str  # the training route's step name (e.g. "clean")
+    service: str  # the service that ran it (e.g. "handler")
+    position: int  # its index in that hop's list of steps
+    step: TransformStep
+    state: str | None  # state key (``state/<key>.json`` in the version) when the step learns statistics
+
+
+def transform_steps(hop: Hop) -> list[TransformStep] | None:
+    """The steps of a hop run by a transform service (handler, features, a plug-in's), else None."""
+    cls = services.get(hop.service)
+    if not issubclass(cls, TransformService):
+        return None
+    return list(cls.config_model.model_validate(hop.config).steps)  # type: ignore[attr-defined]
+
+
+def inference_pipeline(route: Sequence[Hop]) -> list[PipelineStep]:
+    """The inference pipeline of a model trained at the end of ``route``: its transform steps, in order."""
+    out: list[PipelineStep] = []
+    for hop in route:
+        steps = transform_steps(hop)
+        for i, step in enumerate(steps or []):
+            if step.in_inference():
+                key = state_key(hop.name, i, step) if step.stateful else None
+                out.append(PipelineStep(hop.name, hop.service, i, step, key))
+    return out
 
 
 class StepRunner:
@@ -35,21 +94,15 @@ class StepRunner:
     def run(self, steps: Sequence[TransformStep], df: pd.DataFrame, ctx: StepContext, *, whole: bool) -> pd.DataFrame:
         for i, step in enumerate(steps):
             state = self.state(step, state_key(ctx.step, i, step), df, ctx, whole=whole) if step.stateful else None
-            try:
-                df = step.transform(df, state)
-            except MlrmError:
-                raise
-            except (KeyError, ValueError, TypeError) as exc:
-                raise DataError(f"step '{step.step}' failed: {exc}") from exc
+            df = apply_step(step, df, state)
         return df
 
     def state(
         self, step: TransformStep, key: str, df: pd.DataFrame, ctx: StepContext, *, whole: bool
     ) -> dict[str, Any] | None:
-        config = step.model_dump(mode="json")
         if ctx.fitting and whole:
             state = step.fit(df)
-            ctx.save_state(key, {"step": step.step, "config": config, "state": state})
+            ctx.save_state(key, {"step": step.step, "config": step.state_config(), "state": state})
             return state
         if ctx.fitting:  # a step that needs no whole-stream fit in this mode (e.g. fill_na with a value)
             return step.fit(df)
@@ -57,11 +110,12 @@ class StepRunner:
         record = self._loaded.get(cache_key)
         if record is None:
             record = ctx.load_state(key)
-            if record.get("config") != config:
+            if not same_statistics(record, step):
                 assert ctx.model is not None
                 raise ConfigError(
                     f"step '{key}' is configured differently from when model '{ctx.model.name}' "
-                    f"version {ctx.model.version} was trained; predict with the training configs"
+                    f"version {ctx.model.version} was trained; predict with the training configs, "
+                    "or leave the step out and let predict apply the version's own pipeline"
                 )
             self._loaded[cache_key] = record
         return record["state"]
@@ -79,6 +133,8 @@ class TransformService(Service):
     def process(self, env: Envelope, config: Any, ctx: StepContext) -> Iterator[Batch]:
         steps: list[TransformStep] = list(config.steps)
         df = env.payload if env.payload is not None else pd.DataFrame()
+        if ctx.mode == "train" and env.seq == 0:  # what this hop receives: the raw inputs of a pipeline
+            ctx.volume.put_json(schema_key(env.run_id, ctx.step), describe_columns(df))
         if not any(s.needs_whole_stream(ctx.fitting) for s in steps):
             yield Batch(self.runner.run(steps, df, ctx, whole=False), env.seq, env.last)
             return
@@ -93,3 +149,8 @@ class TransformService(Service):
             yield Batch(frame, seq, last)
         if gather is not None:
             gather.clear()
+
+
+def describe_columns(df: pd.DataFrame) -> list[dict[str, str]]:
+    """Name and pandas dtype of every column."""
+    return [{"name": str(c), "type": str(t)} for c, t in df.dtypes.items()]

@@ -55,9 +55,33 @@ class TransformStep(Step):
     (a scaler's means) set ``stateful = True`` and implement :meth:`fit`, which
     returns JSON-serialisable state; at prediction time the state stored with the
     model is passed to :meth:`transform` unchanged.
+
+    The handler and features steps of a training route become the model version's
+    *inference pipeline* (applied to every prediction, batch or direct), except steps
+    that curate the training data (``curates``: they drop rows, like ``filter``), unless
+    their ``inference`` option says otherwise. On a direct request a step sees the
+    request's rows as one complete stream (a ``sort`` sorts them, a ``lag`` looks back
+    within them).
     """
 
     stateful: ClassVar[bool] = False
+    curates: ClassVar[bool] = False  # drops rows: training-data curation, left out of inference by default
+
+    inference: bool | None = None
+    """Apply this step to prediction requests as part of the model's inference pipeline. Default: yes,
+    except for steps that drop rows (`drop_na`, `filter`, `dedupe`), which curate training data."""
+
+    def in_inference(self) -> bool:
+        """Whether this step belongs to the inference pipeline of a model trained behind it."""
+        return self.inference if self.inference is not None else not self.curates
+
+    def keeps_rows(self) -> bool:
+        """True if every input row gives exactly one output row (a direct request gets one answer per row)."""
+        return not self.curates
+
+    def state_config(self) -> dict[str, Any]:
+        """The options that must match between fitting and applying learned statistics."""
+        return self.model_dump(mode="json", exclude={"inference"})
 
     def needs_whole_stream(self, fitting: bool) -> bool:
         """True if this step must see every row at once (sorting, windows, fitting)."""

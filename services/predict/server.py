@@ -18,7 +18,7 @@ import pandas as pd
 
 from mlrm.context import ModelRef
 from mlrm.deployments import Deployments
-from mlrm.errors import ConfigError, DataError, NotFoundError
+from mlrm.errors import ConfigError, DataError, NotFoundError, RefusedError
 from mlrm.registry import ModelRegistry
 from mlrm.volume import Volume
 
@@ -132,7 +132,7 @@ class ModelServer:
         deps = [d for d in self.deployments.active() if d.model == model]
         if deps and all(d.mode == "strict" and d.node != self.node for d in deps):
             nodes = ", ".join(sorted({str(d.node) for d in deps}))
-            raise ConfigError(
+            raise RefusedError(
                 f"model '{model}' is deployed in strict mode for node(s) {nodes}; this replica's node is {self.node!r}"
             )
 

@@ -37,6 +37,9 @@ class _WindowStep(FeatureStep):
     def needs_whole_stream(self, fitting: bool) -> bool:
         return True
 
+    def keeps_rows(self) -> bool:
+        return not self.drop_na
+
     def _ordered(self, df: pd.DataFrame) -> pd.DataFrame:
         self.check_columns(df, [*self.columns, *([self.order_by] if self.order_by else [])])
         if self.order_by is not None:

@@ -22,6 +22,8 @@ Strategy = Literal["value", "mean", "median", "mode"]
 class DropNa(HandlerStep):
     """Drop the rows that have missing values (NaN, None, NaT) in the given columns."""
 
+    curates = True  # drops rows: left out of inference pipelines unless `inference: true`
+
     step: Literal["drop_na"]
     """The step type: `drop_na`."""
     columns: list[str] | None = Field(default=None, min_length=1)

@@ -23,6 +23,8 @@ class Filter(HandlerStep):
     A row whose expression involves a missing value is dropped unless tested with `isnull`.
     """
 
+    curates = True  # drops rows: left out of inference pipelines unless `inference: true`
+
     step: Literal["filter"]
     """The step type: `filter`."""
     expr: str
@@ -49,6 +51,8 @@ class Dedupe(HandlerStep):
 
     Looks at the whole data at once, so duplicates in different batches are found.
     """
+
+    curates = True  # drops rows: left out of inference pipelines unless `inference: true`
 
     step: Literal["dedupe"]
     """The step type: `dedupe`."""

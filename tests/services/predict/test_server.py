@@ -14,7 +14,7 @@ from sklearn.dummy import DummyClassifier
 from mlrm.bus.memory import MemoryBus
 from mlrm.context import ModelRef
 from mlrm.deployments import Deployments, DeployRequest
-from mlrm.errors import ConfigError, RegistryError
+from mlrm.errors import ConfigError, RefusedError, RegistryError
 from mlrm.registry import ARTEFACT, ModelRegistry
 from services.predict.server import ModelServer
 from services.predict.service import PredictService
@@ -93,7 +93,7 @@ def test_strict_deployments_load_only_on_their_node(volume):
     assert [x["worker"] for x in deps.loaded_at(dep.id)] == ["predict-a"]
     assert deps.get(dep.id).status == "active"
     assert site_a.infer("m", X, version=1)[1] == ModelRef("m", 1)
-    with pytest.raises(ConfigError, match="strict mode for node"):
+    with pytest.raises(RefusedError, match="strict mode for node"):
         site_b.infer("m", X, version=1)
 
     open_dep = deps.create(DeployRequest(model="m", version=1, mode="open"))

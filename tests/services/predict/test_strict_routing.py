@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mlrm.deployments import Deployments, DeployRequest
-from mlrm.errors import ConfigError
+from mlrm.errors import ConfigError, RefusedError
 from services.predict.service import PredictService
 from tests.conftest import CONFIGS
 
@@ -27,7 +27,7 @@ def test_strict_deployment_routes_the_run_to_its_node(mlrm):
 def test_a_replica_off_the_node_refuses_to_load_it(mlrm):
     assert mlrm.run(IRIS / "train.yaml", timeout=120).status == "succeeded"
     Deployments(mlrm.volume).create(DeployRequest(model="iris-classifier", version=1, mode="strict", node="site-a"))
-    with pytest.raises(ConfigError, match="strict mode for node"):
+    with pytest.raises(RefusedError, match="strict mode for node"):
         mlrm.service("predict").server.check_allowed("iris-classifier")
 
 
