@@ -29,15 +29,6 @@ def open_bus(url: str) -> Bus:
         from mlrm.bus.amqp import AmqpBus
 
         return AmqpBus(url)
-    raise ConfigError(f"unsupported bus URL {_redact(url)!r}; use memory:// or amqp://")
+    from mlrm.amqp import redact  # here, not at the top: the memory bus never loads pika
 
-
-def _redact(url: str) -> str:
-    """The URL without any ``user:password@`` part, fit for messages and logs."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    authority, slash, tail = rest.partition("/")
-    if "@" in authority:
-        authority = "***@" + authority.rsplit("@", 1)[1]
-    return f"{scheme}{sep}{authority}{slash}{tail}"
+    raise ConfigError(f"unsupported bus URL {redact(url)!r}; use memory:// or amqp://")
