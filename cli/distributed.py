@@ -78,7 +78,7 @@ def serve(
     bus.start()
     responder = None
     if nameko and service == "predict":  # nameko clients can call predict.infer(...) on the same broker
-        from mlrm.nameko import NamekoResponder
+        from mlrm.integrations.nameko import NamekoResponder
         from services.predict.rpc import methods
 
         responder = NamekoResponder(settings.bus, "predict", methods(services[0])).start()

@@ -31,17 +31,9 @@ transports.register("amqps", "mlrm.bus.amqp:AmqpBus")
 def open_bus(url: str) -> Bus:
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme not in transports:
+        from mlrm.amqp import redact  # here, not at the top: the memory bus never loads pika
+
         known = ", ".join(f"{s}://" for s in transports.names())
-        raise ConfigError(f"unsupported bus URL {_redact(url)!r}; use one of {known}")
+        raise ConfigError(f"unsupported bus URL {redact(url)!r}; use one of {known}")
     return transports.get(scheme)(url)
 
-
-def _redact(url: str) -> str:
-    """The URL without any ``user:password@`` part, fit for messages and logs."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    authority, slash, tail = rest.partition("/")
-    if "@" in authority:
-        authority = "***@" + authority.rsplit("@", 1)[1]
-    return f"{scheme}{sep}{authority}{slash}{tail}"

@@ -4,7 +4,8 @@ URL: ``amqp://user:password@host:5672/%2F?heartbeat=30&prefetch=8&queue_type=quo
 pika's own query options (``heartbeat``, ``connection_attempts``, ``socket_timeout``,
 ``blocked_connection_timeout``, ``ssl_options``...) pass through; ``prefetch``,
 ``queue_type`` and ``delivery_limit`` are ours (constructor keywords override them).
-The stored ``url`` never carries the credentials.
+The stored ``url`` never carries the credentials (``mlrm/amqp.py`` parses and redacts it,
+opens the connections and owns the reconnect policy every loop here follows).
 
 Queues are durable quorum queues (classic on request, or on brokers older than 3.8),
 declared on first use by every connection, each with a dead-letter queue ``<queue>.dlq``
@@ -29,8 +30,8 @@ classic queues only flag ``redelivered``, so the count is kept per message id in
 process (exact when one process consumes; attempts seen by other consumers are not
 counted, a redelivery is at least 2).
 
-pika's own loggers are quietened (to CRITICAL) unless configured: every failure they
-report reaches this module as an exception, logged once per outage.
+A lost connection is retried under :data:`mlrm.amqp.RECONNECT` and logged at WARNING once
+per outage (a consumer) or once per call (publishing); the further attempts at DEBUG.
 """
 
 from __future__ import annotations
@@ -45,24 +46,21 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pika
 import pika.exceptions as px
 
+from mlrm.amqp import RECONNECT, Broker
 from mlrm.bus.base import Bus, Delivery, Handler, dead_letter_queue
 from mlrm.bus.envelope import Envelope, decode, encode
 from mlrm.errors import BusError, ConfigError
 
 log = logging.getLogger(__name__)
-if logging.getLogger("pika").level == logging.NOTSET:
-    logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 CONTENT_TYPE = "application/x-mlrm"
 QUEUE_TYPES = ("quorum", "classic")
 OPTIONS = ("prefetch", "queue_type", "delivery_limit")
 _DLQ_SUFFIX = dead_letter_queue("")  # ".dlq"
-_FATAL_CONNECT = (px.AuthenticationError, px.ProbableAuthenticationError, px.ProbableAccessDeniedError)
 _ACCESS_REFUSED, _NOT_FOUND, _PRECONDITION_FAILED = 403, 404, 406
 _SEEN_MAX = 100_000  # classic queues: message ids whose deliveries this process counts
 
@@ -71,24 +69,6 @@ T = TypeVar("T")
 
 class _Lost(Exception):
     """The connection or the consumer went away; the consumer loop reconnects."""
-
-
-def _split_url(url: str) -> tuple[str, dict[str, str], str]:
-    """(URL for pika, our own options, the URL without credentials)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("amqp", "amqps"):
-        raise ConfigError(f"not an AMQP URL: {parts.scheme}://...")
-    ours: dict[str, str] = {}
-    theirs: list[tuple[str, str]] = []
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key in OPTIONS:
-            ours[key] = value
-        else:
-            theirs.append((key, value))
-    pika_url = urlunsplit(parts._replace(query=urlencode(theirs)))
-    host = parts.netloc.rsplit("@", 1)[-1]
-    public = urlunsplit(parts._replace(netloc=("***@" if "@" in parts.netloc else "") + host))
-    return pika_url, ours, public
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -121,10 +101,7 @@ class _Link:
         self.lock = threading.Lock()
         self.confirm = confirm
         self.declared: set[str] = set()
-        try:
-            self.conn = pika.BlockingConnection(bus._parameters(role))
-        except _FATAL_CONNECT as exc:
-            raise BusError(f"bus {bus.url} refused the login: {type(exc).__name__}") from None
+        self.conn = bus._broker.connect(f"mlrm {role} ({self.thread.name})")  # a refused login: BusError
         try:
             self.ch = self._open_channel()
             self.version = _version(self.conn._impl.server_properties)
@@ -220,11 +197,9 @@ class AmqpBus(Bus):
         publish_timeout: float = 30.0,
         close_timeout: float = 30.0,
     ) -> None:
-        self._pika_url, options, self.url = _split_url(url)
-        try:
-            pika.URLParameters(self._pika_url)
-        except ValueError as exc:
-            raise ConfigError(f"bad bus URL {self.url}: {exc}") from None
+        self._broker = Broker(url, options=OPTIONS, what="bus")
+        self.url = self._broker.url
+        options = self._broker.options
         self.prefetch = _positive_int("prefetch", prefetch if prefetch is not None else options.get("prefetch", 8))
         self.queue_type = str(queue_type or options.get("queue_type", "quorum")).lower()
         if self.queue_type not in QUEUE_TYPES:
@@ -247,11 +222,6 @@ class AmqpBus(Bus):
         return f"AmqpBus({self.url!r}, queue_type={self.queue_type!r}, prefetch={self.prefetch})"
 
     # -- connections -----------------------------------------------------------------------
-    def _parameters(self, role: str) -> pika.URLParameters:
-        params = pika.URLParameters(self._pika_url)
-        params.client_properties = {"connection_name": f"mlrm {role} ({threading.current_thread().name})"}
-        return params
-
     def _publisher(self) -> _Link:
         """This thread's publishing link, opened on first use."""
         link: _Link | None = getattr(self._local, "link", None)
@@ -277,13 +247,11 @@ class AmqpBus(Bus):
         link.close()
 
     def _retrying(self, what: str, op: Callable[[_Link], T]) -> T:
-        """Run ``op`` on this thread's link, reconnecting with backoff while the broker is away."""
-        deadline = time.monotonic() + self.publish_timeout
-        delay, attempt = 0.25, 0
+        """Run ``op`` on this thread's link, reconnecting (:data:`RECONNECT`) for up to ``publish_timeout``."""
+        retry = RECONNECT.retry(self.publish_timeout)
         while True:
             if self._closed.is_set():
                 raise BusError(f"bus {self.url} is closed")
-            attempt += 1
             link: _Link | None = None
             try:
                 link = self._publisher()
@@ -300,15 +268,14 @@ class AmqpBus(Bus):
                 error = exc
             if link is not None:
                 self._forget(link)
-            if attempt == 1:  # routine: an idle link the broker dropped (missed heartbeats); retry at once
-                log.debug("%s: %s; reconnecting to %s", what, type(error).__name__, self.url)
-                continue
-            if time.monotonic() + delay > deadline:
-                raise BusError(f"{what}: bus {self.url} unreachable ({type(error).__name__}: {error})") from None
-            log.warning("%s: %s; reconnecting to %s in %.2fs", what, type(error).__name__, self.url, delay)
+            delay = retry.failed()
+            if retry.spent:
+                raise BusError(f"{what}: bus {self.url} unreachable ({self._broker.describe(error)})") from None
+            # the first retry is routine (an idle link the broker dropped); a second failure is an outage: warn once
+            log.log(logging.WARNING if retry.failures == 2 else logging.DEBUG, "%s: %s; reconnecting to %s in %.2fs",
+                    what, type(error).__name__, self.url, delay)  # fmt: skip
             if self._closed.wait(delay):
                 raise BusError(f"bus {self.url} is closed")
-            delay = min(delay * 2, 5.0)
 
     # -- queues ----------------------------------------------------------------------------
     def _kind(self, link: _Link) -> tuple[bool, bool]:
@@ -405,8 +372,8 @@ class AmqpBus(Bus):
         sub.thread.start()
 
     def _consume(self, sub: _Subscription) -> None:
-        """The I/O thread of one subscription: connect, consume, reconnect until closed."""
-        delay, outage = 0.5, 0.0
+        """The I/O thread of one subscription: connect, consume, reconnect (:data:`RECONNECT`) until closed."""
+        retry = RECONNECT.retry()
         while not self._stopping.is_set():
             link: _Link | None = None
             try:
@@ -418,9 +385,9 @@ class AmqpBus(Bus):
                 ch.add_on_cancel_callback(cancelled.append)
                 track = not self._kind(link)[0]  # classic queues: redeliveries are counted here
                 tag = ch.basic_consume(sub.queue, functools.partial(self._on_message, sub, link, track))
-                if outage:
-                    log.warning("consuming %s again after %.1fs", sub.queue, time.monotonic() - outage)
-                delay, outage = 0.5, 0.0
+                outage = retry.succeeded()
+                if outage is not None:
+                    log.warning("consuming %s again after %.1fs", sub.queue, outage)
                 sub.ready.set()
                 while not self._stopping.is_set():
                     link.conn.process_data_events(time_limit=0.1)
@@ -439,12 +406,10 @@ class AmqpBus(Bus):
                     expected = True  # pika may fail oddly (a ValueError) on a connection that just closed
                 if not expected:
                     log.exception("consumer of %s failed; reconnecting", sub.queue)
-                elif not outage:
-                    log.warning("consumer of %s lost %s (%s: %s); reconnecting", sub.queue, self.url,
-                                type(exc).__name__, exc)  # fmt: skip
-                outage = outage or time.monotonic()
-                self._stopping.wait(delay)
-                delay = min(delay * 2, 5.0)
+                elif not retry.failures:  # once per outage
+                    log.warning("consumer of %s lost %s (%s); reconnecting", sub.queue, self.url,
+                                self._broker.describe(exc))  # fmt: skip
+                self._stopping.wait(retry.failed())
             finally:
                 if link is not None:
                     link.close()

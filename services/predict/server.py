@@ -18,7 +18,7 @@ import pandas as pd
 
 from mlrm.context import ModelRef
 from mlrm.deployments import Deployments
-from mlrm.errors import ConfigError, DataError, NotFoundError, RefusedError
+from mlrm.errors import DataError, NotFoundError, RefusedError
 from mlrm.registry import ModelRegistry
 from mlrm.volume import Volume
 

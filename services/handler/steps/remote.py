@@ -11,7 +11,7 @@ from pydantic import Field, field_validator
 
 from mlrm.config import as_value_error
 from mlrm.errors import ConfigError, DataError
-from mlrm.nameko import NamekoRpcClient, parse_nameko_target
+from mlrm.integrations.nameko import NamekoRpcClient, parse_nameko_target
 from mlrm.settings import Settings
 from mlrm.steps import register
 

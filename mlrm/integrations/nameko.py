@@ -27,6 +27,9 @@ is allowed, as in nameko). A result that is not is answered with nameko's
 Delivery is at-least-once, as in nameko: the responder acknowledges a request after its
 reply is published, so a request in flight when the connection drops is given again by
 the broker (to this responder once it has reconnected, or to another one).
+
+Connections, URL redaction and the reconnect policy are the kernel's (:mod:`mlrm.amqp`),
+shared with the bus.
 """
 
 from __future__ import annotations
@@ -41,16 +44,14 @@ import uuid
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pika
 import pika.exceptions as px
 
+from mlrm.amqp import RECONNECT, Backoff, Broker, Retry
 from mlrm.errors import BusError, ConfigError, DataError, StepError
 
 log = logging.getLogger(__name__)
-if logging.getLogger("pika").level == logging.NOTSET:
-    logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 RPC_EXCHANGE = "nameko-rpc"
 TARGET_PREFIX = "nameko:"
@@ -90,22 +91,6 @@ def parse_nameko_target(text: str) -> tuple[str, str]:
 
 
 # -- shared wire helpers ------------------------------------------------------------------
-def _public(url: str) -> str:
-    """The URL without its credentials, for messages."""
-    parts = urlsplit(url)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit(parts._replace(netloc=("***@" if "@" in parts.netloc else "") + host))
-
-
-def _parameters(url: str, name: str) -> pika.URLParameters:
-    try:
-        params = pika.URLParameters(url)
-    except Exception as exc:
-        raise ConfigError(f"not a usable AMQP URL {_public(url)}: {exc}") from None
-    params.client_properties = {"connection_name": name}
-    return params
-
-
 def _safe(value: Any) -> Any:
     """nameko's ``safe_for_serialization``: strings stay, mappings and iterables recurse, the rest is str()."""
     if isinstance(value, str):
@@ -200,7 +185,8 @@ class NamekoResponder:
     is not JSON-serialisable ``UnserializableValueError``, and an exception raised by a
     method its class name and ``str(exc)`` (nameko's client raises
     ``RemoteError("<ExcType> <text>")``). A dropped connection, or a broker-side consumer
-    cancel (the queue was deleted), is followed by a reconnect with exponential backoff.
+    cancel (the queue was deleted), is followed by a reconnect under ``backoff``
+    (:data:`mlrm.amqp.RECONNECT`: at once, then growing delays), logged once per outage.
     Another responder (or a nameko service) with the same name shares the queue: the broker
     balances the requests between them.
     """
@@ -213,10 +199,11 @@ class NamekoResponder:
         *,
         exchange: str = RPC_EXCHANGE,
         max_workers: int = 10,
-        backoff: tuple[float, float] = (0.2, 10.0),
+        backoff: Backoff = RECONNECT,
         grace: float = 10.0,
     ) -> None:
-        self.url = _public(url)
+        self._broker = Broker(url, what="nameko")
+        self.url = self._broker.url
         self.service = _check_name("service", service)
         self.methods: dict[str, Callable[..., Any]] = {}
         self._signatures: dict[str, inspect.Signature | None] = {}
@@ -234,8 +221,7 @@ class NamekoResponder:
         self.queue = f"rpc-{service}"
         self.max_workers = max_workers
         self.grace = grace
-        self._backoff = backoff
-        self._params = _parameters(url, f"mlrm nameko responder {service}")
+        self.backoff = backoff
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._ready = threading.Event()
@@ -261,7 +247,7 @@ class NamekoResponder:
             self.stop()
             raise BusError(
                 f"nameko responder {self.service!r} could not start on {self.url} within {timeout:g}s"
-                + (f": {type(error).__name__}: {error}" if error else "")
+                + (f": {self._broker.describe(error)}" if error else "")
             )
         return self
 
@@ -280,35 +266,27 @@ class NamekoResponder:
 
     # -- the I/O thread -------------------------------------------------------------------
     def _run(self) -> None:
-        first, most = self._backoff
-        delay = first
+        retry = self.backoff.retry()
         while not self._stopping.is_set():
+            delay = 0.0
             try:
-                self._serve()
-                delay = first
+                self._serve(retry)
             except Exception as exc:  # connection lost, consumer cancelled, broker refused...
                 self.last_error = exc
-                if self._session is not None and self._session.cancelled:
-                    delay = first  # the broker cancelled the consumer: redeclare at once
-                log.warning(
-                    "nameko responder %s on %s: %s: %s; reconnecting in %.1fs",
-                    self.service,
-                    self.url,
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                )
+                if not retry.failures:  # once per outage
+                    log.warning("nameko responder %s on %s: %s; reconnecting", self.service, self.url,
+                                self._broker.describe(exc))  # fmt: skip
+                delay = retry.failed()
             finally:
                 self._ready.clear()
                 if self._session is not None:
                     _close_quietly(self._session.conn)
             if self._stopping.wait(delay):
                 break
-            delay = min(delay * 2, most)
 
-    def _serve(self) -> None:
+    def _serve(self, retry: Retry) -> None:
         self._session = None
-        conn = pika.BlockingConnection(self._params)
+        conn = self._broker.connect(f"mlrm nameko responder {self.service}")
         ch = conn.channel()
         session = self._session = _Session(conn, ch)
         ch.exchange_declare(self.exchange, exchange_type="topic", durable=True)
@@ -323,6 +301,9 @@ class NamekoResponder:
         ch.add_on_cancel_callback(on_cancel)
         tag = ch.basic_consume(self.queue, on_message_callback=partial(self._on_request, session))
         self.connects += 1
+        outage = retry.succeeded()
+        if outage is not None:
+            log.warning("nameko responder %s serving again after %.1fs", self.service, outage)
         self._ready.set()
         self.last_error = None
         log.debug("nameko responder %s consuming %s on %s", self.service, self.queue, self.url)
@@ -474,9 +455,11 @@ class NamekoRpcClient:
     :class:`BusError` when no service is listening (publishing is ``mandatory`` and
     confirmed, so that fails at once), on time-out, or when the broker is unreachable.
 
-    The connection opens on the first call and is reopened (once per call) when it was
-    lost while idle. Thread-safety: calls are serialised by a lock, so a client may be
-    shared, but threads that call in parallel should each have their own client.
+    The connection opens on the first call; one lost while idle is reopened at once (the
+    first retry of :data:`mlrm.amqp.RECONNECT`); a broker still away fails the call with a
+    :class:`BusError` at once, which the service runtime treats as transient.
+    Thread-safety: calls are serialised by a lock, so a client may be shared, but threads
+    that call in parallel should each have their own client.
     ``context_data`` goes into every request as nameko's ``nameko.<key>`` headers
     (``auth_token``, ``user_id``, ...) next to ``nameko.call_id_stack``.
     """
@@ -492,12 +475,12 @@ class NamekoRpcClient:
     ) -> None:
         if timeout <= 0:
             raise ConfigError(f"a nameko call timeout must be positive, not {timeout!r}")
-        self.url = _public(url)
+        self._broker = Broker(url, what="nameko")
+        self.url = self._broker.url
         self.timeout = float(timeout)
         self.exchange = exchange
         self.name = name
         self.context_data = dict(context_data or {})
-        self._params = _parameters(url, f"mlrm nameko client {name}")
         self._lock = threading.Lock()
         self._conn: Any = None
         self._ch: Any = None
@@ -540,10 +523,7 @@ class NamekoRpcClient:
         if self._conn is not None and self._conn.is_open and self._ch is not None and self._ch.is_open:
             return self._ch
         self._reset()
-        try:
-            conn = pika.BlockingConnection(self._params)
-        except (px.AMQPError, OSError) as exc:
-            raise BusError(f"cannot connect to the broker at {self.url}: {type(exc).__name__}: {exc}") from None
+        conn = self._broker.connect(f"mlrm nameko client {self.name}")  # a refused login: BusError
         try:
             ch = conn.channel()
             ch.exchange_declare(self.exchange, exchange_type="topic", durable=True)
@@ -573,7 +553,9 @@ class NamekoRpcClient:
     def _publish(self, service: str, method: str, body: bytes, correlation_id: str) -> None:
         headers = {f"{HEADER_PREFIX}{k}": v for k, v in self.context_data.items() if v is not None}
         headers[f"{HEADER_PREFIX}{CALL_ID_STACK}"] = [f"{self.name}.call.{uuid.uuid4()}"]
-        for attempt in (1, 2):  # a connection lost while idle is reopened once
+        retry = RECONNECT.retry(0.0)  # a zero budget: the first retry (at once) only
+        while True:
+            ch = None
             try:
                 ch = self._connect()
                 ch.basic_publish(
@@ -590,10 +572,13 @@ class NamekoRpcClient:
                 raise BusError(f"the broker refused the request to nameko {service}.{method}") from None
             except (px.AMQPConnectionError, px.AMQPChannelError, OSError) as exc:
                 self._reset()
-                if attempt == 2:
+                delay = retry.failed()
+                if retry.spent:
+                    doing = "cannot connect to the broker at" if ch is None else "cannot publish to"
                     raise BusError(
-                        f"nameko {service}.{method}: cannot publish to {self.url}: {type(exc).__name__}: {exc}"
+                        f"nameko {service}.{method}: {doing} {self.url}: {self._broker.describe(exc)}"
                     ) from None
+                time.sleep(delay)
 
     def _wait(self, service: str, method: str, correlation_id: str) -> bytes:
         deadline = time.monotonic() + self.timeout
@@ -607,7 +592,7 @@ class NamekoRpcClient:
                 self._reset()
                 raise BusError(
                     f"nameko {service}.{method}: lost the connection to {self.url} while waiting for the reply: "
-                    f"{type(exc).__name__}: {exc}"
+                    f"{self._broker.describe(exc)}"
                 ) from None
         return self._replies.pop(correlation_id)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -28,8 +29,9 @@ import pika
 import pika.exceptions as px
 import pytest
 
+from mlrm.amqp import Backoff
 from mlrm.errors import BusError, ConfigError, DataError, StepError
-from mlrm.nameko import (
+from mlrm.integrations.nameko import (
     NamekoCallError,
     NamekoResponder,
     NamekoRpcClient,
@@ -241,11 +243,15 @@ def test_methods_run_in_worker_threads_concurrently(make_responder, url):
     assert elapsed < 2.5, elapsed  # one after the other would take 3 s
 
 
-def test_the_responder_redeclares_its_queue_when_it_is_deleted(make_responder, client):
+def test_the_responder_redeclares_its_queue_when_it_is_deleted(make_responder, client, caplog):
     responder = make_responder()
-    _delete_queues(responder.queue)
-    wait_for(lambda: responder.connects >= 2 and responder.ready, what="the responder to come back")
+    with caplog.at_level(logging.WARNING, logger="mlrm.integrations.nameko"):
+        _delete_queues(responder.queue)
+        wait_for(lambda: responder.connects >= 2 and responder.ready, what="the responder to come back")
     assert client.call(responder.service, "infer", rows=[{"x": 1}]) == {"predictions": [2]}
+    said = [r.getMessage() for r in caplog.records if r.name == "mlrm.integrations.nameko"]
+    assert len(said) == 2, said  # once per outage: lost, and back (redeclared at once: the first retry)
+    assert "cancelled the consumer" in said[0] and "serving again" in said[1]
 
 
 @pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="rabbitmqctl is not available")
@@ -269,9 +275,19 @@ def test_the_responder_reconnects_after_the_broker_drops_it(make_responder, clie
 def test_unreachable_broker_is_a_clear_bus_error():
     dead = "amqp://guest:guest@127.0.0.1:1/%2F"
     with pytest.raises(BusError, match="could not start"):
-        NamekoResponder(dead, "predict", METHODS, backoff=(0.1, 0.1)).start(timeout=0.5)
+        NamekoResponder(dead, "predict", METHODS, backoff=Backoff(0.1, 0.1)).start(timeout=0.5)
     with pytest.raises(BusError, match=r"cannot connect to the broker at amqp://\*\*\*@127\.0\.0\.1:1"):
         NamekoRpcClient(dead).call("predict", "infer")
+
+
+def test_a_wrong_password_is_one_line_without_the_password(url):
+    bad = f"amqp://guest:wrong-password@{HOST}:{PORT}/%2F"
+    with pytest.raises(BusError, match=r"^the broker at amqp://\*\*\*@127\.0\.0\.1:5672/%2F refused the login") as info:
+        NamekoRpcClient(bad).call("predict", "infer")
+    with pytest.raises(BusError, match=r"could not start .* refused the login") as started:
+        NamekoResponder(bad, _unique("predict"), METHODS).start(timeout=1)
+    for error in (info.value, started.value):
+        assert "wrong-password" not in str(error) and "\n" not in str(error)
 
 
 # -- nameko as peer ---------------------------------------------------------------------
