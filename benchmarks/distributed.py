@@ -52,8 +52,6 @@ steps:
       source:
         step: records
         records: [{id: 1, sepal_length: 5.1, sepal_width: 3.5, petal_length: 1.4, petal_width: 0.2}]
-  - {name: clean, service: handler, config: %(iris)s/clean-predict.yaml}
-  - {name: features, service: features, config: %(iris)s/features.yaml}
   - name: predict
     service: predict
     config:

@@ -2,7 +2,7 @@
 
 Layout::
 
-    models/<name>/<version>/model.skops    the artefact (skops: loading runs no code)
+    models/<name>/<version>/model.skops    the artefact, in its flavour's format (skops: loading runs no code)
     models/<name>/<version>/state/*.json   statistics learned by handler/features steps
     models/<name>/<version>/card.json      the model card, written LAST: a version exists
                                            for readers only once its card does
@@ -28,14 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from mlrm.card import ModelCard
 from mlrm.errors import ConfigError, NotFoundError, RegistryError
+from mlrm.flavours import flavour
 from mlrm.signing import Signer, signer_from_env
-from mlrm.trust import refused_types
 from mlrm.volume import Volume
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-ARTEFACT = "model.skops"
+ARTEFACT = "model.skops"  # the sklearn flavour's artefact file
 CHUNK = 1 << 20
 
 
@@ -142,6 +143,10 @@ class ModelRegistry:
             self.signer.verify(card, f"model '{ref.name}' version {ref.version}")
         return card
 
+    def model_card(self, ref: ModelRef) -> ModelCard:
+        """The typed card (signature checked when a key is configured), upgraded from older schemas."""
+        return ModelCard.parse(self.verified_card(ref), f"model '{ref.name}' version {ref.version}")
+
     def read_verified(self, ref: ModelRef, rel: str, card: dict[str, Any] | None = None) -> bytes:
         """A small file of a version (state JSON), checked against the (verified) card's sha256."""
         card = card or self.verified_card(ref)
@@ -158,38 +163,25 @@ class ModelRegistry:
             )
 
     def load_artefact(self, ref: ModelRef, *, trusted: Iterable[str] = ()) -> Any:
-        """Load and verify a model: its card's signature (with a key), its sha256, and its types.
+        """Load and verify a model: its card's signature (with a key), its sha256, then its flavour's checks.
 
         The artefact streams to a temporary file (never one in-memory blob) and is
-        hashed on the way. Every type skops does not trust itself must be named exactly:
-        by :data:`mlrm.trust.TRUSTED_TYPES`, by ``trusted``, or by the card of a version
-        whose signature was verified.
+        hashed on the way. The flavour the card names loads it; for skops, every type
+        skops does not trust itself must be named exactly: by :data:`mlrm.trust.TRUSTED_TYPES`,
+        by ``trusted``, or by the card of a version whose signature was verified.
         """
-        import skops.io as sio
-
-        card = self.verified_card(ref)
+        raw = self.verified_card(ref)
+        what = f"model '{ref.name}' version {ref.version}"
+        card = ModelCard.parse(raw, what)
+        artefact = card.inference.artefact
+        loader = flavour(artefact.flavour)
+        signed = card.trusted_types if self.signer is not None else []
         with tempfile.TemporaryDirectory(prefix="mlrm-model-") as tmp:
-            path = Path(tmp) / ARTEFACT
-            with self.volume.open_read(f"{ref.prefix}{ARTEFACT}") as src, open(path, "wb") as dst:
+            path = Path(tmp) / artefact.file
+            with self.volume.open_read(f"{ref.prefix}{artefact.file}") as src, open(path, "wb") as dst:
                 digest = _copy_hashing(src, dst)
-            self._check(ref, ARTEFACT, card, digest)
-            try:
-                untrusted = sio.get_untrusted_types(file=path)
-            except Exception as exc:  # not a skops file, or a protocol this skops does not read
-                raise RegistryError(
-                    f"model '{ref.name}' version {ref.version}: {ARTEFACT} is not a readable skops file ({exc})"
-                ) from None
-            signed = card.get("trusted_types", []) if self.signer is not None else []
-            refused = refused_types(untrusted, trusted, signed if isinstance(signed, list) else [])
-            if refused:
-                raise RegistryError(
-                    f"model '{ref.name}' version {ref.version} contains types that are not trusted: "
-                    f"{', '.join(refused)}; list them under trusted_types in the predict config if you trust them"
-                )
-            try:
-                return sio.load(path, trusted=untrusted)
-            except Exception as exc:
-                raise RegistryError(f"model '{ref.name}' version {ref.version} could not be loaded: {exc}") from None
+            self._check(ref, artefact.file, raw, digest)
+            return loader.load(path, trusted=[*trusted, *signed], what=what)
 
     # -- writing -----------------------------------------------------------------------
     def reserve_version(self, name: str) -> int:
@@ -206,8 +198,12 @@ class ModelRegistry:
             version += 1
         return version
 
-    def publish(self, ref: ModelRef, files: dict[str, bytes | Path], card: dict[str, Any]) -> dict[str, Any]:
-        """Write a version's files (bytes, or paths streamed from disk), then its card last."""
+    def publish(
+        self, ref: ModelRef, files: dict[str, bytes | Path], card: dict[str, Any] | ModelCard
+    ) -> dict[str, Any]:
+        """Write a version's files (bytes, or paths streamed from disk), then its card last (signed, with a key)."""
+        if isinstance(card, ModelCard):
+            card = card.model_dump(mode="json", exclude_none=True)
         digests: dict[str, str] = {}
         try:
             for rel, content in files.items():

@@ -7,7 +7,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
+from mlrm.card import ModelCard
 from mlrm.config import kinds
+
+# Documents that are not config files but whose schema users and tools want too.
+DOCUMENTS: dict[str, type[BaseModel]] = {"ModelCard": ModelCard}
 
 
 def schema_file(kind: str) -> str:
@@ -16,7 +22,8 @@ def schema_file(kind: str) -> str:
 
 
 def schema_for(kind: str) -> dict[str, Any]:
-    schema = kinds.get(kind).model_json_schema()
+    model = DOCUMENTS[kind] if kind in DOCUMENTS else kinds.get(kind)
+    schema = model.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = schema_file(kind)
     return schema
@@ -27,8 +34,8 @@ def render(kind: str) -> str:
 
 
 def files() -> dict[str, str]:
-    """Every registered kind and the file its schema goes to."""
-    return {kind: schema_file(kind) for kind in kinds.names()}
+    """Every registered kind (and the model card) and the file its schema goes to."""
+    return {kind: schema_file(kind) for kind in [*kinds.names(), *DOCUMENTS]}
 
 
 def write_schemas(folder: Path) -> list[Path]:

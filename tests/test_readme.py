@@ -27,7 +27,7 @@ def test_the_readme_pipeline_example_builds():
         f"  {line}\n" for line in pipeline.splitlines()
     ) + "target: y\n"  # fmt: skip
     config = parse_document(loads_yaml(text), TrainConfig)
-    from services.train.estimators import build_estimator
+    from mlrm.flavours.sklearn import build_estimator
 
     model = build_estimator(config.model.estimator, config.model.hyperparameters)
     assert [name for name, _ in model.steps] == ["poly", "ridge"]

@@ -7,7 +7,6 @@ with ClusterRpcProxy({"AMQP_URI": "amqp://guest:guest@localhost"}) as rpc:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -24,18 +23,35 @@ def methods(service: PredictService) -> dict[str, Callable[..., Any]]:
         alias: str | None = None,
         version: int | None = None,
         probabilities: bool = True,
+        keep: list[str] | None = None,
     ) -> dict[str, Any]:
-        """Predict ``records`` (a list of row objects) with a registered model version or alias."""
+        """Predict raw ``records`` (a list of row objects) with a registered model version or alias.
+
+        The rows go through the version's inference pipeline first, exactly as in a batch workflow;
+        ``keep`` names input columns to return beside each prediction (e.g. an id).
+        """
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
             raise DataError("records must be a list of row objects")
+        if keep is not None and not (isinstance(keep, list) and all(isinstance(k, str) for k in keep)):
+            raise DataError("keep must be a list of column names")
         out, ref = service.infer(
-            model, pd.DataFrame.from_records(records), alias=alias, version=version, probabilities=probabilities
-        )
-        rows = json.loads(out.to_json(orient="records", date_format="iso"))
-        return {"model": ref.name, "version": ref.version, "predictions": rows}
+            model, pd.DataFrame.from_records(records), alias=alias, version=version, probabilities=probabilities,
+            keep=keep or [], source="nameko",
+        )  # fmt: skip
+        return {"model": ref.name, "version": ref.version, "predictions": records_of(out)}
 
     def models() -> list[dict[str, Any]]:
         """The model versions this replica has loaded."""
         return [{"model": r.name, "version": r.version} for r in service.server.loaded()]
 
     return {"infer": infer, "models": models}
+
+
+def records_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready objects: floats exact (not pandas' 10-digit JSON), times as ISO text, gaps as None."""
+    out = frame.copy()
+    for name in out.columns:
+        column = out[name]
+        if pd.api.types.is_datetime64_any_dtype(column) or pd.api.types.is_timedelta64_dtype(column):
+            out[name] = column.map(lambda v: None if pd.isna(v) else v.isoformat())
+    return out.astype(object).where(out.notna(), None).to_dict("records")

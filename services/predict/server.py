@@ -1,4 +1,5 @@
-"""The models a predict replica holds in memory, kept in step with the registry and deployments.
+"""The models a predict replica holds in memory (its model repository), kept in step with the
+registry and deployments.
 
 Requests name a model by alias or version. An alias is re-resolved by :meth:`ModelServer.sync`
 (a watcher thread calls it every few seconds): a re-pointed alias is loaded in the
@@ -10,71 +11,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-import pandas as pd
-
-from mlrm.context import ModelRef
 from mlrm.deployments import Deployments
-from mlrm.errors import DataError, NotFoundError, RefusedError
-from mlrm.registry import ModelRegistry
+from mlrm.errors import NotFoundError, RefusedError
+from mlrm.hooks import Hook
+from mlrm.registry import ModelRef, ModelRegistry
 from mlrm.volume import Volume
+from services.predict.model import ServedModel
 
 log = logging.getLogger(__name__)
-
-# Estimators whose predict() is classes_[argmax(predict_proba())] (trees, forests, boosting,
-# logistic regression, naive Bayes); SVC-style calibrated probabilities are not.
-_ARGMAX_FAMILIES = (
-    "sklearn.tree.", "sklearn.ensemble._forest", "sklearn.ensemble._gb", "sklearn.ensemble._hist_gradient_boosting",
-    "sklearn.linear_model._logistic", "sklearn.naive_bayes",
-)  # fmt: skip
-
-
-def _argmax_is_predict(estimator: Any) -> bool:
-    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
-    return type(final).__module__.startswith(_ARGMAX_FAMILIES) and hasattr(final, "classes_")
-
-
-class LoadedModel:
-    """A verified model and what its card says about calling it."""
-
-    def __init__(self, ref: ModelRef, estimator: Any, card: dict[str, Any]) -> None:
-        self.ref, self.estimator, self.card = ref, estimator, card
-        self.features = [f["name"] for f in card["featurelist"]]
-        self.classes = card["inference"].get("classes")
-        self.argmax_is_predict = _argmax_is_predict(estimator)
-
-    def predict(
-        self, df: pd.DataFrame, *, keep: list[str] = (), probabilities: bool = True, column: str = "prediction"
-    ) -> pd.DataFrame:  # type: ignore[assignment]
-        missing = [c for c in self.features if c not in df.columns]
-        if missing:
-            raise DataError(
-                f"model '{self.ref.name}' version {self.ref.version} needs column(s) {', '.join(missing)}, "
-                f"which the input lacks (columns: {', '.join(map(str, df.columns))})"
-            )
-        absent = [c for c in keep if c not in df.columns]
-        if absent:
-            raise DataError(f"keep: column(s) {', '.join(absent)} not in the input")
-        out = df[list(keep)].reset_index(drop=True) if keep else pd.DataFrame(index=range(len(df)))
-        if len(df) == 0:
-            out[column] = pd.Series(dtype="object" if self.classes else "float64")
-            return out
-        X = df[self.features]
-        if probabilities and self.classes is not None and hasattr(self.estimator, "predict_proba"):
-            proba = self.estimator.predict_proba(X)
-            # One pass instead of two where predict() is by definition the argmax of predict_proba().
-            if self.argmax_is_predict:
-                out[column] = self.estimator.classes_.take(proba.argmax(axis=1))
-            else:
-                out[column] = self.estimator.predict(X)
-            for i, cls in enumerate(self.classes):
-                out[f"proba_{cls}"] = proba[:, i]
-        else:
-            out[column] = self.estimator.predict(X)
-        return out
 
 
 @dataclass(frozen=True)
@@ -91,28 +37,27 @@ class ModelServer:
         self.volume, self.worker, self.node, self.trusted = volume, worker, node, trusted
         self.registry = ModelRegistry(volume)
         self.deployments = Deployments(volume)
-        self._by_ref: dict[ModelRef, LoadedModel] = {}
-        self._by_target: dict[Target, LoadedModel] = {}
+        self._by_ref: dict[ModelRef, ServedModel] = {}
+        self._by_target: dict[Target, ServedModel] = {}
         self._deployed: dict[str, ModelRef] = {}  # deployment id -> what this replica loaded for it
         self._lock = threading.Lock()
-        self.on_load: list[Callable[[LoadedModel], None]] = []
+        self.on_load: Hook[ServedModel] = Hook("on_load")
+        self.on_unload: Hook[ServedModel] = Hook("on_unload")
 
     # -- loading -----------------------------------------------------------------------
-    def load(self, ref: ModelRef, trusted: tuple[str, ...] = ()) -> LoadedModel:
-        """A model version, loaded (and verified) once per replica."""
+    def load(self, ref: ModelRef, trusted: tuple[str, ...] = ()) -> ServedModel:
+        """A model version with its pipeline, loaded (and verified) once per replica."""
         loaded = self._by_ref.get(ref)
         if loaded is None:
             with self._lock:
                 loaded = self._by_ref.get(ref)
                 if loaded is None:
-                    estimator = self.registry.load_artefact(ref, trusted=self.trusted + tuple(trusted))
-                    loaded = LoadedModel(ref, estimator, self.registry.card(ref))
+                    loaded = ServedModel.load(self.registry, ref, trusted=self.trusted + tuple(trusted))
                     self._by_ref[ref] = loaded
-                    for hook in self.on_load:
-                        hook(loaded)
+                    self.on_load.fire(loaded)
         return loaded
 
-    def get(self, target: Target) -> LoadedModel:
+    def get(self, target: Target) -> ServedModel:
         """The model a request names; loaded on first use, then kept current by :meth:`sync`."""
         loaded = self._by_target.get(target)
         if loaded is None:
@@ -120,12 +65,6 @@ class ModelServer:
             loaded = self.load(self.registry.resolve(target.model, alias=target.alias, version=target.version))
             self._by_target[target] = loaded
         return loaded
-
-    def infer(self, model: str, df: pd.DataFrame, *, alias: str | None = None, version: int | None = None,
-              **options: Any) -> tuple[pd.DataFrame, ModelRef]:  # fmt: skip
-        """Predict with the model a request names; returns the predictions and the version that made them."""
-        loaded = self.get(Target(model, alias, version))
-        return loaded.predict(df, **options), loaded.ref
 
     def check_allowed(self, model: str) -> None:
         """Refuse a model deployed only in strict mode for other nodes."""
@@ -177,7 +116,9 @@ class ModelServer:
             if loaded.ref == ref:
                 del self._by_target[target]
         if ref not in self._deployed.values():
-            self._by_ref.pop(ref, None)
+            dropped = self._by_ref.pop(ref, None)
+            if dropped is not None:
+                self.on_unload.fire(dropped)
 
     def loaded(self) -> list[ModelRef]:
         return sorted(self._by_ref, key=lambda r: (r.name, r.version))

@@ -1,8 +1,12 @@
 """The predict service: applies a pinned model version to each batch and writes the results.
 
-Besides workflow batches it answers direct requests (:meth:`PredictService.infer`) from
-the models its :class:`~services.predict.server.ModelServer` holds, kept current with
-the registry's aliases and the deployment records by a watcher thread.
+Each batch goes through the version's own inference pipeline (its training route's
+cleaning and feature steps, with their stored statistics) before the model, unless the
+workflow applies a hop of the same name itself before predict (the older form that
+repeats the training configs): nothing is applied twice. Besides workflow batches it
+answers direct requests through the same :class:`~services.predict.dataplane.DataPlane`,
+from the models its :class:`~services.predict.server.ModelServer` holds, kept current
+with the registry's aliases and the deployment records by a watcher thread.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from mlrm.errors import ConfigError
 from mlrm.gather import Gather
 from mlrm.service import Batch, Service, register_service
 from services.predict.config import PredictConfig
+from services.predict.dataplane import DataPlane, InferenceRequest
 from services.predict.server import ModelServer
 from services.predict.sinks import ParquetSink
 
@@ -32,6 +37,7 @@ class PredictService(Service):
     def __init__(self, *args: Any, watch_interval: float = 2.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.server = ModelServer(self.volume, worker=self.worker, node=self.node)
+        self.dataplane = DataPlane(self.server)
         self.watch_interval = watch_interval
         self._stop = threading.Event()
         self._checked: OrderedDict[str, None] = OrderedDict()  # runs whose model placement was checked
@@ -49,8 +55,9 @@ class PredictService(Service):
     def infer(
         self, model: str, df: pd.DataFrame, *, alias: str | None = None, version: int | None = None, **options: Any
     ) -> tuple[pd.DataFrame, ModelRef]:
-        """Predict directly (the REST/gRPC layers call this): returns predictions and the version used."""
-        return self.server.infer(model, df, alias=alias, version=version, **options)
+        """A direct request (raw rows): returns the predictions and the version that made them."""
+        result = self.dataplane.infer(InferenceRequest(model, df, alias=alias, version=version, **options))
+        return result.frame, result.ref
 
     def process(self, env: Envelope, config: PredictConfig, ctx: StepContext) -> Iterator[Batch]:
         if ctx.model is None:
@@ -60,18 +67,31 @@ class PredictService(Service):
             self._checked[env.run_id] = None
             if len(self._checked) > 10_000:
                 self._checked.popitem(last=False)
-        model = self.server.load(ctx.model, tuple(config.trusted_types))
+        served = self.server.load(ctx.model, tuple(config.trusted_types))
+        upstream = {h.name for h in env.route[: env.hop]}  # hops the route applies itself (older form)
         df = env.payload if env.payload is not None else pd.DataFrame()
-        out = model.predict(df, keep=config.keep, probabilities=config.probabilities, column=config.prediction_column)
-        yield Batch(out, env.seq, env.last)
+        seq, last = env.seq, env.last
+        gather = None
+        if served.needs_whole_stream(upstream) and not (seq == 0 and last):  # a sort or a window: every row at once
+            gather = Gather(self.volume, env.run_id, ctx.step)
+            if not gather.add(seq, last, df):
+                return
+            df, seq, last = gather.frame(), 0, True
+        out = self.dataplane.run(
+            served, df, skip_hops=upstream, keep=config.keep, probabilities=config.probabilities,
+            column=config.prediction_column, request_id=f"{env.run_id}/{env.seq}", source="bus",
+        )  # fmt: skip
+        yield Batch(out, seq, last)
 
         sink = config.sink or ParquetSink(step="parquet", key="predictions/{run_id}.parquet")
-        if env.seq == 0 and env.last:  # a one-batch stream: nothing to put in order (and rewriting is harmless)
+        if seq == 0 and last:  # a one-batch stream: nothing to put in order (and rewriting is harmless)
             location = sink.write(ctx, iter([out]))
         else:  # parts keep the output in input order whichever replica predicted them
-            gather = Gather(self.volume, env.run_id, f"{ctx.step}.sink")
-            if not gather.add(env.seq, env.last, out):
+            parts = Gather(self.volume, env.run_id, f"{ctx.step}.sink")
+            if not parts.add(seq, last, out):
                 return
-            location = sink.write(ctx, gather.batches())
+            location = sink.write(ctx, parts.batches())
+            parts.clear()
+        if gather is not None:
             gather.clear()
-        ctx.extra["result"] = {"output": location, "model": model.ref.name, "version": model.ref.version}
+        ctx.extra["result"] = {"output": location, "model": served.ref.name, "version": served.ref.version}

@@ -1,4 +1,4 @@
-"""The model card: the MLaaS description of a model version, stored as ``card.json``."""
+"""Building the model card (:class:`mlrm.card.ModelCard`) of a newly trained version."""
 
 from __future__ import annotations
 
@@ -10,12 +10,16 @@ from typing import Any
 
 import pandas as pd
 
+from mlrm import __version__
+from mlrm.card import Artefact, Feature, Inference, ModelCard, Output, PipelineStep, datatype
+from mlrm.flavours import Flavour
 
-def _json_safe(value: Any) -> Any:
+
+def json_safe(value: Any) -> Any:
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     if hasattr(value, "item"):  # numpy scalars
@@ -23,61 +27,89 @@ def _json_safe(value: Any) -> Any:
     return repr(value)
 
 
-def featurelist(X: pd.DataFrame) -> list[dict[str, str]]:
-    return [{"name": str(c), "type": str(t)} for c, t in X.dtypes.items()]
+def features(columns: list[dict[str, str]] | pd.DataFrame) -> list[Feature]:
+    """Name, pandas dtype and V2 datatype of each column (from a frame, or recorded ``{name, type}`` pairs)."""
+    if isinstance(columns, pd.DataFrame):
+        columns = [{"name": str(c), "type": str(t)} for c, t in columns.dtypes.items()]
+    out = []
+    for column in columns:
+        try:
+            dtype = pd.api.types.pandas_dtype(column["type"])
+        except TypeError:  # a dtype this pandas does not parse back: text, for the protocol's sake
+            dtype = pd.Series(dtype=object).dtype
+        out.append(Feature(name=column["name"], type=column["type"], datatype=datatype(dtype)))
+    return out
+
+
+def outputs(kind: str, classes: list[Any] | None, predictions: Any) -> list[Output]:
+    values = pd.Series(predictions)
+    what = "the predicted class" if kind == "classification" else "the predicted value"
+    out = [Output(name="prediction", datatype=datatype(values.dtype), shape=[-1], description=what)]
+    if classes is not None:
+        order = ", ".join(map(str, classes))
+        about = f"class probabilities, in the order of `classes`: {order}"
+        out.append(Output(name="probabilities", datatype="FP64", shape=[-1, len(classes)], description=about))
+    return out
 
 
 def build_card(
     *,
     config: Any,
-    estimator: Any,
+    flavour: Flavour,
+    model: Any,
     X: pd.DataFrame,
+    inputs: list[Feature],
+    pipeline: list[PipelineStep],
     classes: list[Any] | None,
+    predictions: Any,
     metrics: dict[str, float],
     evaluation: dict[str, Any],
     training: dict[str, Any],
     runresource: dict[str, Any],
     lineage: dict[str, Any],
-) -> dict[str, Any]:
-    """Every MLaaS description field: modelname .. inference, plus lineage."""
-    import sklearn
-
-    from mlrm import __version__
-
+    trusted: list[str],
+) -> ModelCard:
+    """Every MLaaS description field (modelname .. inference), plus lineage and what predict needs."""
     spec = config.model
-    features = featurelist(X)
-    outputs: dict[str, Any] = {"prediction": "class label" if spec.kind == "classification" else "number"}
+    described = flavour.describe(model)
+    output: dict[str, Any] = {"prediction": "class label" if spec.kind == "classification" else "number"}
     if classes is not None:
-        outputs["probabilities"] = [f"proba_{c}" for c in classes]
-    return {
-        "modelname": spec.name,
-        "modelkind": spec.kind,
-        "description": spec.description,
-        "tags": spec.tags,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "traincode": {
+        output["probabilities"] = [f"proba_{c}" for c in classes]
+    return ModelCard(
+        modelname=spec.name,
+        modelkind=spec.kind,
+        description=spec.description,
+        tags=spec.tags,
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        traincode={
             "estimator": spec.estimator,
-            "framework": f"scikit-learn {sklearn.__version__}",
+            "flavour": flavour.name,
+            "framework": described["framework"],
             "mlrm": __version__,
             "python": platform.python_version(),
         },
-        "trainingdata": training,
-        "hyperparameters": _json_safe(estimator.get_params(deep=False)),
-        "modelperform": {"metrics": metrics, **evaluation},
-        "trainingresource": {
+        trainingdata=training,
+        hyperparameters=json_safe(described["hyperparameters"]),
+        modelperform={"metrics": metrics, **evaluation},
+        trainingresource={
             "cpu_count": os.cpu_count(),
             "platform": platform.platform(),
             "fit_seconds": round(training.pop("fit_seconds", 0.0), 4),
         },
-        "runresource": runresource,
-        "featurelist": features,
-        "inference": {
-            "input": [f["name"] for f in features],
-            "output": outputs,
-            "classes": _json_safe(classes) if classes is not None else None,
-            "predict_config": {"kind": "PredictConfig", "model": {"name": spec.name, "alias": "production"}},
-            "artefact": {"format": "skops", "file": "model.skops", "python": sys.version.split()[0]},
-        },
-        "lineage": lineage,
-        "trusted_types": [],
-    }
+        runresource=runresource,
+        featurelist=features(X),
+        inference=Inference(
+            input=[str(c) for c in X.columns],
+            output=output,
+            classes=json_safe(classes) if classes is not None else None,
+            artefact=Artefact(
+                flavour=flavour.name, format=flavour.format, file=flavour.file, python=sys.version.split()[0]
+            ),
+            pipeline=pipeline,
+            inputs=inputs,
+            outputs=outputs(spec.kind, classes, predictions),
+            predict_config={"kind": "PredictConfig", "model": {"name": spec.name, "alias": "production"}},
+        ),
+        lineage=lineage,
+        trusted_types=trusted,
+    )

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from mlrm.config import ConfigModel, Section, as_value_error
 from mlrm.expr import compile_expression
+from mlrm.flavours import flavour
 from mlrm.imports import import_string
 from mlrm.registry import ALIAS, check_name
 from services.train.metrics import METRICS, metric_names
@@ -20,6 +21,8 @@ class ModelSpec(Section):
     """Registry name of the model (lower-case letters, digits, '.', '_', '-')."""
     kind: Literal["classification", "regression"]
     """The task; decides the default metrics and whether class probabilities are served."""
+    flavour: str = "sklearn"
+    """The kind of model (`sklearn`, or a plug-in's flavour): how it is built, stored and served."""
     estimator: str
     """Dotted path of a scikit-learn estimator or Pipeline class (or your own with fit/predict),
     e.g. `sklearn.ensemble.RandomForestClassifier`."""
@@ -44,9 +47,7 @@ class ModelSpec(Section):
 
     @model_validator(mode="after")
     def _builds(self) -> ModelSpec:
-        from services.train.estimators import build_estimator
-
-        as_value_error(build_estimator, self.estimator, self.hyperparameters)
+        as_value_error(lambda: flavour(self.flavour).check(self.estimator, self.hyperparameters))
         return self
 
 

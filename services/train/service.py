@@ -58,7 +58,7 @@ class TrainService(Service):
             lineage = {"run_id": env.run_id, "workflow": env.context.get("workflow"),
                        "steps": [h.to_dict() for h in env.route]}  # fmt: skip
             frame = gather.frame()
-            result = train(frame, config, ctx, lineage)
+            result = train(frame, config, ctx, lineage, env.route[: env.hop])
         except Exception as exc:
             self._event(env, "failed", started=started, error=f"step '{ctx.step}' ({self.name}): {describe(exc)}")
             if not isinstance(exc, MlrmError):

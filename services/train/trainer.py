@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import time
 from pathlib import Path
@@ -9,17 +10,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
 from sklearn.model_selection import KFold, StratifiedKFold, TimeSeriesSplit, train_test_split
 
+from mlrm.bus import Hop
+from mlrm.card import PipelineStep
 from mlrm.context import ModelRef, StepContext
-from mlrm.errors import DataError
+from mlrm.errors import DataError, NotFoundError
 from mlrm.expr import compile_expression, evaluate_condition
-from mlrm.registry import ARTEFACT, ModelRegistry, spool
+from mlrm.flavours import Flavour, flavour
+from mlrm.pipeline import inference_pipeline, schema_key
+from mlrm.registry import ModelRegistry, spool
 from services.train import metrics as M
-from services.train.card import build_card
+from services.train.card import build_card, features
 from services.train.config import TrainConfig
-from services.train.estimators import build_estimator
 
 
 def split_xy(df: pd.DataFrame, config: TrainConfig) -> tuple[pd.DataFrame, pd.Series]:
@@ -41,27 +44,38 @@ def split_xy(df: pd.DataFrame, config: TrainConfig) -> tuple[pd.DataFrame, pd.Se
     return df[features], y
 
 
-def _fit(estimator: Any, X: pd.DataFrame, y: pd.Series) -> Any:
-    try:
-        return estimator.fit(X, y)
-    except (ValueError, TypeError) as exc:
-        reason = str(exc).strip().splitlines()[0]
-        raise DataError(f"fitting {type(estimator).__name__} failed: {reason}") from None
+class _Fitter:
+    """Builds, fits and scores models of one spec through its flavour."""
 
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.flavour: Flavour = flavour(config.model.flavour)
+        self.kind = config.model.kind
+        self.names = config.metric_names()
 
-def _score(estimator: Any, X: pd.DataFrame, y: pd.Series, names: list[str], kind: str) -> dict[str, float]:
-    pred = estimator.predict(X)
-    proba = classes = None
-    if kind == "classification" and hasattr(estimator, "predict_proba"):
-        proba, classes = estimator.predict_proba(X), estimator.classes_
-    return M.compute(names, y, pred, proba, classes)
+    def fresh(self) -> Any:
+        return self.flavour.build(self.config.model.estimator, self.config.model.hyperparameters)
+
+    def fit(self, X: pd.DataFrame, y: pd.Series) -> Any:
+        model = self.fresh()
+        try:
+            return self.flavour.fit(model, X, y)
+        except (ValueError, TypeError) as exc:
+            reason = str(exc).strip().splitlines()[0]
+            raise DataError(f"fitting {type(model).__name__} failed: {reason}") from None
+
+    def score(self, model: Any, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
+        classifier = self.kind == "classification" and self.flavour.classes(model) is not None
+        out = self.flavour.predict(model, X, proba=classifier)
+        classes = self.flavour.classes(model) if classifier else None
+        return M.compute(self.names, y, out.values, out.proba, classes)
 
 
 def evaluate(config: TrainConfig, X: pd.DataFrame, y: pd.Series) -> tuple[Any, dict[str, float], dict[str, Any]]:
-    """Fit and evaluate as configured; return the estimator to register, metrics and a description."""
+    """Fit and evaluate as configured; return the model to register, metrics and a description."""
     ev, kind, names = config.evaluation, config.model.kind, config.metric_names()
+    fitter = _Fitter(config)
     strategy = ev.strategy if ev.strategy != "auto" else ("stratified" if kind == "classification" else "random")
-    base = build_estimator(config.model.estimator, config.model.hyperparameters)
     if ev.kfold:
         splitter = {
             "time": TimeSeriesSplit(n_splits=ev.kfold),
@@ -69,15 +83,15 @@ def evaluate(config: TrainConfig, X: pd.DataFrame, y: pd.Series) -> tuple[Any, d
             "random": KFold(ev.kfold, shuffle=True, random_state=ev.random_state),
         }[strategy]
         folds = [
-            _score(_fit(clone(base), X.iloc[tr], y.iloc[tr]), X.iloc[te], y.iloc[te], names, kind)
+            fitter.score(fitter.fit(X.iloc[tr], y.iloc[tr]), X.iloc[te], y.iloc[te])
             for tr, te in splitter.split(X, y)
         ]
         metrics = {n: float(np.mean([f[n] for f in folds])) for n in names}
         metrics |= {f"{n}_std": float(np.std([f[n] for f in folds])) for n in names}
-        return _fit(base, X, y), metrics, {"method": f"{ev.kfold}-fold {strategy} cross-validation", "rows": len(X)}
+        return fitter.fit(X, y), metrics, {"method": f"{ev.kfold}-fold {strategy} cross-validation", "rows": len(X)}
     if ev.split is None:
-        model = _fit(base, X, y)
-        return model, _score(model, X, y, names, kind), {"method": "training data (no hold-out)", "rows": len(X)}
+        model = fitter.fit(X, y)
+        return model, fitter.score(model, X, y), {"method": "training data (no hold-out)", "rows": len(X)}
     if strategy == "time":
         cut = len(X) - max(1, round(len(X) * ev.split))
         X_tr, X_te, y_tr, y_te = X.iloc[:cut], X.iloc[cut:], y.iloc[:cut], y.iloc[cut:]
@@ -89,47 +103,63 @@ def evaluate(config: TrainConfig, X: pd.DataFrame, y: pd.Series) -> tuple[Any, d
             )  # fmt: skip
         except ValueError as exc:
             raise DataError(f"cannot split the data for evaluation: {exc}") from None
-    model = _fit(base, X_tr, y_tr)
-    metrics = _score(model, X_te, y_te, names, kind)
+    model = fitter.fit(X_tr, y_tr)
+    metrics = fitter.score(model, X_te, y_te)
     if ev.refit:
-        model = _fit(clone(base), X, y)
+        model = fitter.fit(X, y)
     described = {"method": f"{strategy} hold-out ({ev.split:.0%})", "train_rows": len(X_tr), "test_rows": len(X_te)}
     return model, metrics, described
 
 
-def train(df: pd.DataFrame, config: TrainConfig, ctx: StepContext, lineage: dict[str, Any]) -> dict[str, Any]:
-    """Train on ``df`` and register a new version; returns the run-summary result."""
-    import skops.io as sio
+def train(
+    df: pd.DataFrame, config: TrainConfig, ctx: StepContext, lineage: dict[str, Any], route: list[Hop] | None = None
+) -> dict[str, Any]:
+    """Train on ``df`` and register a new version; returns the run-summary result.
 
+    ``route`` is the training route up to (not including) this step: its transform steps
+    become the version's inference pipeline.
+    """
     X, y = split_xy(df, config)
     started = time.perf_counter()
     model, metrics, evaluation = evaluate(config, X, y)
     fit_seconds = time.perf_counter() - started
-    artefact = spool(lambda path: sio.dump(model, path))  # streamed to the volume, not held in memory
+    chosen = flavour(config.model.flavour)
+    trusted: list[str] = []
+
+    def save(path: Path) -> None:
+        trusted.extend(chosen.save(model, path))
+
+    artefact = spool(save)  # streamed to the volume, not held in memory
     try:
-        # The types this model needs beyond skops' own trusted ones; a signed card vouches for them.
-        trusted = sio.get_untrusted_types(file=artefact)
-        return _register(model, artefact, df, X, config, ctx, lineage, metrics, evaluation, fit_seconds, trusted)
+        return _register(chosen, model, artefact, df, X, config, ctx, lineage, metrics, evaluation, fit_seconds,
+                         trusted, route or [])  # fmt: skip
     finally:
         shutil.rmtree(artefact.parent, ignore_errors=True)
 
 
 def _register(
-    model: Any, artefact: Path, df: pd.DataFrame, X: pd.DataFrame, config: TrainConfig, ctx: StepContext,
-    lineage: dict[str, Any], metrics: dict[str, float], evaluation: dict[str, Any], fit_seconds: float,
-    trusted: list[str],
+    chosen: Flavour, model: Any, artefact: Path, df: pd.DataFrame, X: pd.DataFrame, config: TrainConfig,
+    ctx: StepContext, lineage: dict[str, Any], metrics: dict[str, float], evaluation: dict[str, Any],
+    fit_seconds: float, trusted: list[str], route: list[Hop],
 ) -> dict[str, Any]:  # fmt: skip
     sample = X.iloc[: min(1000, len(X))]
     t0 = time.perf_counter()
-    model.predict(sample)
+    predictions = chosen.predict(model, sample).values
     per_row_ms = (time.perf_counter() - t0) * 1000 / max(1, len(sample))
 
-    files: dict[str, bytes | Path] = {ARTEFACT: artefact}
+    files: dict[str, bytes | Path] = {chosen.file: artefact}
     state_prefix = f"runs/{ctx.run_id}/state/"
     for obj in ctx.volume.list(state_prefix):
         files[f"state/{obj.key[len(state_prefix) :]}"] = ctx.volume.get_bytes(obj.key)
 
-    classes = list(model.classes_) if config.model.kind == "classification" and hasattr(model, "classes_") else None
+    pipeline = [
+        PipelineStep(
+            hop=s.hop, service=s.service, position=s.position, config=s.step.model_dump(mode="json"), state=s.state,
+            sha256=_digest(files.get(f"state/{s.state}.json")) if s.state else None,
+        )
+        for s in inference_pipeline(route)
+    ]  # fmt: skip
+    classes = chosen.classes(model) if config.model.kind == "classification" else None
     training = {
         "run_id": ctx.run_id,
         "rows": len(df),
@@ -140,10 +170,10 @@ def _register(
     }
     runresource = {"artefact_bytes": artefact.stat().st_size, "predict_ms_per_row": round(per_row_ms, 5)}
     card = build_card(
-        config=config, estimator=model, X=X, classes=classes, metrics=metrics, evaluation=evaluation,
-        training=training, runresource=runresource, lineage=lineage,
+        config=config, flavour=chosen, model=model, X=X, inputs=_raw_inputs(ctx, pipeline, X, config),
+        pipeline=pipeline, classes=classes, predictions=predictions, metrics=metrics, evaluation=evaluation,
+        training=training, runresource=runresource, lineage=lineage, trusted=trusted,
     )  # fmt: skip
-    card["trusted_types"] = sorted(trusted)
 
     registry = ModelRegistry(ctx.volume)
     ref = ModelRef(config.model.name, registry.reserve_version(config.model.name))
@@ -155,3 +185,21 @@ def _register(
             registry.set_alias(ref.name, rule.alias, ref.version)
             aliases.append(rule.alias)
     return {"model": ref.name, "version": ref.version, "metrics": metrics, "aliases": aliases}
+
+
+def _raw_inputs(ctx: StepContext, pipeline: list[PipelineStep], X: pd.DataFrame, config: TrainConfig) -> list[Any]:
+    """What a prediction request carries: the columns the pipeline's first hop received, less the target."""
+    if not pipeline:
+        return features(X)
+    try:
+        recorded = ctx.volume.get_json(schema_key(ctx.run_id, pipeline[0].hop))
+    except NotFoundError:  # a run whose transform hops did not record what they received
+        return features(X)
+    return features([c for c in recorded if c["name"] != config.target])
+
+
+def _digest(content: bytes | Path | None) -> str | None:
+    if content is None:
+        return None
+    data = content.read_bytes() if isinstance(content, Path) else content
+    return hashlib.sha256(data).hexdigest()

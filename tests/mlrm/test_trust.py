@@ -150,7 +150,7 @@ def test_a_signed_card_vouches_for_the_types_its_trainer_recorded(volume):
     for signer in (None, Signer(KEY)):
         registry = ModelRegistry(volume, signer=signer)
         ref = ModelRef("f", registry.reserve_version("f"))
-        registry.publish(ref, {ARTEFACT: data}, {"trusted_types": [type_name]})
+        registry.publish(ref, {ARTEFACT: data}, {"modelkind": "classification", "trusted_types": [type_name]})
         if signer is None:  # an unsigned card is not believed
             with pytest.raises(RegistryError, match="Custom"):
                 registry.load_artefact(ref)

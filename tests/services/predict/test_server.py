@@ -16,6 +16,7 @@ from mlrm.context import ModelRef
 from mlrm.deployments import Deployments, DeployRequest
 from mlrm.errors import ConfigError, RefusedError, RegistryError
 from mlrm.registry import ARTEFACT, ModelRegistry
+from services.predict.dataplane import DataPlane, InferenceRequest
 from services.predict.server import ModelServer
 from services.predict.service import PredictService
 
@@ -92,9 +93,9 @@ def test_strict_deployments_load_only_on_their_node(volume):
     assert site_a.loaded() == [ModelRef("m", 1)] and site_b.loaded() == []
     assert [x["worker"] for x in deps.loaded_at(dep.id)] == ["predict-a"]
     assert deps.get(dep.id).status == "active"
-    assert site_a.infer("m", X, version=1)[1] == ModelRef("m", 1)
+    assert DataPlane(site_a).infer(InferenceRequest("m", X, version=1)).ref == ModelRef("m", 1)
     with pytest.raises(RefusedError, match="strict mode for node"):
-        site_b.infer("m", X, version=1)
+        DataPlane(site_b).infer(InferenceRequest("m", X, version=1))
 
     open_dep = deps.create(DeployRequest(model="m", version=1, mode="open"))
     site_b.sync()

@@ -1,0 +1,63 @@
+"""The contract every model flavour meets: build, fit, save; load, predict; describe."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class Prediction:
+    """What a model answers for a frame of rows."""
+
+    values: np.ndarray
+    """The prediction for each row (a class label, or a number)."""
+    proba: np.ndarray | None = None
+    """Class probabilities, one column per class in :meth:`Flavour.classes` order (classifiers only)."""
+
+
+class Flavour(ABC):
+    """One kind of model. Training uses the first group of methods, serving the second."""
+
+    name: ClassVar[str]
+    format: ClassVar[str]  # the artefact's format, recorded in the card
+    file: ClassVar[str]  # the artefact's file name in the version folder
+
+    # -- training ----------------------------------------------------------------------
+    @abstractmethod
+    def build(self, estimator: str, hyperparameters: dict[str, Any]) -> Any:
+        """A fresh, unfitted model; raises ConfigError when the spec cannot build one."""
+
+    def check(self, estimator: str, hyperparameters: dict[str, Any]) -> None:
+        """Validate a spec at config time (default: build it once)."""
+        self.build(estimator, hyperparameters)
+
+    def fit(self, model: Any, X: pd.DataFrame, y: pd.Series) -> Any:
+        return model.fit(X, y)
+
+    @abstractmethod
+    def save(self, model: Any, path: Path) -> list[str]:
+        """Write the artefact; return the type names its loading will need trusted (recorded in the card)."""
+
+    def describe(self, model: Any) -> dict[str, Any]:
+        """The card's ``traincode.framework`` and ``hyperparameters`` for a fitted model."""
+        return {"framework": self.name, "hyperparameters": {}}
+
+    # -- serving -----------------------------------------------------------------------
+    @abstractmethod
+    def load(self, path: Path, *, trusted: Collection[str], what: str) -> Any:
+        """Load an artefact without running code from it; RegistryError naming ``what`` if refused."""
+
+    def classes(self, model: Any) -> list[Any] | None:
+        """A classifier's classes, in the order of its probability columns; None for a regressor."""
+        return None
+
+    @abstractmethod
+    def predict(self, model: Any, X: pd.DataFrame, *, proba: bool = False) -> Prediction:
+        """Predict every row of ``X`` (its columns are the card's ``inference.input``)."""

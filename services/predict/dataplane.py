@@ -1,0 +1,94 @@
+"""The predict service's data plane: one path from raw rows to answers, whatever the transport.
+
+Bus batches, nameko RPC (and the REST and gRPC servers built on it) decode their request,
+call :meth:`DataPlane.infer` (a direct request) or :meth:`DataPlane.run` (a batch of a
+workflow), and encode the result. Model lookup, the version's inference pipeline, the
+model, the output columns and the ``on_predict`` hook live here, once.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from mlrm.errors import RefusedError
+from mlrm.hooks import Hook
+from mlrm.registry import ModelRef
+from services.predict.model import ServedModel
+from services.predict.server import ModelServer, Target
+
+
+@dataclass
+class InferenceRequest:
+    """A direct request: raw rows for a model named by version, alias, or neither (the latest)."""
+
+    model: str
+    frame: pd.DataFrame
+    alias: str | None = None
+    version: int | None = None
+    keep: list[str] = field(default_factory=list)
+    probabilities: bool = True
+    column: str = "prediction"
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    source: str = "direct"  # which transport brought it: "nameko", "rest", "grpc", ...
+
+
+@dataclass
+class Prediction:
+    """What ``on_predict`` subscribers see, for every prediction whoever asked."""
+
+    ref: ModelRef
+    request_id: str
+    source: str  # "bus" for workflow batches, else the transport of a direct request
+    inputs: pd.DataFrame  # the raw rows
+    features: pd.DataFrame  # the rows after the inference pipeline: what the model saw
+    outputs: pd.DataFrame  # the answer: predictions, probabilities, kept columns
+    at: float  # seconds since the epoch
+
+
+@dataclass
+class InferenceResult:
+    ref: ModelRef
+    frame: pd.DataFrame
+    request_id: str
+
+
+class DataPlane:
+    def __init__(self, server: ModelServer) -> None:
+        self.server = server
+        self.on_predict: Hook[Prediction] = Hook("on_predict")
+
+    def infer(self, request: InferenceRequest) -> InferenceResult:
+        """Answer a direct request with the version it names (an alias is followed as it is re-pointed)."""
+        served = self.server.get(Target(request.model, request.alias, request.version))
+        if served.refusal:
+            raise RefusedError(served.refusal)
+        frame = self.run(
+            served, served.coerce(request.frame), keep=request.keep, probabilities=request.probabilities,
+            column=request.column, request_id=request.id, source=request.source,
+        )  # fmt: skip
+        return InferenceResult(served.ref, frame, request.id)
+
+    def run(
+        self,
+        served: ServedModel,
+        frame: pd.DataFrame,
+        *,
+        skip_hops: Collection[str] = (),
+        keep: Collection[str] = (),
+        probabilities: bool = True,
+        column: str = "prediction",
+        request_id: str,
+        source: str,
+    ) -> pd.DataFrame:
+        """Raw rows -> the version's pipeline (less ``skip_hops``, applied upstream) -> the model -> outputs."""
+        features = served.transform(frame, skip_hops)
+        outputs = served.predict(features, keep=keep, probabilities=probabilities, column=column)
+        if len(self.on_predict):
+            event = Prediction(served.ref, request_id, source, frame, features, outputs, time.time())
+            self.on_predict.fire(event)
+        return outputs

@@ -1,0 +1,165 @@
+"""A model version as predict serves it: the verified model, its card, and its inference pipeline.
+
+The pipeline is the training route's cleaning and feature steps (recorded in the card),
+with the statistics they learned loaded once from the version (sha256 verified). Raw
+rows go through it, then through the model; batch workflows, nameko RPC and the REST
+and gRPC servers all call :meth:`ServedModel.transform` and :meth:`ServedModel.predict`
+through the data plane, so the same raw rows get the same answer however they arrive.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from mlrm.bus import Hop
+from mlrm.card import ModelCard
+from mlrm.errors import DataError, RegistryError
+from mlrm.flavours import flavour
+from mlrm.pipeline import apply_step, inference_pipeline, same_statistics
+from mlrm.registry import ModelRef, ModelRegistry
+from mlrm.service import services
+from mlrm.steps import TransformStep
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline step, ready to run: the step, the hop it came from, its stored statistics."""
+
+    hop: str
+    step: TransformStep
+    state: dict[str, Any] | None
+
+
+class ServedModel:
+    """A verified model version with its inference pipeline."""
+
+    def __init__(self, ref: ModelRef, card: ModelCard, model: Any, stages: list[Stage]) -> None:
+        self.ref, self.card, self.model, self.stages = ref, card, model, stages
+        self.flavour = flavour(card.inference.artefact.flavour)
+        self.features = list(card.inference.input) or [f.name for f in card.featurelist]
+        self.classes = card.inference.classes
+        dropping = next((s for s in stages if not s.step.keeps_rows()), None)
+        self.refusal = (
+            None
+            if dropping is None
+            else f"model '{ref.name}' version {ref.version} does not serve direct requests: step "
+            f"'{dropping.step.step}' of '{dropping.hop}' in its inference pipeline drops rows, so answers could "
+            "not be matched to the request's rows; it serves batch workflows (or retrain with `inference: false` "
+            "on that step)"
+        )
+
+    @classmethod
+    def load(cls, registry: ModelRegistry, ref: ModelRef, *, trusted: Collection[str] = ()) -> ServedModel:
+        raw = registry.verified_card(ref)
+        card = ModelCard.parse(raw, f"model '{ref.name}' version {ref.version}")
+        model = registry.load_artefact(ref, trusted=trusted)
+        return cls(ref, card, model, _stages(registry, ref, card, raw))
+
+    def coerce(self, df: pd.DataFrame) -> pd.DataFrame:
+        """A direct request's columns converted to the types training saw (JSON carries timestamps as text).
+
+        Batch workflows need no such step: their collector types the columns as configured.
+        """
+        converted: dict[str, pd.Series] = {}
+        for feature in self.card.inference.inputs:
+            column = df.get(feature.name)
+            if column is None or str(column.dtype) == feature.type:
+                continue
+            try:
+                target = pd.api.types.pandas_dtype(feature.type)
+            except TypeError:
+                continue
+            try:
+                if target.kind == "M" and not pd.api.types.is_datetime64_any_dtype(column):
+                    converted[feature.name] = pd.to_datetime(column, format="ISO8601")
+                elif target.kind in "fiu" and not pd.api.types.is_numeric_dtype(column):
+                    numbers = pd.to_numeric(column)
+                    converted[feature.name] = numbers.astype("float64") if target.kind == "f" else numbers
+                elif target.kind == "f" and pd.api.types.is_integer_dtype(column):
+                    converted[feature.name] = column.astype("float64")
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise DataError(f"input '{feature.name}' must be {feature.type} values: {exc}") from None
+        return df.assign(**converted) if converted else df
+
+    def needs_whole_stream(self, skip_hops: Collection[str] = ()) -> bool:
+        """Whether a batch workflow must gather every row before the pipeline (a sort, a window)."""
+        return any(s.step.needs_whole_stream(False) for s in self.stages if s.hop not in skip_hops)
+
+    def transform(self, df: pd.DataFrame, skip_hops: Collection[str] = ()) -> pd.DataFrame:
+        """Raw rows through the inference pipeline; hops named in ``skip_hops`` were applied upstream."""
+        for stage in self.stages:
+            if stage.hop not in skip_hops:
+                df = apply_step(stage.step, df, stage.state)
+        return df
+
+    def predict(
+        self, df: pd.DataFrame, *, keep: Collection[str] = (), probabilities: bool = True, column: str = "prediction"
+    ) -> pd.DataFrame:
+        """The model's answers for rows that went through the pipeline, beside the ``keep`` columns."""
+        missing = [c for c in self.features if c not in df.columns]
+        if missing:
+            raise DataError(
+                f"model '{self.ref.name}' version {self.ref.version} needs column(s) {', '.join(missing)}, "
+                f"which the input lacks (columns: {', '.join(map(str, df.columns))})"
+            )
+        absent = [c for c in keep if c not in df.columns]
+        if absent:
+            raise DataError(f"keep: column(s) {', '.join(absent)} not in the input")
+        out = df[list(keep)].reset_index(drop=True) if keep else pd.DataFrame(index=range(len(df)))
+        if len(df) == 0:
+            out[column] = pd.Series(dtype="object" if self.classes else "float64")
+            return out
+        want_proba = probabilities and self.classes is not None
+        try:
+            answer = self.flavour.predict(self.model, df[self.features], proba=want_proba)
+        except (ValueError, TypeError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DataError(
+                f"model '{self.ref.name}' version {self.ref.version} cannot predict these rows: {reason}"
+            ) from None
+        out[column] = answer.values
+        if answer.proba is not None and self.classes is not None:
+            for i, cls in enumerate(self.classes):
+                out[f"proba_{cls}"] = answer.proba[:, i]
+        return out
+
+
+def _stages(registry: ModelRegistry, ref: ModelRef, card: ModelCard, raw: dict[str, Any]) -> list[Stage]:
+    """The card's pipeline as runnable stages, with verified statistics."""
+    if card.schema_version >= 2:
+        entries = [(p.hop, p.service, p.config, p.state) for p in card.inference.pipeline]
+    else:  # schema 1: recovered from the training route recorded in the lineage
+        route = [Hop(**h) for h in card.lineage.get("steps") or [] if isinstance(h, dict) and h.get("service")]
+        entries = [
+            (s.hop, s.service, s.step.model_dump(mode="json"), s.state)
+            for s in inference_pipeline([h for h in route if h.service != "train"])
+        ]
+    stages = []
+    for hop, service, config, state_key in entries:
+        step = _step(service, config, ref)
+        state = None
+        if state_key is not None:
+            record = json.loads(registry.read_verified(ref, f"state/{state_key}.json", raw))
+            if not same_statistics(record, step):
+                raise RegistryError(f"model '{ref.name}' version {ref.version}: statistics of '{state_key}' "
+                                    "were learned by a differently configured step")  # fmt: skip
+            state = record["state"]
+        stages.append(Stage(hop, step, state))
+    return stages
+
+
+def _step(service: str, config: dict[str, Any], ref: ModelRef) -> TransformStep:
+    """A recorded step config as a step instance, validated by the service that ran it in training."""
+    try:
+        model = services.get(service).config_model.model_validate({"steps": [config]})
+    except Exception as exc:
+        raise RegistryError(
+            f"model '{ref.name}' version {ref.version}: its pipeline step {config.get('step')!r} ({service}) "
+            f"cannot be rebuilt here: {exc}"
+        ) from None
+    return model.steps[0]  # type: ignore[attr-defined]
