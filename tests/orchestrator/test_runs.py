@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -148,3 +149,35 @@ def test_a_redelivered_submission_resends_the_start_of_an_unfinished_run(tmp_pat
         mlrm.bus.publish(SUBMIT_QUEUE, message)  # the broker redelivers the submission
         record = mlrm.orchestrator.wait(message.run_id, timeout=60)
     assert record.status == "succeeded" and record.steps[1].rows_out == 100
+
+
+BAD_KEY_SOURCE = '''
+from mlrm.steps import SourceStep
+
+class KeyedSource(SourceStep):
+    """A user's own source that computes the key it reads (so no config validation saw it)."""
+    key: str
+
+    def read(self, ctx, batch_size):
+        with ctx.volume.open_read(self.key) as stream:
+            yield from ()
+'''
+
+
+@pytest.mark.parametrize("key", ["../x", "/etc/passwd", "a\\x00b"])
+def test_a_bad_key_fails_at_once_and_is_not_retried_as_an_outage(mlrm, tmp_path, monkeypatch, key):
+    import time
+
+    (tmp_path / "keyed_source.py").write_text(BAD_KEY_SOURCE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        "kind: Workflow\nname: t\nsteps:\n  - name: collect\n    service: collector\n"
+        f"    config: {{source: {{step: 'keyed_source:KeyedSource', key: {json.dumps(key)}}}}}\n"
+    )
+    started = time.monotonic()
+    run = mlrm.run(path, timeout=60)
+    assert run.status == "failed" and "object name" in run.error
+    assert time.monotonic() - started < 3  # a transient error would be given back with pauses for ~7 s
+    dead = mlrm.bus.drain(dead_letter_queue(service_queue("collector")))
+    assert len(dead) == 1 and dead[0].body["attempts"] == 1
