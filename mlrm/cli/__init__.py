@@ -7,7 +7,7 @@ Importing them registers their commands, in the order `mlrm --help` lists them.
 """
 
 # isort: off
-from mlrm.cli import local, registry, distributed, volume  # noqa: F401
+from mlrm.cli import local, registry, distributed, volume, dev  # noqa: F401
 from mlrm.cli.common import app
 
 # isort: on
