@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
-from collections.abc import Callable
+import math
+import sys
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
+from rich.cells import cell_len
+from rich.console import Console, ConsoleDimensions
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from mlrm.errors import ConfigErrors, MlrmError
+from mlrm.errors import ConfigError, ConfigErrors, MlrmError
 from mlrm.settings import Settings
 
 app = typer.Typer(help="mlrm: reusable ML microservices configured only by YAML.", no_args_is_help=True)
@@ -21,17 +27,116 @@ models_app = typer.Typer(help="Registered models.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 
-out = Console()
-err = Console(stderr=True)
+
+
+class _Console(Console):
+    """Rich's console, except that output which is not a terminal (a pipe, a file) is never cut to fit.
+
+    Rich lays out for 80 columns (or ``$COLUMNS``) when it cannot ask a terminal, which
+    shortened ids in piped listings; there is no screen to fit then, so lines are as long as
+    their content. A width given to the constructor is kept.
+    """
+
+    def __init__(self, *args: Any, width: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, width=width, **kwargs)
+        self._fixed_width = width
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)  # type: ignore[attr-defined]
+        if self._fixed_width is None and not self.is_terminal:
+            return ConsoleDimensions(UNCUT_WIDTH, size.height)
+        return size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+        self._fixed_width = new_size[0]
+
+
+UNCUT_WIDTH = 100_000
+
+
+def make_console(*, stderr: bool = False, width: int | None = None) -> Console:
+    return _Console(stderr=stderr, width=width)
+
+
+out = make_console()
+err = make_console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 VolumeOpt = Annotated[str | None, typer.Option("--volume", help="Volume folder or URL [env MLRM_VOLUME].")]
 StateOpt = Annotated[str | None, typer.Option("--state", help="Run-record SQLite file [env MLRM_STATE].")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts) instead of a table.")]
+
+
+# -- listings ----------------------------------------------------------------------------------
+def print_json(value: Any) -> None:
+    """One JSON document on stdout, nothing else: what ``--json`` prints."""
+    sys.stdout.write(json.dumps(value, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, ids: Collection[str] = ()) -> None:
+    """A listing as a table. Columns named in ``ids`` are never shortened: the other columns give way,
+    and an id wider than the whole screen folds onto the next line rather than losing characters."""
+    rows = [[str(cell) for cell in row] for row in rows]
+    table = Table()
+    for i, col in enumerate(columns):
+        if col in ids:
+            widest = max([cell_len(col), *(cell_len(row[i]) for row in rows)])
+            table.add_column(col, overflow="fold", min_width=min(widest, max(out.width - 4, 1)))
+        else:
+            table.add_column(col)
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))  # text, not markup: a key like data[1].csv stays whole
+    out.print(table)
+
+
+# -- option values typer cannot check ------------------------------------------------------------
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def check_seconds(value: float | None, option: str, *, zero: bool = False) -> float | None:
+    """A timeout or duration option: a finite number of seconds, positive (or >= 0 with ``zero``)."""
+    if value is None:
+        return None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        wanted = "zero or more" if zero else "a positive number of"
+        raise ConfigError(f"{option} must be {wanted} seconds (finite), got {value:g}")
+    return value
+
+
+def parse_duration(text: str, option: str, *, zero: bool = False) -> float:
+    """``3600``, ``90s``, ``30m``, ``24h`` or ``7d`` as seconds, checked like :func:`check_seconds`."""
+    value = text.strip()
+    try:
+        seconds = float(value[:-1]) * _UNITS[value[-1]] if value[-1:] in _UNITS else float(value)
+    except ValueError:
+        raise ConfigError(f"{option} must be seconds or a number with s/m/h/d, e.g. 24h; got {text!r}") from None
+    checked = check_seconds(seconds, option, zero=zero)
+    assert checked is not None
+    return checked
+
+
+def key_value_pairs(values: Iterable[str], option: str) -> dict[str, str]:
+    """Repeated ``KEY=VALUE`` options as a dict; anything else is an error, never silently skipped."""
+    pairs: dict[str, str] = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{option} must be KEY=VALUE, got {value!r}")
+        pairs[key.strip()] = rest
+    return pairs
 
 
 def settings_for(volume: str | None = None, state: str | None = None) -> Settings:
     overrides = {k: v for k, v in {"volume": volume, "state": state}.items() if v is not None}
     return Settings(**overrides)
+
+
+def print_error(message: str) -> None:
+    """One ``error: ...`` line on stderr; the message is text, never rich markup (``mlrm[s3dev]`` stays)."""
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def user_errors(fn: F) -> F:
@@ -43,14 +148,14 @@ def user_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except ConfigErrors as exc:
             for e in exc.errors:
-                err.print(f"[red]error:[/red] {e.message}", highlight=False, soft_wrap=True)
+                print_error(e.message)
             raise typer.Exit(exc.exit_code) from None
         except MlrmError as exc:
-            err.print(f"[red]error:[/red] {exc.message}", highlight=False, soft_wrap=True)
+            print_error(exc.message)
             raise typer.Exit(exc.exit_code) from None
         except ValidationError as exc:  # command-line options built into a pydantic model
             reason = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
-            err.print(f"[red]error:[/red] {reason}", highlight=False, soft_wrap=True)
+            print_error(reason)
             raise typer.Exit(ConfigErrors.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
@@ -103,8 +208,8 @@ def report_end(record: Any, timeout: float | None) -> None:
     """Print a finished (or timed-out) run; exit 1 unless it succeeded."""
     print_run(record)
     if record.status == "failed":
-        err.print(f"[red]error:[/red] {record.error}", highlight=False, soft_wrap=True)
+        print_error(str(record.error))
         raise typer.Exit(1)
     if not record.done:
-        err.print(f"[red]error:[/red] run {record.id} did not finish within {timeout}s")
+        print_error(f"run {record.id} did not finish within {timeout}s")
         raise typer.Exit(1)

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.live import Live
-from rich.table import Table
 
 from cli import common
 from mlrm.settings import Settings
@@ -128,6 +127,7 @@ def submit(
     from orchestrator.compile import compile_workflow
     from orchestrator.orchestrator import SUBMIT_QUEUE, submission
 
+    common.check_seconds(timeout, "--timeout")
     settings = common.settings_for()
     compiled = compile_workflow(workflow)  # every config is validated here, before anything is sent
     bus = _shared_bus(settings)
@@ -161,7 +161,7 @@ def status(
     record = read_status(open_volume(settings.volume), run_id)
     common.print_run(record)
     if record.error:
-        common.err.print(f"[red]error:[/red] {record.error}", highlight=False, soft_wrap=True)
+        common.print_error(record.error)
 
 
 def _follow(run_id: str, settings: Settings, timeout: float | None) -> None:
@@ -205,23 +205,34 @@ def up(deployment: Annotated[Path, typer.Argument(help="LocalDeployment YAML fil
 
 @dlq_app.command("list")
 @common.user_errors
-def dlq_list(services: Annotated[list[str] | None, typer.Argument(help="Services (default: all).")] = None) -> None:
+def dlq_list(
+    services: Annotated[list[str] | None, typer.Argument(help="Services (default: all).")] = None,
+    as_json: common.JsonOpt = False,
+) -> None:
     """Show dead-lettered messages: which run and step, after how many attempts, and why."""
     from mlrm.bus import dead_letter_queue, service_queue
 
     bus = _shared_bus(common.settings_for())
-    table = Table()
-    for col in ("service", "message", "run", "step", "attempts", "error"):
-        table.add_column(col)
+    letters = []
     try:
         for name in services or _service_names():
             for env in bus.peek(dead_letter_queue(service_queue(name))):
-                step = env.route[env.hop].name if env.route else "?"
-                table.add_row(name, env.id, env.run_id, step, str(env.body.get("attempts", "?")),
-                              str(env.body.get("error", "dead-lettered by the broker")))  # fmt: skip
+                letters.append({
+                    "service": name, "message": env.id, "run": env.run_id,
+                    "step": env.route[env.hop].name if env.route else None,
+                    "attempts": env.body.get("attempts"), "error": env.body.get("error", "dead-lettered by the broker"),
+                })  # fmt: skip
     finally:
         bus.close()
-    common.out.print(table)
+    if as_json:
+        common.print_json(letters)
+        return
+    rows = [
+        (d["service"], d["message"], d["run"], d["step"] or "?", "?" if d["attempts"] is None else d["attempts"],
+         d["error"])
+        for d in letters
+    ]  # fmt: skip
+    common.print_table(("service", "message", "run", "step", "attempts", "error"), rows, ids={"message", "run"})
 
 
 @dlq_app.command("replay")

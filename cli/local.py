@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 from rich.live import Live
-from rich.table import Table
 
 from cli import common
 
@@ -25,6 +24,8 @@ def run(
 ) -> None:
     """Run a workflow embedded: every service in this process, no servers needed."""
     from orchestrator.embedded import Embedded
+
+    common.check_seconds(timeout, "--timeout")
 
     with Embedded(common.settings_for(volume, state)) as mlrm:
         run_id = mlrm.submit(workflow)
@@ -46,7 +47,7 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Config or workflo
 
     errors = validate_files(list(files))
     for e in errors:
-        common.err.print(f"[red]error:[/red] {e.message}", highlight=False, soft_wrap=True)
+        common.print_error(e.message)
     if errors:
         raise typer.Exit(1)
     common.out.print(f"ok: {len(files)} file(s) valid")
@@ -70,6 +71,7 @@ def runs(
     ctx: typer.Context,
     state: common.StateOpt = None,
     limit: Annotated[int, typer.Option(help="How many runs to list.")] = 20,
+    as_json: common.JsonOpt = False,
 ) -> None:
     """List past runs, newest first."""
     if ctx.invoked_subcommand is not None:
@@ -77,15 +79,20 @@ def runs(
         return
     from orchestrator.store import RunStore
 
-    store = RunStore(common.settings_for(state=state).state)
-    table = Table()
-    for col in ("run", "workflow", "mode", "status", "started", "seconds", "error"):
-        table.add_column(col)
-    for r in store.list(limit):
+    records = RunStore(common.settings_for(state=state).state).list(limit)
+    if as_json:
+        common.print_json([
+            {"id": r.id, "workflow": r.workflow, "path": r.path, "mode": r.mode, "status": r.status,
+             "created": r.created, "finished": r.finished, "seconds": r.seconds, "error": r.error}
+            for r in records
+        ])  # fmt: skip
+        return
+    rows = []
+    for r in records:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created))
         seconds = f"{r.seconds:.2f}" if r.seconds is not None else ""
-        table.add_row(r.id, r.workflow, r.mode, r.status, started, seconds, (r.error or "")[:80])
-    common.out.print(table)
+        rows.append((r.id, r.workflow, r.mode, r.status, started, seconds, (r.error or "")[:80]))
+    common.print_table(("run", "workflow", "mode", "status", "started", "seconds", "error"), rows, ids={"run"})
 
 
 @common.runs_app.command("show")
@@ -105,21 +112,41 @@ def runs_show(
 
 
 @common.app.command()
+@common.user_errors
 def steps(
     kind: Annotated[str | None, typer.Argument(help="source, handler, features or sink (default: all).")] = None,
+    as_json: common.JsonOpt = False,
 ) -> None:
     """List the built-in step types and their options (from the same models that validate configs)."""
-    from mlrm.extensions import load_plugins
-    from mlrm.steps import registry
+    from typing import get_args
 
+    from mlrm.errors import ConfigError
+    from mlrm.extensions import load_plugins
+    from mlrm.steps import Kind, registry
+
+    kinds = list(get_args(Kind))
+    if kind is not None and kind not in kinds:
+        raise ConfigError(f"unknown step kind {kind!r}; known kinds: {', '.join(kinds)}")
     load_plugins()  # every service (and plug-in) registers its steps
-    for k in [kind] if kind else ["source", "handler", "features", "sink"]:
-        common.out.print(f"[bold]{k}[/bold]")
+    found = []
+    for k in [kind] if kind else kinds:
         for name in registry.names(k):
             cls = registry.get(k, name)
-            doc = (cls.__doc__ or "").strip().splitlines()[0]
-            options = ", ".join(f for f in cls.model_fields if f not in ("step", "name"))
-            common.out.print(f"  [cyan]{name}[/cyan]: {doc}", highlight=False)
+            options = [
+                {"name": f, "required": info.is_required(), "description": info.description,
+                 "default": None if info.is_required() else info.get_default(call_default_factory=True)}
+                for f, info in cls.model_fields.items() if f not in ("step", "name")
+            ]  # fmt: skip
+            found.append({"kind": k, "step": name, "description": (cls.__doc__ or "").strip(), "options": options})
+    if as_json:
+        common.print_json(found)
+        return
+    for k in [kind] if kind else kinds:
+        common.out.print(f"[bold]{k}[/bold]")
+        for step in (s for s in found if s["kind"] == k):
+            doc = step["description"].splitlines()[0] if step["description"] else ""
+            options = ", ".join(o["name"] for o in step["options"])
+            common.out.print(f"  [cyan]{step['step']}[/cyan]: {doc}", highlight=False)
             common.out.print(f"      options: {options or '-'}", highlight=False, style="dim")
 
 

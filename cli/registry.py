@@ -7,7 +7,6 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from cli import common
 
@@ -15,24 +14,31 @@ from cli import common
 # -- models --------------------------------------------------------------------------------
 @common.models_app.command("list")
 @common.user_errors
-def models_list(volume: common.VolumeOpt = None) -> None:
+def models_list(volume: common.VolumeOpt = None, as_json: common.JsonOpt = False) -> None:
     """Every registered model with its versions and aliases."""
+    from mlrm.context import ModelRef
     from mlrm.registry import ModelRegistry
     from mlrm.volume import open_volume
 
     registry = ModelRegistry(open_volume(common.settings_for(volume).volume))
-    table = Table()
-    for col in ("model", "kind", "versions", "aliases", "latest metrics"):
-        table.add_column(col)
+    models = []
     for name in registry.names():
         versions = registry.versions(name)
-        from mlrm.context import ModelRef
-
         card = registry.card(ModelRef(name, versions[-1]))
-        aliases = ", ".join(f"{a}→{v}" for a, v in sorted(registry.aliases(name).items()))
-        metrics = ", ".join(f"{k}={v:.3f}" for k, v in card["modelperform"]["metrics"].items())
-        table.add_row(name, card["modelkind"], ", ".join(map(str, versions)), aliases, metrics)
-    common.out.print(table)
+        models.append({
+            "model": name, "kind": card["modelkind"], "versions": versions, "aliases": registry.aliases(name),
+            "latest": {"version": versions[-1], "metrics": card["modelperform"]["metrics"]},
+        })  # fmt: skip
+    if as_json:
+        common.print_json(models)
+        return
+    rows = [
+        (m["model"], m["kind"], ", ".join(map(str, m["versions"])),
+         ", ".join(f"{a}→{v}" for a, v in sorted(m["aliases"].items())),
+         ", ".join(f"{k}={v:.3f}" for k, v in m["latest"]["metrics"].items()))
+        for m in models
+    ]  # fmt: skip
+    common.print_table(("model", "kind", "versions", "aliases", "latest metrics"), rows, ids={"model"})
 
 
 @common.models_app.command("show")
@@ -70,24 +76,22 @@ def models_search(
     from mlrm.registry import ModelRegistry
     from mlrm.volume import open_volume
 
-    tags = dict(t.split("=", 1) for t in tag or [] if "=" in t)
+    tags = common.key_value_pairs(tag or [], "--tag")
     query = ModelQuery(
         name=name, kind=kind, where=where, tags=tags, latest=latest,
         features=[f.strip() for f in features.split(",")] if features else None,
     )  # fmt: skip
     cards = search(ModelRegistry(open_volume(common.settings_for(volume).volume)), query)
     if as_json:
-        sys.stdout.write(json.dumps(cards, indent=2) + "\n")
+        common.print_json(cards)
         return
-    table = Table()
-    for col in ("model", "version", "kind", "features", "metrics", "tags"):
-        table.add_column(col)
+    rows = []
     for c in cards:
         metrics = ", ".join(f"{k}={v:.3f}" for k, v in c["modelperform"]["metrics"].items())
         feats = ", ".join(f["name"] for f in c["featurelist"])
         tags_text = ", ".join(f"{k}={v}" for k, v in (c.get("tags") or {}).items())
-        table.add_row(c["modelname"], str(c["version"]), c["modelkind"], feats, metrics, tags_text)
-    common.out.print(table)
+        rows.append((c["modelname"], c["version"], c["modelkind"], feats, metrics, tags_text))
+    common.print_table(("model", "version", "kind", "features", "metrics", "tags"), rows, ids={"model"})
 
 
 @common.models_app.command("alias")
@@ -118,7 +122,11 @@ def deploy(
     memory: Annotated[str, typer.Option(help="Memory to reserve, e.g. 512Mi.")] = "512Mi",
     volume: common.VolumeOpt = None,
 ) -> None:
-    """Queue a deployment; predict replicas pick it up and load it. Prints the deployment id."""
+    """Queue a deployment; predict replicas pick it up and load it. Prints the deployment id.
+
+    With neither --version nor --alias, the latest version is deployed, pinned: it stays
+    that version when newer ones are trained.
+    """
 
     from mlrm.deployments import Deployments, DeployRequest
     from mlrm.volume import open_volume
@@ -128,6 +136,8 @@ def deploy(
         resources={"cpu": cpu, "memory": memory},  # type: ignore[arg-type]
     )  # fmt: skip
     dep = Deployments(open_volume(common.settings_for(volume).volume)).create(request)
+    if version is None and alias is None:
+        common.err.print(f"{dep.id}: model {dep.model} version {dep.version}, the latest (pinned)", highlight=False)
     sys.stdout.write(dep.id + "\n")
 
 
@@ -154,21 +164,24 @@ def decommission(
 
 @common.app.command()
 @common.user_errors
-def deployments(volume: common.VolumeOpt = None) -> None:
+def deployments(volume: common.VolumeOpt = None, as_json: common.JsonOpt = False) -> None:
     """Every deployment, its status, and the replicas it is loaded on."""
     from mlrm.deployments import Deployments
     from mlrm.volume import open_volume
 
     deps = Deployments(open_volume(common.settings_for(volume).volume))
-    table = Table()
-    for col in ("id", "model", "serves", "mode", "node", "resources", "status", "loaded on"):
-        table.add_column(col)
-    for d in deps.list():
+    listed = [(d, deps.loaded_at(d.id)) for d in deps.list()]
+    if as_json:
+        common.print_json([{**d.model_dump(mode="json"), "loaded_on": loaded} for d, loaded in listed])
+        return
+    rows = []
+    for d, loaded in listed:
         serves = f"@{d.alias}" if d.alias else f"v{d.version}"
-        where = ", ".join(f"{x['worker']} (v{x['version']})" for x in deps.loaded_at(d.id))
+        where = ", ".join(f"{x['worker']} (v{x['version']})" for x in loaded)
         res = f"{d.resources.cpu:g} cpu, {d.resources.memory}"
-        table.add_row(d.id, d.model, serves, d.mode, d.node or "", res, d.status, where)
-    common.out.print(table)
+        rows.append((d.id, d.model, serves, d.mode, d.node or "", res, d.status, where))
+    columns = ("id", "model", "serves", "mode", "node", "resources", "status", "loaded on")
+    common.print_table(columns, rows, ids={"id", "model"})
 
 
 @common.app.command()
@@ -179,19 +192,11 @@ def gc(
     state: common.StateOpt = None,
 ) -> None:
     """Delete payloads that finished runs left in the volume; model versions are never collected."""
-    from mlrm.errors import ConfigError
     from mlrm.retention import collect
     from mlrm.volume import open_volume
     from orchestrator.store import RunStore
 
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    text = older_than.strip()
-    try:
-        seconds = float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
-    except (ValueError, IndexError):
-        raise ConfigError(
-            f"--older-than must be seconds or a number with s/m/h/d, e.g. 24h; got {older_than!r}"
-        ) from None
+    seconds = common.parse_duration(older_than, "--older-than", zero=True)  # an age: 0 means every finished run
     settings = common.settings_for(volume, state)
     done = collect(open_volume(settings.volume), RunStore(settings.state).finished_at, older_than=seconds)
     common.out.print(f"collected {len(done.runs)} run(s), {len(done.abandoned_versions)} abandoned version(s), "

@@ -58,8 +58,10 @@ class StepContext:
             return self.volume.get_json(self.state_key(key))
         self.state_key(key)  # a clear error when no model is pinned
         assert self.model is not None
+        registry = ModelRegistry(self.volume)
+        card = registry.verified_card(self.model)  # a missing version is reported as such, not as missing statistics
         try:
-            return json.loads(ModelRegistry(self.volume).read_verified(self.model, f"state/{key}.json"))
+            return json.loads(registry.read_verified(self.model, f"state/{key}.json", card))
         except NotFoundError:
             raise ConfigError(
                 f"model {self.model.name!r} version {self.model.version} has no statistics for step {key!r}; "

@@ -45,7 +45,8 @@ class DeployRequest(Section):
     model: str
     """Registry name of the model."""
     version: int | None = Field(None, ge=1)
-    """A fixed version; or give `alias` to follow it (re-pointing the alias hot-reloads the deployment)."""
+    """A fixed version; or give `alias` to follow it (re-pointing the alias hot-reloads the deployment).
+    With neither, the latest version when the deployment is created (recorded as its version)."""
     alias: str | None = None
     """An alias to follow, e.g. `production`."""
     mode: Literal["open", "strict"] = "open"
@@ -91,10 +92,16 @@ class Deployments:
         return dep
 
     def create(self, request: DeployRequest) -> Deployment:
-        """Queue a deployment; the model version must exist now (an alias is checked, not pinned)."""
-        self.registry.resolve(request.model, alias=request.alias, version=request.version)
+        """Queue a deployment; the model version must exist now (an alias is checked, not pinned).
+
+        A request with neither version nor alias deploys the latest version, pinned in the record.
+        """
+        ref = self.registry.resolve(request.model, alias=request.alias, version=request.version)
+        fields = request.model_dump()
+        if request.alias is None:
+            fields["version"] = ref.version
         now = time.time()
-        dep = Deployment(**request.model_dump(), id=f"dep-{secrets.token_hex(4)}", created=now, updated=now)
+        dep = Deployment(**fields, id=f"dep-{secrets.token_hex(4)}", created=now, updated=now)
         return self._save(dep)
 
     def get(self, dep_id: str) -> Deployment:

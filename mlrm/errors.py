@@ -182,6 +182,18 @@ class VolumeError(MlrmError):
     transient = True
 
 
+class InvalidKeyError(VolumeError):
+    """An object name the volume refuses (``../x``, ``/etc/passwd``, a NUL...): the user's mistake, not an outage.
+
+    A :class:`VolumeError`, so code handling volume failures still catches it, but not transient:
+    a message whose key is bad fails at once instead of being retried.
+    """
+
+    exit_code = 2
+    http_status = 400
+    transient = False
+
+
 class BusError(MlrmError):
     """The message bus failed or refused an operation."""
 

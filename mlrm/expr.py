@@ -13,7 +13,10 @@ scalars (names are metrics)::
 The language:
 
 * Values: numbers, ``'text'`` or ``"text"``, ``true`` / ``false`` / ``null``
-  (``True`` / ``False`` / ``None`` work too) and names (columns or metrics).
+  (``True`` / ``False`` / ``None`` work too) and names (columns or metrics). A name is
+  taken exactly as written (``µg`` is the column ``µg``, not its Unicode normal form);
+  a column whose name is not an identifier, or is a keyword, goes in backticks:
+  `` `petal length (cm)` > 1 ``, `` `class` == 'a' ``, `` `null` > 0 ``.
 * Arithmetic: ``+ - * / // % **`` and unary ``-`` / ``+``. Text supports only
   ``+`` (joining). The exponent of ``**`` must be a number written in place,
   between -100 and 100.
@@ -21,7 +24,8 @@ The language:
   and ``x not in [...]`` against a list of literal values.
 * Logic: ``and``, ``or``, ``not`` on true/false values; parentheses group.
 * Functions: ``abs(x)``, ``round(x, n)``, ``min(a, b)``, ``max(a, b)``,
-  ``log(x)``, ``sqrt(x)``, ``exp(x)``, ``isnull(x)``, ``notnull(x)``,
+  ``log(x)``, ``sqrt(x)``, ``exp(x)`` (numbers only: text is an error, never a
+  silent mismatch), ``isnull(x)``, ``notnull(x)``,
   ``lower(x)``, ``upper(x)``, ``len(x)`` (text length), ``startswith(x, 'p')``,
   ``endswith(x, 's')``, ``contains(x, 'sub')`` (plain substring, not a pattern).
 * Missing values (NaN, None, ``null``): any comparison involving one is false,
@@ -41,6 +45,7 @@ import difflib
 import functools
 import math
 import operator
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -157,6 +162,33 @@ def _find(how: str) -> Callable[[Any, Any], Any]:
     return find
 
 
+def _holds_text(value: Any) -> bool:
+    """Text, or a column holding text (an object column of numbers and nulls does not)."""
+    if isinstance(value, pd.Series) and pd.api.types.is_object_dtype(value.dtype):
+        return pd.api.types.infer_dtype(value, skipna=True) in ("string", "bytes", "mixed", "mixed-integer")
+    return _is_text(value) or isinstance(value, bytes)
+
+
+def _as_numbers(value: Any) -> Any:
+    if isinstance(value, pd.Series) and pd.api.types.is_object_dtype(value.dtype):
+        return pd.to_numeric(value)
+    return value
+
+
+def _numeric(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` for numbers only: text is refused with one message, whatever pandas or numpy would do with it."""
+
+    def call(*args: Any) -> Any:
+        for arg in args:
+            if _holds_text(arg):
+                got = f"{arg.dtype} values" if isinstance(arg, pd.Series) else repr(arg)
+                raise TypeError(f"{name}() needs numbers, got text ({got})")
+        # An object column of numbers and nulls (JSON input) works like a numeric one.
+        return fn(*(_as_numbers(arg) for arg in args))
+
+    return call
+
+
 def _round(value: Any, digits: Any = 0) -> Any:
     if isinstance(digits, bool) or not isinstance(digits, (int, np.integer)) or abs(digits) > 100:
         raise ValueError(f"round() needs a whole number of digits between -100 and 100, got {digits!r}")
@@ -165,7 +197,7 @@ def _round(value: Any, digits: Any = 0) -> Any:
 
 # name -> (min args, max args, implementation); each accepts Series and scalars.
 _FUNCTIONS: dict[str, tuple[int, int, Callable[..., Any]]] = {
-    "abs": (1, 1, abs),
+    "abs": (1, 1, _numeric("abs", abs)),
     "isnull": (1, 1, pd.isna),
     "notnull": (1, 1, pd.notna),
     "lower": (1, 1, lambda x: _text(x, lambda s: s.lower(), str.lower, None)),
@@ -174,14 +206,86 @@ _FUNCTIONS: dict[str, tuple[int, int, Callable[..., Any]]] = {
     "startswith": (2, 2, _find("startswith")),
     "endswith": (2, 2, _find("endswith")),
     "contains": (2, 2, _find("contains")),
-    "round": (1, 2, _round),
-    "min": (2, 2, np.minimum),
-    "max": (2, 2, np.maximum),
-    "log": (1, 1, np.log),
-    "sqrt": (1, 1, np.sqrt),
-    "exp": (1, 1, np.exp),
+    "round": (1, 2, _numeric("round", _round)),
+    "min": (2, 2, _numeric("min", np.minimum)),
+    "max": (2, 2, _numeric("max", np.maximum)),
+    "log": (1, 1, _numeric("log", np.log)),
+    "sqrt": (1, 1, _numeric("sqrt", np.sqrt)),
+    "exp": (1, 1, _numeric("exp", np.exp)),
 }
 _ALLOWED = "comparisons, and/or/not, + - * / // % **, in/not in lists, functions " + ", ".join(sorted(_FUNCTIONS))
+
+
+def _quote_names(text: str, label: str) -> tuple[str, dict[str, str]]:
+    """Replace each `quoted name` outside string literals by an ASCII identifier of the same length.
+
+    Returns the rewritten text (so columns in syntax errors stay right) and placeholder -> name.
+    """
+    taken = set(_IDENTIFIER.findall(text))
+    placeholders: dict[str, str] = {}
+    by_name: dict[str, str] = {}
+    out: list[str] = []
+    i, quote = 0, ""
+    while i < len(text):
+        char = text[i]
+        if quote:  # inside a string literal: copy it, escapes included
+            if char == "\\":
+                out.append(text[i : i + 2])
+                i += 2
+                continue
+            if text.startswith(quote, i):
+                out.append(quote)
+                i += len(quote)
+                quote = ""
+                continue
+            out.append(char)
+            i += 1
+            continue
+        if char in "'\"":
+            quote = char * 3 if text.startswith(char * 3, i) else char
+            out.append(quote)
+            i += len(quote)
+            continue
+        if char != "`":
+            out.append(char)
+            i += 1
+            continue
+        end = text.find("`", i + 1)
+        if end < 0:
+            raise ExpressionError(f"invalid expression '{label}': unclosed ` at column {i + 1}")
+        name = text[i + 1 : end]
+        if not name:
+            raise ExpressionError(f"invalid expression '{label}': empty `` at column {i + 1}")
+        if (out and _WORD.match(out[-1][-1])) or _WORD.match(text[end + 1 : end + 2]):
+            raise ExpressionError(
+                f"invalid expression '{label}': a `quoted name` must be apart from the names around it, "
+                f"at column {i + 1}"
+            )
+        if name not in by_name:
+            number = len(placeholders)
+            while (candidate := _placeholder(number, end - i + 1)) in taken:
+                number += 1
+            taken.add(candidate)
+            by_name[name], placeholders[candidate] = candidate, name
+        out.append(by_name[name])
+        i = end + 1
+    return "".join(out), placeholders
+
+
+_IDENTIFIER = re.compile(r"\w+")
+_WORD = re.compile(r"\w")
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _placeholder(number: int, width: int) -> str:
+    """``_`` and ``number`` in base 62, padded with ``_`` to ``width`` when it fits."""
+    digits = ""
+    while True:
+        number, rest = divmod(number, len(_DIGITS))
+        digits = _DIGITS[rest] + digits
+        if not number:
+            break
+    return ("_q" + digits).ljust(width, "_")
 
 
 def _literal(node: ast.expr) -> Any:
@@ -215,8 +319,10 @@ class Expression:
         # "unexpected indent". Both keep the reported column right.
         text = source.replace("\r", " ").replace("\n", " ")
         indent = len(text) - len(text.lstrip(" \t"))
+        text, self._quoted = _quote_names(text, self._label)
+        self._text = text[indent:]
         try:
-            self._tree = ast.parse(text[indent:], mode="eval").body
+            self._tree = ast.parse(self._text, mode="eval").body
         except SyntaxError as exc:
             reason = exc.msg.split(" (detected at")[0]
             column = indent + exc.offset if exc.offset else len(text.rstrip()) + 1  # 0: at the end
@@ -225,6 +331,7 @@ class Expression:
         if count > MAX_NODES:
             raise ExpressionError(f"expression '{self._label}' has {count} parts; the limit is {MAX_NODES}")
         self._ordered: list[str] = []
+        self._names: dict[int, str] = {}  # id(name node) -> the column or metric it names
         self._lists: dict[int, list[Any]] = {}  # id(list node) -> its values, built once
         self._check(self._tree, 1)
         self.names: frozenset[str] = frozenset(self._ordered)
@@ -243,8 +350,11 @@ class Expression:
             if not isinstance(node.value, (int, float, str, bool, type(None))):
                 raise self._reject(f"{type(node.value).__name__} literals")
         elif isinstance(node, ast.Name):
-            if node.id not in _CONSTANTS and node.id not in self._ordered:
-                self._ordered.append(node.id)
+            if node.id not in _CONSTANTS or node.id in self._quoted:
+                name = self._name(node)
+                self._names[id(node)] = name
+                if name not in self._ordered:
+                    self._ordered.append(name)
         elif isinstance(node, ast.BoolOp):
             children = node.values
         elif isinstance(node, ast.UnaryOp):
@@ -276,6 +386,12 @@ class Expression:
         for child in children:
             self._check(child, depth + 1)
 
+    def _name(self, node: ast.Name) -> str:
+        """The name as written: Python's parser folds identifiers to NFKC (µ becomes μ), columns are not folded."""
+        if node.id in self._quoted:
+            return self._quoted[node.id]
+        return ast.get_source_segment(self._text, node) or node.id
+
     def _check_exponent(self, node: ast.expr) -> None:
         try:
             value = _literal(node)
@@ -303,7 +419,7 @@ class Expression:
     def _check_call(self, node: ast.Call) -> list[ast.expr]:
         if not isinstance(node.func, ast.Name):  # x.f(), (lambda: 1)(), ...
             raise self._reject(_FORBIDDEN.get(type(node.func), "calls of anything but a function name"))
-        name = node.func.id
+        name = self._name(node.func)
         if name not in _FUNCTIONS:
             close = difflib.get_close_matches(name, _FUNCTIONS, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
@@ -349,7 +465,7 @@ class Expression:
         if isinstance(node, ast.Constant):
             return node.value
         if isinstance(node, ast.Name):
-            return _CONSTANTS[node.id] if node.id in _CONSTANTS else ns[node.id]
+            return ns[self._names[id(node)]] if id(node) in self._names else _CONSTANTS[node.id]
         if isinstance(node, ast.BoolOp):
             is_and = isinstance(node.op, ast.And)
             result = _truth(self._eval(node.values[0], ns))

@@ -130,7 +130,13 @@ class ModelRegistry:
             target = self.aliases(name).get(alias)
             if target is None:
                 raise NotFoundError(f"model '{name}' has no version with alias '{alias}'; train and register one first")
-            return ModelRef(name, target)
+            ref = ModelRef(name, target)
+            if self.volume.stat(f"{ref.prefix}card.json") is None:
+                raise NotFoundError(
+                    f"alias '{alias}' of model '{name}' points at version {target}, which does not exist; "
+                    f"point it at an existing version: mlrm models alias {name} {alias} VERSION"
+                )
+            return ref
         versions = self.versions(name)
         if not versions:
             raise NotFoundError(f"model '{name}' has no registered versions; train it first")

@@ -57,7 +57,7 @@ class LocalDeployment(ConfigModel):
         return value
 
     def commands(self) -> list[tuple[str, list[str]]]:
-        mlrm = [sys.executable, "-m", "cli"]
+        mlrm = [sys.executable, "-m", "mlrm"]
         procs = [("orchestrator", [*mlrm, "orchestrator"])]
         for name in service_registry.names():
             spec = self.services.get(name, ServiceReplicas())  # type: ignore[call-overload]

@@ -239,7 +239,10 @@ class RunStore:
                 if not ids:
                     raise NotFoundError("no runs yet: start one with `mlrm run WORKFLOW.yaml`")
                 prefix = ids[0]
-            ids = [r[0] for r in self._db.execute("SELECT id FROM runs WHERE id LIKE ? || '%'", (prefix,))]
+            # A plain prefix comparison: LIKE would read '_' and '%' in an id as wildcards (and ignore case).
+            ids = [r[0] for r in self._db.execute("SELECT id FROM runs WHERE id=?", (prefix,))] or [
+                r[0] for r in self._db.execute("SELECT id FROM runs WHERE substr(id, 1, ?)=?", (len(prefix), prefix))
+            ]
         if not ids:
             raise NotFoundError(f"no run with id '{prefix}'")
         if len(ids) > 1:

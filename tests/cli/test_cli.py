@@ -187,7 +187,7 @@ def test_console_script_prints_no_traceback(tmp_path, iris):
     edit(iris / "clean-train.yaml", "step: fill_na", "step: fill_nan")
     env = {**os.environ, "MLRM_VOLUME": str(tmp_path / "v"), "MLRM_STATE": str(tmp_path / "s.sqlite")}
     proc = subprocess.run(
-        [sys.executable, "-m", "cli", "run", str(iris / "train.yaml")], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "mlrm", "run", str(iris / "train.yaml")], capture_output=True, text=True, env=env
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

@@ -249,7 +249,7 @@ def test_mlrm_up_starts_everything_and_ctrl_c_stops_everything(vhost, tmp_path):
         services: {{handler: {{replicas: 2}}}}
         """)
     )
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "up", str(spec)], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "mlrm", "up", str(spec)], stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         while consumers(url, "mlrm.handler") < 2 or consumers(url, "mlrm.predict") < 1:

@@ -132,3 +132,26 @@ def test_load_config_checks_the_expected_kind(tmp_path):
     path.write_text("kind: FeaturesConfig\nsteps: []\n")
     with pytest.raises(ConfigError, match="expected a config of kind 'HandlerConfig', got 'FeaturesConfig'"):
         load_config(path, HandlerConfig)
+
+
+def _keyed_steps(kind: str) -> list[str]:
+    import services.collector.config  # registers the sources
+    import services.predict.config  # noqa: F401 - registers the sinks
+    from mlrm.steps import registry
+
+    return [name for name in registry.names(kind) if "key" in registry.get(kind, name).model_fields]
+
+
+@pytest.mark.parametrize("key", ["../x", "a/../../b", "/etc/passwd", "a\\0b", "a//b", "back\\\\slash"])
+def test_a_bad_volume_key_is_a_config_error_naming_file_line_and_field(key):
+    """Every source and sink that takes a `key:` checks it when the config is validated, not at run time."""
+    sources, sinks = _keyed_steps("source"), _keyed_steps("sink")
+    assert {"csv", "jsonl", "parquet"} <= set(sources) and {"csv", "jsonl", "parquet"} <= set(sinks)
+    for step in sources:
+        errs = messages(f'kind: CollectorConfig\nsource:\n  step: {step}\n  key: "{key}"\n')
+        assert len(errs) == 1 and errs[0].startswith("cfg.yaml:4:8: source.key: object name"), errs
+    for step in sinks:
+        errs = messages(f'kind: PredictConfig\nmodel: {{name: m}}\nsink:\n  step: {step}\n  key: "{key}"\n')
+        assert len(errs) == 1 and errs[0].startswith("cfg.yaml:5:8: sink.key: object name"), errs
+    ok = parse("kind: PredictConfig\nmodel: {name: m}\nsink: {step: csv, key: 'predictions/{run_id}.csv'}\n")
+    assert ok.sink.key == "predictions/{run_id}.csv"

@@ -272,3 +272,68 @@ def test_syntax_errors(source: str, message: str) -> None:
 def test_errors_are_config_errors() -> None:
     with pytest.raises(ConfigError):
         compile_expression("x.y")
+
+
+# --- numeric functions on text, and names as written -----------------------------------------
+
+NUMERIC = ["abs({x})", "round({x})", "round({x}, 1)", "min({x}, 1)", "max(1, {x})", "log({x})", "sqrt({x})", "exp({x})"]
+
+
+@pytest.mark.parametrize("call", NUMERIC)
+@pytest.mark.parametrize(
+    "text",
+    [
+        pd.Series(["a", "b"]),
+        pd.Series(["a", "b"], dtype=object),
+        pd.Series(["a", "b"], dtype="category"),
+        pd.Series(["a", 1], dtype=object),
+    ],
+    ids=["str", "object", "category", "mixed"],
+)
+def test_every_numeric_function_refuses_text_instead_of_dropping_rows(call: str, text: pd.Series) -> None:
+    """round(species) == 1 used to keep no row at all, silently, while log(species) was an error."""
+    frame = pd.DataFrame({"species": text, "n": [1.0, 2.0]})
+    with pytest.raises(ExpressionError, match=r"needs numbers, got text"):
+        evaluate_mask(compile_expression(call.format(x="species") + " == 1"), frame)
+    with pytest.raises(ExpressionError, match=r"needs numbers, got text \('s'\)"):
+        evaluate_condition(compile_expression(call.format(x="'s'") + " == 1"), {})
+    evaluate_mask(compile_expression(call.format(x="n") + " >= 0"), frame)  # numbers still work
+    numbers = pd.DataFrame({"o": pd.Series([1, 2], dtype=object)})  # an object column of numbers is not text
+    evaluate_mask(compile_expression(call.format(x="o") + " >= 0"), numbers)
+
+
+@pytest.mark.parametrize(
+    ("column", "source"),
+    [
+        ("µg", "µg > 1"),  # MICRO SIGN: Python's parser would fold it to GREEK SMALL LETTER MU
+        ("ﬁx", "ﬁx > 1"),  # a ligature NFKC would split
+        ("Ⅸ", "Ⅸ > 1"),
+        ("µg", "`µg` > 1"),
+        ("petal length (cm)", "`petal length (cm)` > 1"),
+        ("class", "`class` > 1"),  # a keyword
+        ("null", "`null` > 1"),  # a constant's name
+        ("1st", "`1st` > 1"),
+        ("a'b\"c", "`a'b\"c` > 1"),
+        ("_q0", "`x y` > 1 and _q0 > 1"),  # a placeholder-like name of the user's own
+    ],
+)
+def test_any_column_name_can_be_referenced(column: str, source: str) -> None:
+    frame = pd.DataFrame({column: [0.5, 2.0], "μg": [9.0, 9.0], "x y": [5.0, 5.0]})  # μg: the folded spelling
+    expr = compile_expression(source)
+    assert column in expr.names
+    assert mask(source, frame) == [False, True]
+
+
+def test_quoted_names_errors() -> None:
+    frame = pd.DataFrame({"a b": [1]})
+    with pytest.raises(ExpressionError, match=r"unknown name 'a c' in expression '`a c` > 1'; available: a b"):
+        evaluate_mask(compile_expression("`a c` > 1"), frame)
+    for source, message in [
+        ("x > `a", "unclosed ` at column 5"),
+        ("`` > 1", "empty `` at column 1"),
+        ("x`a b` > 1", "must be apart"),
+        ("`a b` > > 1", "invalid syntax at column 9"),  # columns stay those of the text as written
+    ]:
+        with pytest.raises(ExpressionError, match=message):
+            Expression(source)
+    assert mask("'`' != `a b`", frame) == [True]  # a backtick inside a string is text

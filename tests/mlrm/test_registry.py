@@ -98,3 +98,18 @@ def test_unknown_alias_and_bad_names(registry):
         registry.resolve("../etc")
     with pytest.raises(ConfigError, match="alias"):
         registry.set_alias("m", "Bad Alias", 1)
+
+
+def test_an_alias_pointing_at_a_missing_version_says_so(registry, volume):
+    """Not "has no statistics" later on: the alias is the problem, and resolving it says which version is gone."""
+    from mlrm.context import StepContext
+
+    ref = publish(registry)
+    registry.set_alias("m", "production", ref.version)
+    volume.delete_prefix(ref.prefix)  # the version went away behind the alias's back
+    gone = "alias 'production' of model 'm' points at version 1, which does not exist"
+    with pytest.raises(NotFoundError, match=gone):
+        registry.resolve("m", alias="production")
+    ctx = StepContext(volume, run_id="r", step="clean", mode="predict", model=ref)  # pinned before it went
+    with pytest.raises(NotFoundError, match="model 'm' has no version 1"):
+        ctx.load_state("clean.impute")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pandas as pd
 import pytest
 
 from mlrm.bus import dead_letter_queue, service_queue
+from mlrm.errors import NotFoundError
 from mlrm.settings import Settings
 from orchestrator.embedded import Embedded
 
@@ -148,3 +150,52 @@ def test_a_redelivered_submission_resends_the_start_of_an_unfinished_run(tmp_pat
         mlrm.bus.publish(SUBMIT_QUEUE, message)  # the broker redelivers the submission
         record = mlrm.orchestrator.wait(message.run_id, timeout=60)
     assert record.status == "succeeded" and record.steps[1].rows_out == 100
+
+
+BAD_KEY_SOURCE = '''
+from mlrm.steps import SourceStep
+
+class KeyedSource(SourceStep):
+    """A user's own source that computes the key it reads (so no config validation saw it)."""
+    key: str
+
+    def read(self, ctx, batch_size):
+        with ctx.volume.open_read(self.key) as stream:
+            yield from ()
+'''
+
+
+@pytest.mark.parametrize("key", ["../x", "/etc/passwd", "a\\x00b"])
+def test_a_bad_key_fails_at_once_and_is_not_retried_as_an_outage(mlrm, tmp_path, monkeypatch, key):
+    import time
+
+    (tmp_path / "keyed_source.py").write_text(BAD_KEY_SOURCE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        "kind: Workflow\nname: t\nsteps:\n  - name: collect\n    service: collector\n"
+        f"    config: {{source: {{step: 'keyed_source:KeyedSource', key: {json.dumps(key)}}}}}\n"
+    )
+    started = time.monotonic()
+    run = mlrm.run(path, timeout=60)
+    assert run.status == "failed" and "object name" in run.error
+    assert time.monotonic() - started < 3  # a transient error would be given back with pauses for ~7 s
+    dead = mlrm.bus.drain(dead_letter_queue(service_queue("collector")))
+    assert len(dead) == 1 and dead[0].body["attempts"] == 1
+
+
+def test_run_ids_are_found_by_plain_prefix_never_by_pattern(tmp_path):
+    """`runs show 20261129_184615` showed run 20261129-184615-...: LIKE read '_' as any character."""
+    from orchestrator.store import RunStore
+
+    store = RunStore(str(tmp_path / "s.sqlite"))
+    for run_id in ("20261129-184615-aaaaaa", "20261129-184615-aaaaaa-2", "20261130-090000-bbbbbb"):
+        store.create(run_id, "t", "", "transform", [], {})
+    for pattern in ("20261129_184615", "20261129%", "%", "_", "2026113_", "20261129-184615-AAAAAA"):
+        with pytest.raises(NotFoundError, match="no run with id"):
+            store.find(pattern)
+    assert store.find("20261130").id == "20261130-090000-bbbbbb"
+    assert store.find("20261129-184615-aaaaaa").id == "20261129-184615-aaaaaa"  # exact, though it prefixes another
+    with pytest.raises(NotFoundError, match="ambiguous"):
+        store.find("20261129-184615")
+    store.close()

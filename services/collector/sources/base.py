@@ -17,6 +17,7 @@ from pydantic import Field, model_validator
 
 from mlrm.errors import DataError, NotFoundError
 from mlrm.steps import SourceStep
+from mlrm.volume.base import VolumeKey
 
 if TYPE_CHECKING:
     from mlrm.context import StepContext
@@ -97,7 +98,7 @@ class FileSource(TabularSource):
 
     path: str | None = None
     """Local file to read, relative to the config file's folder."""
-    key: str | None = None
+    key: VolumeKey | None = None
     """Object in the volume to read (streamed, never loaded whole)."""
 
     @model_validator(mode="after")

@@ -20,6 +20,7 @@ from pydantic import model_validator
 
 from mlrm.errors import DataError
 from mlrm.steps import SinkStep
+from mlrm.volume.base import VolumeKey
 
 if TYPE_CHECKING:
     from mlrm.context import StepContext
@@ -32,7 +33,7 @@ class FileSink(SinkStep):
 
     path: str | None = None
     """Local file to write, relative to the config file's folder; `{run_id}` is replaced by the run's id."""
-    key: str | None = None
+    key: VolumeKey | None = None
     """Object in the volume to write, e.g. `predictions/{run_id}.parquet`."""
 
     @model_validator(mode="after")

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from mlrm.errors import NotFoundError, VolumeError
+from mlrm.errors import InvalidKeyError, NotFoundError, VolumeError, error_from_dict
 from mlrm.volume import open_volume
 from mlrm.volume.base import check_key
 from mlrm.volume.local import LocalVolume
@@ -142,10 +142,13 @@ def test_streams_large_objects(vol):
     ["../etc/passwd", "a/../../b", "/abs/path", "a//b", "a/./b", "bad\x00name", "tab\tname", "back\\slash", "", "C:/x"],
 )
 def test_unsafe_names_are_rejected(vol, key):
-    with pytest.raises(VolumeError):
+    with pytest.raises(VolumeError) as written:
         vol.put_bytes(key, b"x")
-    with pytest.raises(VolumeError):
+    with pytest.raises(VolumeError) as checked:
         check_key(key)
+    for err in (written.value, checked.value):  # the user's mistake, not an outage: never retried
+        assert isinstance(err, InvalidKeyError) and not err.transient
+        assert not error_from_dict(err.to_dict()).transient  # also once it has crossed the bus
 
 
 def test_open_volume_by_url(tmp_path):
