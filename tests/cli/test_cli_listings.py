@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 import typer
 from rich.console import Console
-from tests.cli.test_cli import assert_one_error
 
 import cli.common as cli_module
 from cli import app
 from mlrm.bus import Envelope, Hop, dead_letter_queue, service_queue
 from mlrm.bus.memory import MemoryBus
 from tests.cli import test_cli
+from tests.cli.test_cli import assert_one_error
 
 cli, iris = test_cli.cli, test_cli.iris  # the fixtures of the CLI's tests
 

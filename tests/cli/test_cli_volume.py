@@ -10,10 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from tests.cli.test_cli import assert_one_error
-
 from cli import dev
 from tests.cli import test_cli
+from tests.cli.test_cli import assert_one_error
 
 cli, iris = test_cli.cli, test_cli.iris  # the fixtures of the CLI's tests
 
