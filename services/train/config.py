@@ -44,9 +44,9 @@ class ModelSpec(Section):
 
     @model_validator(mode="after")
     def _builds(self) -> ModelSpec:
-        from services.train.estimators import build_estimator
+        from services.train.estimators import check_estimator
 
-        as_value_error(build_estimator, self.estimator, self.hyperparameters)
+        as_value_error(check_estimator, self.estimator, self.hyperparameters)  # checked, not built: training builds
         return self
 
 
