@@ -9,12 +9,15 @@ The runtime gives every service the same guarantees:
 - outputs are published before the input is acked (a crash in between means a redelivery,
   and the deterministic output ids make the repeat harmless downstream);
 - an unexpected error is retried ``retries`` times; a deterministic one (bad config, bad data)
-  and the final retry go to the dead-letter queue with the error, and the run is told it failed.
+  and the final retry go to the dead-letter queue with the error, and the run is told it failed;
+  an mlrm error travels as data too (``error_data``), so a reader rebuilds its type and details;
+- a step's config is validated once per run, not per message (:meth:`Service.config`);
+- every outcome is published as an event (:meth:`mlrm.bus.Bus.publish_event`) that any number
+  of subscriber groups follow: the orchestrator records runs with them.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -30,12 +33,14 @@ import pandas as pd
 from pydantic import BaseModel, ValidationError
 
 from mlrm import claim_checks
-from mlrm.bus import EVENTS_QUEUE, Bus, Delivery, Envelope, Hop, dead_letter_queue, service_queue
+from mlrm.bus import Bus, Delivery, Envelope, Hop, dead_letter_queue, service_queue
 from mlrm.context import ModelRef, StepContext
 from mlrm.errors import ConfigError, MlrmError, describe
 from mlrm.extensions import Registry
 
 log = logging.getLogger(__name__)
+
+CONFIG_CACHE = 1024  # validated configs kept per service: one per (run, hop) in flight is plenty
 
 
 @dataclass
@@ -71,7 +76,7 @@ class Service(ABC):
         self.prefetch = prefetch or self.default_prefetch
         self.worker = worker or f"{self.name}@{os.getpid()}"
         self.processed = 0
-        self._configs: dict[str, BaseModel] = {}
+        self._configs: OrderedDict[tuple[str, int, str], BaseModel] = OrderedDict()
         self._done: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -97,17 +102,39 @@ class Service(ABC):
         """
 
     # -- the runtime -----------------------------------------------------------------------
-    def config(self, hop: Hop) -> Any:
-        """The hop's validated config, cached: configs travel as plain JSON in the route."""
-        key = f"{hop.name}:{json.dumps(hop.config, sort_keys=True, default=str)}"
-        cached = self._configs.get(key)
-        if cached is None:
-            try:
-                cached = self.config_model.model_validate(hop.config)
-            except ValidationError as exc:
-                raise ConfigError(f"step '{hop.name}': invalid {self.name} config: {exc}") from None
+    def config(self, target: Envelope | Hop) -> Any:
+        """The validated config of the step a message is addressed to (or of a bare hop).
+
+        Validation can be costly (a train config checks its estimator), and a route never
+        changes during its run, so a config is validated once, not for every message:
+        in-process the orchestrator's compiled route carries the model it validated
+        (:attr:`Hop.validated`), used as is; a route that came over a remote bus has JSON
+        only, validated on the first message of a run and cached by (run id, hop index),
+        bounded. A bare hop without its model (a recorded job's) is validated each call.
+        """
+        hop = target.current if isinstance(target, Envelope) else target
+        if isinstance(hop.validated, self.config_model):
+            return hop.validated
+        if not isinstance(target, Envelope):
+            return self._validate(hop)
+        key = (target.run_id, target.hop, hop.name)
+        with self._lock:
+            cached = self._configs.get(key)
+            if cached is not None:
+                self._configs.move_to_end(key)
+                return cached
+        cached = self._validate(hop)
+        with self._lock:
             self._configs[key] = cached
+            while len(self._configs) > CONFIG_CACHE:
+                self._configs.popitem(last=False)
         return cached
+
+    def _validate(self, hop: Hop) -> BaseModel:
+        try:
+            return self.config_model.model_validate(hop.config)
+        except ValidationError as exc:
+            raise ConfigError(f"step '{hop.name}': invalid {self.name} config: {exc}") from None
 
     def context(self, env: Envelope) -> StepContext:
         model = env.context.get("model")
@@ -128,8 +155,7 @@ class Service(ABC):
         started = time.time()
         rows_out = batches_out = 0
         try:
-            hop = env.current
-            config = self.config(hop)
+            config = self.config(env)
             ctx = self.context(env)
             has_next = env.hop + 1 < len(env.route)
             if env.payload is None and env.payload_ref:
@@ -185,13 +211,15 @@ class Service(ABC):
         if not isinstance(exc, MlrmError):
             log.error("%s: %s failed", self.worker, env.id, exc_info=exc)
         step = env.current.name if env.route else "?"
+        data = error_data(exc)
         dead = Envelope(
             id=env.id, run_id=env.run_id, route=env.route, hop=env.hop, seq=env.seq, last=env.last,
             payload=env.payload, context=env.context, created=env.created,
-            body={"error": error, "service": self.name, "worker": self.worker, "attempts": delivery.delivery_count},
+            body={"error": error, **data, "service": self.name, "worker": self.worker,
+                  "attempts": delivery.delivery_count},
         )  # fmt: skip
         self.bus.publish(dead_letter_queue(self.queue), dead)
-        self._event(env, "failed", started=started, error=f"step '{step}' ({self.name}): {error}")
+        self._event(env, "failed", started=started, error=f"step '{step}' ({self.name}): {error}", **data)
         with self._lock:  # a redelivery (if this ack is lost) must not be dead-lettered twice
             self._done[self._key(env)] = None
         delivery.ack()
@@ -209,7 +237,22 @@ class Service(ABC):
             "finished": time.time(),
             **fields,
         }
-        self.bus.publish(EVENTS_QUEUE, Envelope(id=f"{env.id}#{event}", run_id=env.run_id, body=body))
+        self.bus.publish_event(Envelope(id=f"{env.id}#{event}", run_id=env.run_id, body=body))
+
+
+def error_data(exc: BaseException) -> dict[str, Any]:
+    """``{"error_data": ...}``: an mlrm error as data, next to the one-line ``error`` run records show.
+
+    Readers of dead letters and events rebuild it with :func:`mlrm.errors.error_from_dict`
+    (its type, a config error's file and line). Other exceptions have no data form.
+    """
+    if not isinstance(exc, MlrmError):
+        return {}
+    try:
+        return {"error_data": exc.to_dict()}
+    except Exception:  # a plug-in error whose to_dict fails: the one line is still there
+        log.warning("could not describe %s as data", type(exc).__name__, exc_info=True)
+        return {}
 
 
 services: Registry[type[Service]] = Registry("service")

@@ -135,7 +135,7 @@ def compile_workflow(path: str | Path) -> CompiledWorkflow:
             errors.append(ConfigError(exc.message, doc.locate(("steps", i, "config"))))
             continue
         configs.append(config)
-        hops.append(Hop(step.name, service, config.model_dump(mode="json"), str(config_dir)))
+        hops.append(Hop(step.name, service, config.model_dump(mode="json"), str(config_dir), validated=config))
     if errors:
         raise ConfigErrors(errors)
     return CompiledWorkflow(workflow.name, str(path), hops, configs)

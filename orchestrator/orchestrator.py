@@ -2,7 +2,8 @@
 
 It never touches data. A run starts with one message to the first step of the route
 (the collector); services pass batches along the route themselves and report each
-processed message on the events queue, which the orchestrator records in its store.
+processed message as an event, which the orchestrator records in its store (it reads the
+events as the bus's subscriber group ``orchestrator``; other groups may follow them too).
 It also publishes a snapshot of each run's state to the volume
 (``runs/<id>/status.json``), so clients on other machines can follow a run.
 
@@ -13,6 +14,7 @@ a redelivered submission is recognised and started once.
 
 from __future__ import annotations
 
+import copy
 import logging
 import secrets
 import threading
@@ -21,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from mlrm.bus import EVENTS_QUEUE, Bus, Delivery, Envelope, Hop, message_id
+from mlrm.bus import Bus, Delivery, Envelope, Hop, message_id
 from mlrm.deployments import Deployments
 from mlrm.errors import ConfigError, MlrmError, describe
 from mlrm.registry import ModelRegistry
@@ -32,6 +34,7 @@ from orchestrator.store import RunRecord, RunStore
 log = logging.getLogger(__name__)
 
 SUBMIT_QUEUE = "mlrm.orchestrator"
+EVENTS_GROUP = "orchestrator"  # the event subscriber group (mlrm.bus.Bus.subscribe_events) the orchestrator reads as
 STATUS_EVERY = 0.25  # seconds between status snapshots of a running run
 
 
@@ -57,9 +60,11 @@ class Orchestrator:
         self._steps: dict[str, int] = {}  # run id -> number of steps (a cache of the store)
         self._status_at: dict[str, float] = {}
         self.on_finish: list[Callable[[RunRecord], None]] = []
+        # In-process followers (monitoring): each step event once it is recorded, as (run id, event body).
+        self.on_recorded: list[Callable[[str, dict[str, Any]], None]] = []
 
     def start(self) -> None:
-        self.bus.subscribe(EVENTS_QUEUE, self.on_event)
+        self.bus.subscribe_events(EVENTS_GROUP, self.on_event)
         self.bus.subscribe(SUBMIT_QUEUE, self.on_submission)
 
     # -- starting runs -------------------------------------------------------------------
@@ -138,16 +143,26 @@ class Orchestrator:
         idx = int(body["hop"])
         if body["event"] == "failed":
             self.store.fail_step(run_id, idx, body["error"])
+            self._recorded(run_id, body)
             self._finish(run_id, "failed", body["error"])
             return
         if not self.store.record_batch(run_id, idx, body):
             return
+        self._recorded(run_id, body)
         if self.store.step_complete(run_id, idx):
             steps = self._steps.get(run_id) or len(self.store.get(run_id).steps)
             if idx == steps - 1:
                 self._finish(run_id, "succeeded")
                 return
         self._publish_status(run_id)
+
+    def _recorded(self, run_id: str, body: dict[str, Any]) -> None:
+        """Tell the in-process followers (each its own copy); one that raises must not stop the recording."""
+        for hook in self.on_recorded:
+            try:
+                hook(run_id, copy.deepcopy(body))
+            except Exception:
+                log.exception("an on_recorded hook failed on an event of run %s", run_id)
 
     def _finish(self, run_id: str, status: str, error: str | None = None) -> None:
         if not self.store.finish(run_id, status, error):

@@ -4,18 +4,19 @@ its scheme (a ``"package.module:Class"`` string is imported on first use)."""
 
 from __future__ import annotations
 
-from mlrm.bus.base import EVENTS_QUEUE, Bus, Delivery, dead_letter_queue, service_queue
+from mlrm.bus.base import EVENTS_EXCHANGE, Bus, Delivery, dead_letter_queue, events_queue, service_queue
 from mlrm.bus.envelope import Envelope, Hop, message_id
 from mlrm.errors import ConfigError
 from mlrm.extensions import Registry
 
 __all__ = [
-    "EVENTS_QUEUE",
+    "EVENTS_EXCHANGE",
     "Bus",
     "Delivery",
     "Envelope",
     "Hop",
     "dead_letter_queue",
+    "events_queue",
     "message_id",
     "open_bus",
     "service_queue",

@@ -13,6 +13,13 @@ the broker moves a message to once it was given back more than ``delivery_limit`
 times (a safety net: the service runtime dead-letters failed messages itself).
 Publishing waits for the broker's confirm.
 
+Events go to the durable fanout exchange ``mlrm.events``; every subscriber group has a
+durable queue ``mlrm.events.<group>`` (with its dead-letter queue, like any queue) bound to
+it, so each group gets every event and the consumers of one group compete. A group's queue
+is declared and bound by its consumers and stays when they go (a restarted orchestrator
+reads the events it missed); :meth:`AmqpBus.start` binds the event groups before it
+starts any other consumer, so events caused by the work a process takes are not missed.
+
 Threads: pika connections are not thread-safe, so
 
 - every thread that publishes gets its own connection (thread-local, opened lazily,
@@ -51,7 +58,7 @@ import pika
 import pika.exceptions as px
 
 from mlrm.amqp import RECONNECT, Broker
-from mlrm.bus.base import Bus, Delivery, Handler, dead_letter_queue
+from mlrm.bus.base import EVENTS_EXCHANGE, Bus, Delivery, Handler, dead_letter_queue, events_queue
 from mlrm.bus.envelope import Envelope, decode, encode
 from mlrm.errors import BusError, ConfigError
 
@@ -136,6 +143,7 @@ class _Subscription:
     queue: str
     handler: Handler
     prefetch: int
+    exchange: str | None = None  # events: the queue is bound to this fanout exchange
     thread: threading.Thread | None = None
     workers: ThreadPoolExecutor | None = None
     ready: threading.Event = field(default_factory=threading.Event)
@@ -320,15 +328,35 @@ class AmqpBus(Bus):
                     log.warning("queue %s exists with other arguments; using it as it is (%s)", name, exc.reply_text)
             link.declared.add(name)
 
+    def _declare_exchange(self, link: _Link, exchange: str) -> None:
+        """Declare the (durable, fanout) events exchange once per connection."""
+        key = f"exchange:{exchange}"
+        if key not in link.declared:
+            link.channel().exchange_declare(exchange, exchange_type="fanout", durable=True)
+            link.declared.add(key)
+
+    def _bind(self, link: _Link, queue: str, exchange: str) -> None:
+        """Declare a group's queue (and its dead-letter queue) bound to the events exchange."""
+        key = f"bind:{queue}"
+        self._declare_exchange(link, exchange)
+        self._declare(link, queue)
+        if key not in link.declared:
+            link.channel().queue_bind(queue, exchange)
+            link.declared.add(key)
+
     # -- publishing ------------------------------------------------------------------------
-    def publish(self, queue: str, envelope: Envelope) -> None:
-        body = encode(envelope)
-        props = pika.BasicProperties(
+    @staticmethod
+    def _properties(envelope: Envelope) -> pika.BasicProperties:
+        return pika.BasicProperties(
             delivery_mode=pika.DeliveryMode.Persistent,
             message_id=envelope.id,
             content_type=CONTENT_TYPE,
             timestamp=int(time.time()),
         )
+
+    def publish(self, queue: str, envelope: Envelope) -> None:
+        body = encode(envelope)
+        props = self._properties(envelope)
 
         def send(link: _Link) -> None:
             self._declare(link, queue)
@@ -346,25 +374,63 @@ class AmqpBus(Bus):
         except px.NackError:
             raise BusError(f"the broker refused message {envelope.id} to {queue} (nack)") from None
 
+    def publish_event(self, envelope: Envelope) -> None:
+        """Publish to the events exchange (confirmed); an event no group's queue is bound for is dropped."""
+        body = encode(envelope)
+        props = self._properties(envelope)
+
+        def send(link: _Link) -> None:
+            self._declare_exchange(link, EVENTS_EXCHANGE)
+            try:
+                link.channel().basic_publish(EVENTS_EXCHANGE, "", body, props, mandatory=True)
+            except px.ChannelClosedByBroker as exc:  # the exchange was deleted behind our back: declare it again
+                if exc.reply_code != _NOT_FOUND:
+                    raise
+                link.declared.discard(f"exchange:{EVENTS_EXCHANGE}")
+                self._declare_exchange(link, EVENTS_EXCHANGE)
+                link.channel().basic_publish(EVENTS_EXCHANGE, "", body, props, mandatory=True)
+
+        try:
+            self._retrying(f"publishing event {envelope.id}", send)
+        except px.UnroutableError:  # nobody subscribes to events (yet): nothing to keep it for
+            if "events-unroutable" not in self._warned:
+                self._warned.add("events-unroutable")
+                log.warning("no subscriber group is bound to %s on %s: events reach nobody", EVENTS_EXCHANGE, self.url)
+        except px.NackError:
+            raise BusError(f"the broker refused event {envelope.id} (nack)") from None
+
     # -- consuming -------------------------------------------------------------------------
     def subscribe(self, queue: str, handler: Handler, *, prefetch: int | None = None) -> None:
         """``prefetch`` defaults to the bus's: messages fetched ahead, handled one at a time."""
-        sub = _Subscription(queue, handler, _positive_int("prefetch", prefetch or self.prefetch))
+        self._add(_Subscription(queue, handler, _positive_int("prefetch", prefetch or self.prefetch)))
+
+    def subscribe_events(self, group: str, handler: Handler, *, prefetch: int | None = None) -> None:
+        """Consume the group's queue ``mlrm.events.<group>``, bound to the events exchange."""
+        queue = events_queue(group)
+        self._add(_Subscription(queue, handler, _positive_int("prefetch", prefetch or self.prefetch), EVENTS_EXCHANGE))
+
+    def _add(self, sub: _Subscription) -> None:
         self._subs.append(sub)
         if self._started:  # already started: serve the new subscription at once
             self._spawn(sub)
             sub.ready.wait(5)
 
     def start(self, timeout: float = 5.0) -> None:
-        """Start consuming; returns once every consumer is subscribed (or ``timeout`` passed)."""
+        """Start consuming; returns once every consumer is subscribed (or ``timeout`` passed).
+
+        Event groups are bound first: work taken before its group's queue exists could cause
+        events the group never receives.
+        """
         if self._started:
             return
         self._started = True
-        for sub in self._subs:
-            self._spawn(sub)
         deadline = time.monotonic() + timeout
-        for sub in self._subs:
-            sub.ready.wait(max(0.0, deadline - time.monotonic()))
+        events = [sub for sub in self._subs if sub.exchange is not None]
+        for batch in (events, [sub for sub in self._subs if sub.exchange is None]):
+            for sub in batch:
+                self._spawn(sub)
+            for sub in batch:
+                sub.ready.wait(max(0.0, deadline - time.monotonic()))
 
     def _spawn(self, sub: _Subscription) -> None:
         sub.workers = ThreadPoolExecutor(1, thread_name_prefix=f"mlrm-bus-worker:{sub.queue}")
@@ -378,7 +444,10 @@ class AmqpBus(Bus):
             link: _Link | None = None
             try:
                 link = _Link(self, f"consumer {sub.queue}", confirm=False)
-                self._declare(link, sub.queue)
+                if sub.exchange is not None:
+                    self._bind(link, sub.queue, sub.exchange)
+                else:
+                    self._declare(link, sub.queue)
                 ch = link.channel()
                 ch.basic_qos(prefetch_count=sub.prefetch)
                 cancelled: list[Any] = []

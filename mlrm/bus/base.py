@@ -6,9 +6,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 from mlrm.bus.envelope import Envelope
-from mlrm.bus.queues import EVENTS_QUEUE, dead_letter_queue, service_queue
+from mlrm.bus.queues import EVENTS_EXCHANGE, dead_letter_queue, events_queue, service_queue
 
-__all__ = ["EVENTS_QUEUE", "Bus", "Delivery", "Handler", "dead_letter_queue", "service_queue"]
+__all__ = [
+    "EVENTS_EXCHANGE", "Bus", "Delivery", "Handler", "dead_letter_queue", "events_queue", "service_queue",
+]  # fmt: skip
 
 
 class Delivery(ABC):
@@ -30,7 +32,15 @@ Handler = Callable[[Delivery], None]
 
 
 class Bus(ABC):
-    """Durable, at-least-once queues. Implementations are chosen by URL (:func:`mlrm.bus.open_bus`)."""
+    """Durable, at-least-once queues, and events any number of subscriber groups follow.
+
+    Work goes to one queue whose consumers compete (replicas of a service share its work).
+    Step and run events are different: the orchestrator records them, and monitoring, a
+    dashboard or a second orchestrator may want every one of them too. So events are
+    published once (:meth:`publish_event`) and every *group* (:meth:`subscribe_events`)
+    receives each of them once; consumers within a group compete, like replicas.
+    Implementations are chosen by URL (:func:`mlrm.bus.open_bus`).
+    """
 
     url: str
     # Payloads larger than this (bytes, in memory) travel by claim check: written to the
@@ -44,6 +54,19 @@ class Bus(ABC):
     @abstractmethod
     def subscribe(self, queue: str, handler: Handler, *, prefetch: int = 1) -> None:
         """Call ``handler`` for each message on ``queue`` once :meth:`start` runs."""
+
+    @abstractmethod
+    def publish_event(self, envelope: Envelope) -> None:
+        """Publish an event to every subscriber group; returns once the bus has it (confirmed).
+
+        A group receives the events published after its first subscription (its queue keeps
+        them while its consumers are away); with no group at all, the event reaches nobody.
+        """
+
+    @abstractmethod
+    def subscribe_events(self, group: str, handler: Handler, *, prefetch: int = 1) -> None:
+        """Call ``handler`` for every event once :meth:`start` runs; subscriptions with the same
+        ``group`` (in this process or others) share the events, each group gets all of them."""
 
     @abstractmethod
     def start(self) -> None:

@@ -25,13 +25,20 @@ from mlrm.errors import BusError
 
 @dataclass
 class Hop:
-    """One step of a compiled workflow."""
+    """One step of a compiled workflow.
+
+    ``config`` is the step's config as JSON: what travels. ``validated`` is the config model
+    the orchestrator validated when it compiled the workflow; it never leaves the process
+    (not in :meth:`to_dict` nor on the wire), so an in-process service uses it as is, and a
+    service that got the hop over a remote bus validates the JSON itself.
+    """
 
     name: str
     service: str
     config: dict[str, Any]
     base_dir: str = "."
     node: str | None = None  # only replicas with this node label may run it (strict deployments)
+    validated: Any = field(default=None, compare=False, repr=False, kw_only=True)
 
     def to_dict(self) -> dict[str, Any]:
         return {

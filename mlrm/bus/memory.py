@@ -3,16 +3,20 @@
 Queues are bounded so a fast producer (the collector reading a 1 GB file) blocks
 instead of filling memory; redeliveries bypass the bound so a consumer never
 waits on itself. Nothing is serialised: DataFrames are handed over as they are.
+Events are copied into the queue of every subscriber group (``mlrm.events.<group>``),
+each group with its own copy of the event's body, so one group cannot change what
+another sees.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from mlrm.bus.base import Bus, Delivery, Handler
+from mlrm.bus.base import Bus, Delivery, Handler, events_queue
 from mlrm.bus.envelope import Envelope
 from mlrm.errors import BusError
 
@@ -61,6 +65,7 @@ class MemoryBus(Bus):
         self.capacity = capacity
         self._queues: dict[str, _Queue] = {}
         self._subs: list[tuple[str, Handler, int]] = []
+        self._groups: dict[str, None] = {}  # the queues of event subscriber groups, in subscription order
         self._threads: list[threading.Thread] = []
         self._closed = threading.Event()
         self._lock = threading.Lock()
@@ -84,6 +89,20 @@ class MemoryBus(Bus):
 
     def publish(self, queue: str, envelope: Envelope) -> None:
         self._put(queue, _Item(envelope))
+
+    def publish_event(self, envelope: Envelope) -> None:
+        if self._closed.is_set():
+            raise BusError(f"bus {self.url} is closed")
+        with self._lock:
+            queues = list(self._groups)
+        for queue in queues:
+            self._put(queue, _Item(replace(envelope, body=copy.deepcopy(envelope.body))))
+
+    def subscribe_events(self, group: str, handler: Handler, *, prefetch: int = 1) -> None:
+        queue = events_queue(group)
+        with self._lock:
+            self._groups[queue] = None
+        self.subscribe(queue, handler, prefetch=prefetch)
 
     def depth(self, queue: str) -> int:
         return len(self._queue(queue).items)

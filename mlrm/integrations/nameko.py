@@ -18,6 +18,9 @@ The protocol
       "value": "..."}}``. nameko's client raises ``RemoteError(exc_type, value)`` for it, or
       an instance of its own class when ``exc_path`` names one it registered
       (``nameko.exceptions.MethodNotFound``, ``MalformedRequest``, ``IncorrectSignature``).
+      It reads only those four keys, so an mlrm error also carries itself as data under
+      ``"mlrm"`` (:meth:`mlrm.errors.MlrmError.to_dict`): nameko clients see the usual
+      ``RemoteError("ConfigError <message>")``, mlrm's client rebuilds the error itself.
 
 Only JSON is spoken (nameko's default serializer): arguments and results must be
 JSON-serialisable (dicts with string keys, lists, strings, numbers, booleans, None; NaN
@@ -49,7 +52,7 @@ import pika
 import pika.exceptions as px
 
 from mlrm.amqp import RECONNECT, Backoff, Broker, Retry
-from mlrm.errors import BusError, ConfigError, DataError, StepError
+from mlrm.errors import BusError, ConfigError, DataError, MlrmError, StepError, error_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,7 @@ HEADER_PREFIX = "nameko."
 CALL_ID_STACK = "call_id_stack"
 _PERSISTENT = 2  # nameko publishes requests and replies persistent
 _EXC_MODULE = "nameko.exceptions"  # nameko's client rebuilds its own errors from this path
+ERROR_DATA = "mlrm"  # the key of an error reply holding an mlrm error as data (nameko ignores it)
 
 
 # -- names ------------------------------------------------------------------------------
@@ -106,14 +110,21 @@ def _safe(value: Any) -> Any:
 
 
 def serialize_error(exc: BaseException) -> dict[str, Any]:
-    """An exception as nameko's error dict (``nameko.exceptions.serialize``)."""
+    """An exception as nameko's error dict (``nameko.exceptions.serialize``); an mlrm error adds itself
+    as data under :data:`ERROR_DATA`, which nameko's client ignores and mlrm's rebuilds it from."""
     cls = type(exc)
-    return {
+    error = {
         "exc_type": cls.__name__,
         "exc_path": f"{cls.__module__}.{cls.__name__}",
         "exc_args": [_safe(arg) for arg in exc.args],
         "value": _safe(exc),
     }
+    if isinstance(exc, MlrmError):
+        try:  # JSON as it is (a location's line stays a number), anything odd as its str()
+            error[ERROR_DATA] = json.loads(json.dumps(exc.to_dict(), default=str))
+        except Exception:  # a plug-in error whose to_dict fails: nameko's four keys still describe it
+            log.warning("could not describe %s as data", cls.__name__, exc_info=True)
+    return error
 
 
 def _nameko_error(name: str, value: str, args: list[Any] | None = None) -> dict[str, Any]:
@@ -184,7 +195,8 @@ class NamekoResponder:
     is not JSON ``{"args": [...], "kwargs": {...}}`` ``MalformedRequest``, a result that
     is not JSON-serialisable ``UnserializableValueError``, and an exception raised by a
     method its class name and ``str(exc)`` (nameko's client raises
-    ``RemoteError("<ExcType> <text>")``). A dropped connection, or a broker-side consumer
+    ``RemoteError("<ExcType> <text>")``; an mlrm error also travels as data, which
+    :class:`NamekoRpcClient` rebuilds it from). A dropped connection, or a broker-side consumer
     cancel (the queue was deleted), is followed by a reconnect under ``backoff``
     (:data:`mlrm.amqp.RECONNECT`: at once, then growing delays), logged once per outage.
     Another responder (or a nameko service) with the same name shares the queue: the broker
@@ -444,6 +456,34 @@ class NamekoCallError(StepError):
         self.value = str(error.get("value", ""))
         super().__init__(f"nameko {service}.{method} failed: {self.exc_type}: {self.value}")
 
+    def to_dict(self) -> dict[str, Any]:
+        nameko = {"exc_type": self.exc_type, "exc_path": self.exc_path, "exc_args": self.exc_args, "value": self.value}
+        return {**super().to_dict(), "service": self.service, "method": self.method, "error": nameko}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MlrmError:
+        error = data.get("error")
+        service, method = str(data.get("service", "?")), str(data.get("method", "?"))
+        return cls(service, method, error if isinstance(error, dict) else {})
+
+
+def remote_error(service: str, method: str, error: Any) -> MlrmError:
+    """The error a nameko error reply stands for.
+
+    An mlrm responder's reply carries the error as data: a type this process knows comes back
+    as itself (a ``NotFoundError`` as a ``NotFoundError``, a ``ConfigError`` with its file and
+    line), noted with the call it came from. Anything else is a :class:`NamekoCallError`.
+    """
+    if not isinstance(error, Mapping):
+        return NamekoCallError(service, method, {"value": error})
+    data = error.get(ERROR_DATA)
+    if isinstance(data, dict):
+        rebuilt = error_from_dict(data)
+        if type(rebuilt).__name__ == data.get("type"):  # known here; else keep nameko's own description
+            rebuilt.add_note(f"raised by nameko {service}.{method}")
+            return rebuilt
+    return NamekoCallError(service, method, error)
+
 
 class NamekoRpcClient:
     """Calls nameko services (or :class:`NamekoResponder`\\ s) the way nameko's own proxy does.
@@ -451,7 +491,8 @@ class NamekoRpcClient:
     ``call("greeter", "hello", "world")`` publishes ``{"args": ["world"], "kwargs": {}}``
     to ``nameko-rpc`` under ``greeter.hello`` and waits up to ``timeout`` seconds for the
     reply on the client's own exclusive, auto-deleted reply queue. It returns the result,
-    raises :class:`NamekoCallError` (a :class:`StepError`) for an error reply, and
+    raises the mlrm error an mlrm responder's method raised (rebuilt from the reply's data,
+    :func:`remote_error`), :class:`NamekoCallError` (a :class:`StepError`) for other error replies, and
     :class:`BusError` when no service is listening (publishing is ``mandatory`` and
     confirmed, so that fails at once), on time-out, or when the broker is unreachable.
 
@@ -606,5 +647,5 @@ class NamekoRpcClient:
             raise BusError(f"nameko {service}.{method} sent a reply that is not nameko's JSON: {body[:200]!r}")
         error = reply.get("error")
         if error:
-            raise NamekoCallError(service, method, error if isinstance(error, dict) else {"value": error})
+            raise remote_error(service, method, error)
         return reply.get("result")

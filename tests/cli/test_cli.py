@@ -117,6 +117,15 @@ def test_wrong_type_names_file_line_and_field(cli, iris):
     no_model(cli)
 
 
+def test_validate_reports_a_misspelt_hyperparameter_without_building_the_estimator(cli, iris):
+    edit(iris / "model.yaml", "n_estimators: 100", "n_estimator: 100")
+    result = cli("validate", iris / "train.yaml")
+    assert result.exit_code == 1
+    (line,) = error_lines(result)
+    assert "model.yaml:4:3: model:" in line, line  # file, line and field of the model section
+    assert "rejected its hyperparameters: unknown argument 'n_estimator'; did you mean 'n_estimators'?" in line
+
+
 def test_validate_reports_every_error_and_exits_1(cli, iris):
     edit(iris / "collect-train.yaml", "batch_size: 50", "batch_size: many")
     edit(iris / "model.yaml", "kind: classification", "kind: clasification")

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from mlrm.bus import open_bus
+from mlrm.bus import events_queue, open_bus
 from mlrm.volume import Volume, open_volume
 from orchestrator.compile import compile_workflow
 from orchestrator.local import LocalDeployment, ServiceReplicas, Supervisor
-from orchestrator.orchestrator import SUBMIT_QUEUE, read_status, submission
+from orchestrator.orchestrator import EVENTS_GROUP, SUBMIT_QUEUE, read_status, submission
 from orchestrator.store import RunRecord
 from tests.support import HAS_RABBITMQCTL, broker_up, consumers, rabbitmqctl
 
@@ -84,7 +84,7 @@ class Cluster:
 
     def wait_ready(self, timeout: float = 60) -> None:
         want = {f"mlrm.{s}": r.replicas for s, r in self.deployment.services.items() if r.replicas}
-        want |= {SUBMIT_QUEUE: 1, "mlrm.events": 1}
+        want |= {SUBMIT_QUEUE: 1, events_queue(EVENTS_GROUP): 1}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if all(consumers(self.url, q) >= n for q, n in want.items()):

@@ -13,12 +13,15 @@ import warnings
 import pandas as pd
 import pytest
 
+from mlrm.errors import NotFoundError
+from mlrm.integrations.nameko import NamekoRpcClient
 from tests.conftest import CONFIGS
 from tests.support import consumers
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # eventlet announces its deprecation on import
     try:
+        from nameko.exceptions import RemoteError
         from nameko.standalone.rpc import ClusterRpcProxy
     except Exception as exc:  # nameko is a test-only dependency
         pytest.skip(f"nameko cannot be imported: {exc}", allow_module_level=True)
@@ -50,9 +53,14 @@ def test_a_nameko_client_calls_predict_infer(cluster_factory):
         warnings.simplefilter("ignore")
         with ClusterRpcProxy({"AMQP_URI": cluster.url.split("?")[0]}) as rpc:
             answer = rpc.predict.infer(model="iris-classifier", alias="production", records=rows)
+            with pytest.raises(RemoteError) as info:  # nameko sees mlrm's errors by class name
+                rpc.predict.infer(model="iris-classifier", alias="canary", records=rows)
     assert answer["model"] == "iris-classifier" and answer["version"] == 1
     assert len(answer["predictions"]) == 5
     assert {p["prediction"] for p in answer["predictions"]} <= {"setosa", "versicolor", "virginica"}
+    assert info.value.exc_type == "NotFoundError" and "no version with alias 'canary'" in str(info.value)
+    with NamekoRpcClient(cluster.url, timeout=30) as client, pytest.raises(NotFoundError, match="alias 'canary'"):
+        client.call("predict", "infer", model="iris-classifier", alias="canary", records=rows)  # mlrm's: rebuilt
 
 
 @pytest.fixture

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 from mlrm.bus import dead_letter_queue, service_queue
-from mlrm.errors import NotFoundError
+from mlrm.errors import DataError, NotFoundError, error_from_dict
 from mlrm.settings import Settings
 from orchestrator.embedded import Embedded
+from tests.support import wait_for
 
 STEPS = '''
 import os
@@ -199,3 +200,32 @@ def test_run_ids_are_found_by_plain_prefix_never_by_pattern(tmp_path):
     with pytest.raises(NotFoundError, match="ambiguous"):
         store.find("20261129-184615")
     store.close()
+
+
+def test_other_groups_and_in_process_hooks_follow_the_events_the_orchestrator_records(mlrm, workflow):
+    followed: list[str] = []  # another subscriber group (monitoring), beside the orchestrator's
+    mlrm.bus.subscribe_events("monitor", lambda d: (followed.append(d.envelope.id), d.ack()))
+    recorded: list[tuple[str, dict]] = []
+    mlrm.orchestrator.on_recorded.append(lambda run_id, event: recorded.append((run_id, event)))
+    run = mlrm.run(workflow('[{step: filter, expr: "x >= 20"}]'), timeout=60)
+    assert run.status == "succeeded", run.error  # the orchestrator still records the run
+    assert run.steps[1].batches_in == 10
+    # 1 collector message and 10 handler batches: each seen once by the monitor and by the hook
+    wait_for(lambda: len(followed) == 11, what="the monitor's events")
+    assert sorted(followed) == sorted({*followed})
+    assert len(recorded) == 11 and {r for r, _ in recorded} == {run.id}
+    assert sorted((e["step"], e["seq"]) for _, e in recorded) == [("clean", i) for i in range(10)] + [("collect", 0)]
+
+
+def test_a_failed_step_event_carries_the_error_as_data(mlrm, workflow):
+    recorded: list[dict] = []
+    mlrm.orchestrator.on_recorded.append(lambda run_id, event: recorded.append(event))
+    mlrm.orchestrator.on_recorded.append(lambda run_id, event: 1 / 0)  # a broken follower stops nothing
+    run = mlrm.run(workflow("[{step: select, columns: [nope]}]"), timeout=60)
+    assert run.status == "failed" and "nope" in run.error
+    failed = [e for e in recorded if e["event"] == "failed"]
+    assert failed and run.error == failed[0]["error"]
+    error = error_from_dict(failed[0]["error_data"])
+    assert isinstance(error, DataError) and "nope" in error.message
+    dead = mlrm.bus.drain(dead_letter_queue(service_queue("handler")))
+    assert isinstance(error_from_dict(dead[0].body["error_data"]), DataError)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 
-from mlrm.bus import Envelope, Hop, open_bus
+from mlrm.bus import Envelope, Hop, dead_letter_queue, events_queue, open_bus
 from mlrm.bus.amqp import AmqpBus
 from mlrm.bus.base import Bus
 from mlrm.bus.memory import MemoryBus
@@ -400,3 +400,95 @@ def test_wrong_credentials_fail_fast():
     assert time.monotonic() - started < 10
     assert "wrong-password" not in str(info.value)
     bus.close()
+
+
+# -- events: a fanout exchange, a durable queue per subscriber group ----------------------------
+@pytest.fixture
+def groups(broker: Broker) -> Iterator[Callable[[str], str]]:
+    """Unique group names; their queues are deleted afterwards. Request it before ``make_bus``, so
+    it is torn down after the buses (a live consumer would declare its queue again)."""
+    made: list[str] = []
+
+    def make(prefix: str) -> str:
+        made.append(f"{prefix}-{uuid.uuid4().hex[:10]}")
+        return made[-1]
+
+    yield make
+    with AmqpBus(broker.url) as admin:
+        for group in made:
+            admin.delete_queue(events_queue(group))
+            admin.delete_queue(dead_letter_queue(events_queue(group)))
+
+
+def event(i: int) -> Envelope:
+    return Envelope(id=f"r/s/{i}#processed", run_id="r", body={"seq": i})
+
+
+def test_every_group_gets_every_event_and_a_groups_consumers_share_them(groups, make_bus):
+    orchestrator, monitor = groups("orchestrator"), groups("monitor")
+    both_busy = threading.Barrier(3)  # the monitor's two consumers and the test
+    got: dict[str, list[str]] = {"orchestrator": [], "monitor-1": [], "monitor-2": []}
+
+    def consumer(name: str):
+        def handler(d):
+            if not got[name] and name != "orchestrator":
+                both_busy.wait(10)  # hold the first event (unacked) until the other consumer has one too
+            got[name].append(d.envelope.id)
+            d.ack()
+
+        return handler
+
+    for name, group in (("orchestrator", orchestrator), ("monitor-1", monitor), ("monitor-2", monitor)):
+        bus = make_bus()  # one bus each: as in separate processes
+        bus.subscribe_events(group, consumer(name), prefetch=1)
+        bus.start()
+    publisher = make_bus()
+    for i in range(20):
+        if i == 2:
+            both_busy.wait(10)  # each monitor consumer holds one event: they compete, not both get all
+        publisher.publish_event(event(i))
+    wait_for(lambda: len(got["orchestrator"]) == 20 and len(got["monitor-1"]) + len(got["monitor-2"]) == 20)
+    everything = [f"r/s/{i}#processed" for i in range(20)]
+    assert got["orchestrator"] == everything  # one consumer: in order
+    assert sorted(got["monitor-1"] + got["monitor-2"]) == sorted(everything)  # each once
+    assert got["monitor-1"] and got["monitor-2"]
+    for group in (orchestrator, monitor):
+        wait_for(lambda group=group: publisher.depth(events_queue(group)) == 0)
+
+
+def test_a_groups_queue_keeps_the_events_while_its_consumers_are_away(groups, make_bus):
+    group = groups("orchestrator")
+    first = make_bus()
+    first.subscribe_events(group, lambda d: d.ack())
+    first.start()
+    first.close()  # the orchestrator stops; its queue stays bound
+    publisher = make_bus()
+    for i in range(3):
+        publisher.publish_event(event(i))
+    assert publisher.depth(events_queue(group)) == 3
+    seen: list[int] = []
+    restarted = make_bus()
+    restarted.subscribe_events(group, lambda d: (seen.append(d.envelope.body["seq"]), d.ack()))
+    restarted.start()
+    wait_for(lambda: seen == [0, 1, 2], what="the events published while it was away")
+
+
+@needs_rabbitmqctl
+def test_group_queues_are_durable_quorum_queues_bound_to_a_durable_fanout_exchange(groups, make_bus, broker):
+    group = groups("monitor")
+    bus = make_bus(delivery_limit=7)
+    bus.subscribe_events(group, lambda d: d.ack())
+    bus.start()
+    exchanges = rabbitmqctl("list_exchanges", "-p", broker.vhost, "name", "type", "durable")
+    assert "mlrm.events\tfanout\ttrue" in exchanges.splitlines()
+    bindings = rabbitmqctl("list_bindings", "-p", broker.vhost, "source_name", "destination_name")
+    assert f"mlrm.events\t{events_queue(group)}" in bindings.splitlines()
+    out = rabbitmqctl("list_queues", "-p", broker.vhost, "name", "type", "durable", "arguments")
+    rows = {line.split("\t")[0]: line for line in out.splitlines()}
+    queue = events_queue(group)
+    assert "\tquorum\ttrue\t" in rows[queue] and "\tquorum\ttrue\t" in rows[dead_letter_queue(queue)]
+    assert f'{{"x-dead-letter-routing-key","{queue}.dlq"}}' in rows[queue] and '{"x-delivery-limit",7}' in rows[queue]
+
+
+def test_an_event_no_group_subscribes_to_is_not_an_error(make_bus):
+    make_bus().publish_event(event(0))  # confirmed by the broker, routed to whichever groups exist

@@ -144,3 +144,66 @@ def test_open_bus_by_url():
     assert isinstance(open_bus("memory://"), MemoryBus)
     with pytest.raises(ConfigError, match="unsupported bus URL"):
         open_bus("carrier-pigeon://coop")
+
+
+# -- events: every group gets every event, the consumers of one group share them ------------
+def test_every_group_gets_every_event_and_a_groups_consumers_share_them():
+    bus = MemoryBus()
+    both_busy = threading.Barrier(3)  # the monitor's two consumers and the test
+    got: dict[str, list[str]] = {"orchestrator": [], "monitor-1": [], "monitor-2": []}
+
+    def consumer(name: str):
+        def handler(d):
+            if not got[name] and name != "orchestrator":
+                both_busy.wait(10)  # hold the first event until the other consumer has one too
+            got[name].append(d.envelope.id)
+            d.ack()
+
+        return handler
+
+    bus.subscribe_events("orchestrator", consumer("orchestrator"))
+    bus.subscribe_events("monitor", consumer("monitor-1"))
+    bus.subscribe_events("monitor", consumer("monitor-2"))
+    bus.start()
+    for i in range(20):
+        if i == 2:
+            both_busy.wait(10)  # each monitor consumer holds one event: they compete, not both get all
+        bus.publish_event(Envelope(id=f"r/s/{i}#processed", run_id="r", body={"seq": i}))
+    wait_for(lambda: len(got["orchestrator"]) == 20 and len(got["monitor-1"]) + len(got["monitor-2"]) == 20)
+    everything = [f"r/s/{i}#processed" for i in range(20)]
+    assert got["orchestrator"] == everything
+    assert sorted(got["monitor-1"] + got["monitor-2"], key=everything.index) == everything
+    assert got["monitor-1"] and got["monitor-2"]
+    bus.close()
+
+
+def test_each_group_gets_its_own_copy_of_an_event():
+    bus = MemoryBus()
+    seen: dict[str, dict] = {}
+
+    def handler(group: str):
+        def handle(d):
+            d.envelope.body["touched_by"] = group  # one group changing its event...
+            seen[group] = d.envelope.body
+            d.ack()
+
+        return handle
+
+    bus.subscribe_events("a", handler("a"))
+    bus.subscribe_events("b", handler("b"))
+    bus.start()
+    event = Envelope(id="r/s/0#processed", run_id="r", body={"rows": [1, 2]})
+    bus.publish_event(event)
+    wait_for(lambda: len(seen) == 2)
+    assert seen["a"]["touched_by"] == "a" and seen["b"]["touched_by"] == "b"  # ...changes nobody else's
+    assert event.body == {"rows": [1, 2]}
+    bus.close()
+
+
+def test_events_before_any_group_reach_nobody_and_group_names_are_checked():
+    bus = MemoryBus()
+    bus.publish_event(Envelope(id="e", run_id="r"))  # nobody listens: fine, and nothing piles up
+    assert bus.depth("mlrm.events") == 0
+    for bad in ("", "Upper", "a.b", "x" * 65, "a/b"):
+        with pytest.raises(ConfigError, match="subscriber group"):
+            bus.subscribe_events(bad, lambda d: d.ack())

@@ -30,13 +30,15 @@ import pika.exceptions as px
 import pytest
 
 from mlrm.amqp import Backoff
-from mlrm.errors import BusError, ConfigError, DataError, StepError
+from mlrm.errors import BusError, ConfigError, DataError, Location, NotFoundError, StepError
 from mlrm.integrations.nameko import (
     NamekoCallError,
     NamekoResponder,
     NamekoRpcClient,
     is_nameko_target,
     parse_nameko_target,
+    remote_error,
+    serialize_error,
 )
 from tests.support import BROKER_URL, HOST, PORT, broker_up, consumers, wait_for
 
@@ -87,6 +89,17 @@ def fail() -> None:
     raise DataError("bad rows: column 'x' is missing")
 
 
+def missing(model: str) -> None:
+    raise NotFoundError(f"no model named '{model}'")
+
+
+WHERE = Location("model.yaml", 7, 3, "model.hyperparameters")
+
+
+def misconfigured() -> None:
+    raise ConfigError("unknown argument 'n_estimator'", WHERE)
+
+
 def opaque() -> object:
     return object()
 
@@ -96,7 +109,9 @@ def nap(seconds: float) -> str:
     return "rested"
 
 
-METHODS: dict[str, Callable[..., Any]] = {"infer": infer, "fail": fail, "opaque": opaque, "nap": nap}
+METHODS: dict[str, Callable[..., Any]] = {
+    "infer": infer, "fail": fail, "missing": missing, "misconfigured": misconfigured, "opaque": opaque, "nap": nap,
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +166,38 @@ def test_an_exception_becomes_nameko_remote_error(make_responder, proxy):
         predict.fail()
     assert info.value.exc_type == "DataError"
     assert str(info.value) == "DataError bad rows: column 'x' is missing"
+    with pytest.raises(RemoteError) as info:  # the error's data rides along; nameko's client ignores it
+        predict.misconfigured()
+    assert info.value.exc_type == "ConfigError"
+    assert str(info.value) == "ConfigError model.yaml:7:3: model.hyperparameters: unknown argument 'n_estimator'"
+
+
+def test_an_mlrm_error_reply_is_nameko_s_error_dict_plus_the_error_as_data(make_responder):
+    responder = make_responder()
+    conn = pika.BlockingConnection(pika.URLParameters(URL))
+    try:
+        ch = conn.channel()
+        queue = ch.queue_declare("", exclusive=True).method.queue
+        ch.queue_bind(queue, "nameko-rpc", routing_key=queue)
+        props = pika.BasicProperties(content_type="application/json", reply_to=queue, correlation_id="c")
+        ch.basic_publish("nameko-rpc", f"{responder.service}.missing", b'{"args": ["iris"], "kwargs": {}}', props)
+        got: list[Any] = []
+
+        def collect() -> bool:
+            conn.process_data_events(time_limit=0.05)
+            method, _props, body = ch.basic_get(queue, auto_ack=True)
+            if method is not None:
+                got.append(json.loads(body))
+            return bool(got)
+
+        wait_for(collect, what="the error reply")
+    finally:
+        conn.close()
+    assert got[0] == {"result": None, "error": {
+        "exc_type": "NotFoundError", "exc_path": "mlrm.errors.NotFoundError",
+        "exc_args": ["no model named 'iris'"], "value": "no model named 'iris'",
+        "mlrm": {"type": "NotFoundError", "message": "no model named 'iris'"},
+    }}  # fmt: skip
 
 
 def test_nameko_gets_its_own_errors_for_bad_calls(make_responder, proxy):
@@ -208,13 +255,41 @@ def test_malformed_requests_get_malformed_request_replies(make_responder, client
 def test_the_mlrm_client_talks_to_the_mlrm_responder(make_responder, client):
     name = make_responder().service
     assert client.call(name, "infer", [{"x": 4}], factor=0.5) == {"predictions": [2.0]}
-    with pytest.raises(StepError, match=rf"^nameko {name}\.fail failed: DataError: bad rows: column 'x' is missing$"):
+    with pytest.raises(DataError) as failed:  # rebuilt as itself, noted with the call it came from
         client.call(name, "fail")
+    assert str(failed.value) == "bad rows: column 'x' is missing"
+    assert failed.value.__notes__ == [f"raised by nameko {name}.fail"]
     with pytest.raises(NamekoCallError) as info:
         client.call(name, "nope")
     assert (info.value.exc_type, info.value.exc_path) == ("MethodNotFound", "nameko.exceptions.MethodNotFound")
     with pytest.raises(DataError, match="not JSON-serialisable"):
         client.call(name, "infer", rows={1, 2})
+
+
+def test_the_mlrm_client_rebuilds_mlrm_errors_as_themselves(make_responder, client):
+    name = make_responder().service
+    with pytest.raises(NotFoundError) as missing:
+        client.call(name, "missing", "iris")
+    assert type(missing.value) is NotFoundError and missing.value.message == "no model named 'iris'"
+    with pytest.raises(ConfigError) as bad:
+        client.call(name, "misconfigured")
+    assert bad.value.location == WHERE and bad.value.reason == "unknown argument 'n_estimator'"
+    assert str(bad.value) == "model.yaml:7:3: model.hyperparameters: unknown argument 'n_estimator'"
+    assert bad.value.exit_code == 2 and bad.value.http_status == 422
+
+
+def test_error_replies_are_rebuilt_only_for_known_mlrm_types():
+    nested = NamekoCallError("enricher", "tag", {"exc_type": "ValueError", "exc_path": "builtins.ValueError",
+                                                 "exc_args": ["no"], "value": "no"})  # fmt: skip
+    back = remote_error("predict", "infer", json.loads(json.dumps(serialize_error(nested))))
+    assert type(back) is NamekoCallError
+    assert (back.service, back.method, back.exc_type) == ("enricher", "tag", "ValueError")
+    assert str(back) == "nameko enricher.tag failed: ValueError: no"
+    plugin = {"exc_type": "QuotaError", "exc_path": "plugin.QuotaError", "exc_args": ["over"], "value": "over",
+              "mlrm": {"type": "QuotaError", "message": "over"}}  # fmt: skip
+    unknown = remote_error("predict", "infer", plugin)  # a type this process does not know: nameko's description
+    assert type(unknown) is NamekoCallError and str(unknown) == "nameko predict.infer failed: QuotaError: over"
+    assert type(remote_error("s", "m", serialize_error(ValueError("x")))) is NamekoCallError
 
 
 def test_methods_run_in_worker_threads_concurrently(make_responder, url):
@@ -330,6 +405,15 @@ class Greeter:
     @rpc
     def relay(self, rows):
         return self.predict.infer(rows=rows)
+
+    @rpc
+    def relay_missing(self, model):
+        from nameko.exceptions import RemoteError
+
+        try:
+            self.predict.missing(model)
+        except RemoteError as exc:
+            return [exc.exc_type, exc.value, str(exc)]
 """
 
 
@@ -427,6 +511,10 @@ def test_nameko_sees_our_call_id_stack_and_context(peers, url):
 def test_a_nameko_service_calls_an_mlrm_responder(peers, client):
     greeter, _ = peers
     assert client.call(greeter, "relay", [{"x": 1.5}]) == {"predictions": [3.0]}
+    # an mlrm error's reply (with its data) is an ordinary RemoteError to a nameko service too
+    assert client.call(greeter, "relay_missing", "iris") == [
+        "NotFoundError", "no model named 'iris'", "NotFoundError no model named 'iris'",
+    ]  # fmt: skip
 
 
 # -- the workflow syntax ------------------------------------------------------------------

@@ -6,7 +6,6 @@ import time
 
 import pandas as pd
 
-from mlrm.bus import EVENTS_QUEUE
 from mlrm.bus.memory import MemoryBus
 from mlrm.gather import Gather
 from mlrm.registry import ModelRegistry
@@ -33,7 +32,7 @@ def test_a_job_whose_replica_died_is_adopted_and_completes(mlrm):
 
     bus = MemoryBus()
     events: list = []
-    bus.subscribe(EVENTS_QUEUE, lambda d: (events.append(d.envelope.body), d.ack()))
+    bus.subscribe_events("test", lambda d: (events.append(d.envelope.body), d.ack()))
     service = TrainService(bus, volume, worker="train-new", lease=60)
     bus.start()
     assert service.jobs.adopt_orphans() == [job_key(run.id, "train")]

@@ -96,3 +96,13 @@ def test_config_checks_metrics_and_rules_against_the_model_kind():
     with pytest.raises(ValidationError, match="rejected its hyperparameters"):
         config(model={"name": "m", "kind": "regression", "estimator": "sklearn.linear_model.Ridge",
                       "hyperparameters": {"alpah": 1}})  # fmt: skip
+
+
+def test_config_checks_nested_estimators_without_building_them():
+    pipeline = {"steps": [["poly", {"estimator": "sklearn.preprocessing.PolynomialFeatures",
+                                    "hyperparameters": {"degre": 2}}]]}  # fmt: skip
+    with pytest.raises(ValidationError, match="unknown argument 'degre'; did you mean 'degree'"):
+        config(model={"name": "m", "kind": "regression", "estimator": "sklearn.pipeline.Pipeline",
+                      "hyperparameters": pipeline})  # fmt: skip
+    with pytest.raises(ValidationError, match="missing a required argument: 'steps'"):
+        config(model={"name": "m", "kind": "regression", "estimator": "sklearn.pipeline.Pipeline"})
