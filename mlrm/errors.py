@@ -106,6 +106,20 @@ class VolumeError(MlrmError):
     transient = True
 
 
+class CorruptRecordError(MlrmError):
+    """A record kept in the volume (model card, alias, deployment, job) is not valid JSON or not of its shape.
+
+    ``key`` names the record, so a listing can report it and carry on with the others.
+    """
+
+    http_status = 500
+    key: str | None = None
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 class BusError(MlrmError):
     """The message bus failed or refused an operation."""
 
@@ -124,6 +138,7 @@ _KNOWN: dict[str, type[MlrmError]] = {
         StepError,
         RegistryError,
         VolumeError,
+        CorruptRecordError,
         BusError,
     )
 }

@@ -56,6 +56,14 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def report_skipped(skipped: list[MlrmError]) -> None:
+    """After a listing: name every record it skipped as unreadable; exit 1 if there was any."""
+    for exc in skipped:
+        err.print(f"[red]error:[/red] {exc.message}; skipped it", highlight=False, soft_wrap=True)
+    if skipped:
+        raise typer.Exit(1)
+
+
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False) -> None:
     logging.basicConfig(

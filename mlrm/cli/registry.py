@@ -17,6 +17,8 @@ from mlrm.cli import common
 @common.user_errors
 def models_list(volume: common.VolumeOpt = None) -> None:
     """Every registered model with its versions and aliases."""
+    from mlrm.context import ModelRef
+    from mlrm.errors import CorruptRecordError
     from mlrm.registry import ModelRegistry
     from mlrm.volume import open_volume
 
@@ -24,15 +26,19 @@ def models_list(volume: common.VolumeOpt = None) -> None:
     table = Table()
     for col in ("model", "kind", "versions", "aliases", "latest metrics"):
         table.add_column(col)
+    skipped: list = []
     for name in registry.names():
         versions = registry.versions(name)
-        from mlrm.context import ModelRef
-
-        card = registry.card(ModelRef(name, versions[-1]))
-        aliases = ", ".join(f"{a}→{v}" for a, v in sorted(registry.aliases(name).items()))
-        metrics = ", ".join(f"{k}={v:.3f}" for k, v in card["modelperform"]["metrics"].items())
-        table.add_row(name, card["modelkind"], ", ".join(map(str, versions)), aliases, metrics)
+        try:
+            card = registry.card(ModelRef(name, versions[-1]))
+        except CorruptRecordError as exc:  # still list the model, its versions and aliases
+            skipped.append(exc)
+            card = {}
+        aliases = ", ".join(f"{a}→{v}" for a, v in sorted(registry.aliases(name, skipped.append).items()))
+        metrics = ", ".join(f"{k}={v:.3f}" for k, v in card.get("modelperform", {}).get("metrics", {}).items())
+        table.add_row(name, card.get("modelkind", "?"), ", ".join(map(str, versions)), aliases, metrics)
     common.out.print(table)
+    common.report_skipped(skipped)
 
 
 @common.models_app.command("show")
@@ -75,9 +81,11 @@ def models_search(
         name=name, kind=kind, where=where, tags=tags, latest=latest,
         features=[f.strip() for f in features.split(",")] if features else None,
     )  # fmt: skip
-    cards = search(ModelRegistry(open_volume(common.settings_for(volume).volume)), query)
+    skipped: list = []
+    cards = search(ModelRegistry(open_volume(common.settings_for(volume).volume)), query, skipped.append)
     if as_json:
         sys.stdout.write(json.dumps(cards, indent=2) + "\n")
+        common.report_skipped(skipped)
         return
     table = Table()
     for col in ("model", "version", "kind", "features", "metrics", "tags"):
@@ -88,6 +96,7 @@ def models_search(
         tags_text = ", ".join(f"{k}={v}" for k, v in (c.get("tags") or {}).items())
         table.add_row(c["modelname"], str(c["version"]), c["modelkind"], feats, metrics, tags_text)
     common.out.print(table)
+    common.report_skipped(skipped)
 
 
 @common.models_app.command("alias")
@@ -163,12 +172,14 @@ def deployments(volume: common.VolumeOpt = None) -> None:
     table = Table()
     for col in ("id", "model", "serves", "mode", "node", "resources", "status", "loaded on"):
         table.add_column(col)
-    for d in deps.list():
+    skipped: list = []
+    for d in deps.list(skipped.append):
         serves = f"@{d.alias}" if d.alias else f"v{d.version}"
-        where = ", ".join(f"{x['worker']} (v{x['version']})" for x in deps.loaded_at(d.id))
+        where = ", ".join(f"{x['worker']} (v{x['version']})" for x in deps.loaded_at(d.id, skipped.append))
         res = f"{d.resources.cpu:g} cpu, {d.resources.memory}"
         table.add_row(d.id, d.model, serves, d.mode, d.node or "", res, d.status, where)
     common.out.print(table)
+    common.report_skipped(skipped)
 
 
 @common.app.command()

@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import IO, Any
 
-from mlrm.errors import VolumeError
+from mlrm.errors import CorruptRecordError, VolumeError
 
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
 
@@ -98,7 +98,15 @@ class Volume(ABC):
             f.write(data)
 
     def get_json(self, key: str) -> Any:
-        return json.loads(self.get_bytes(key))
+        """The object parsed as JSON; CorruptRecordError (naming the key) if it is not valid JSON."""
+        data = self.get_bytes(key)
+        try:
+            return json.loads(data)
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            reason = str(exc).splitlines()[0][:200]
+        except RecursionError:
+            reason = "nested too deeply"
+        raise CorruptRecordError(f"'{key}' in volume {self.url} is not valid JSON ({reason})", key)
 
     def put_json(self, key: str, value: Any) -> None:
         self.put_bytes(key, json.dumps(value, indent=2, sort_keys=True, default=str).encode())

@@ -230,3 +230,37 @@ def test_gc_command(cli, iris):
     assert not cli.volume.exists("runs/old-run/gather/x/part.arrow")
     assert ModelRegistry(cli.volume).versions("iris-classifier") == [1]
     assert_one_error(cli("gc", "--older-than", "soon"), "--older-than")
+
+
+def test_one_corrupt_record_is_reported_by_key_and_the_rest_listed(cli, iris):
+    """A card, an alias, a deployment and a job record that are not valid JSON break nothing else."""
+    assert cli("run", iris / "train.yaml").exit_code == 0
+    edit(iris / "model.yaml", "name: iris-classifier", "name: iris-two")
+    assert cli("run", iris / "train.yaml").exit_code == 0
+    dep_id = cli("deploy", "iris-classifier", "--version", "1").stdout.strip()
+    bad = {
+        "card": "models/iris-two/1/card.json",
+        "alias": "models/iris-classifier/aliases/staging.json",
+        "deployment": "deployments/dep-broken.json",
+        "job": "runs/20000101_000000_dead/jobs/train.json",
+    }
+    for key in bad.values():
+        cli.volume.put_bytes(key, b'{"truncated": ')
+
+    run = cli("run", iris / "predict.yaml")  # starts every service: jobs and deployments are read
+    assert run.exit_code == 0 and "Traceback" not in run.output + run.stderr, run.output + run.stderr
+
+    listing = cli("models", "list")
+    assert "iris-classifier" in listing.stdout and "iris-two" in listing.stdout and "production→1" in listing.stdout
+    assert listing.exit_code == 1 and "Traceback" not in listing.output
+    assert sorted(line.split("'")[1] for line in error_lines(listing)) == sorted([bad["alias"], bad["card"]])
+
+    assert_one_error(cli("models", "show", "iris-two"), bad["card"], "not valid JSON")
+    assert '"version": 1' in cli("models", "show", "iris-classifier", "--alias", "production").stdout
+    found = cli("models", "search", "--json")
+    assert [c["modelname"] for c in json.loads(found.stdout)] == ["iris-classifier"]
+    assert_one_error(found, bad["card"])
+
+    deployments = cli("deployments")
+    assert dep_id in deployments.stdout
+    assert_one_error(deployments, bad["deployment"], "not valid JSON")

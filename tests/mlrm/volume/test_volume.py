@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from mlrm.errors import NotFoundError, VolumeError
+from mlrm.errors import CorruptRecordError, NotFoundError, VolumeError
 from mlrm.volume import open_volume
 from mlrm.volume.base import check_key
 from mlrm.volume.local import LocalVolume
@@ -39,6 +39,16 @@ def test_put_get_stat_list_delete(vol):
     assert not vol.exists("a/b/c.txt")
     assert vol.delete_prefix("a/") == 1
     assert [o.key for o in vol.list()] == ["z.json"]
+
+
+@pytest.mark.parametrize(
+    "payload", [b"", b'{"version": ', b"\xff\xfe\x00garbage", b"[" * 100_000, b"not json"], ids=repr
+)
+def test_invalid_json_is_a_corrupt_record_naming_its_key(vol, payload):
+    vol.put_bytes("records/r.json", payload)
+    with pytest.raises(CorruptRecordError, match=r"'records/r.json' in volume .* is not valid JSON") as info:
+        vol.get_json("records/r.json")
+    assert info.value.key == "records/r.json" and "\n" not in str(info.value)
 
 
 def test_missing_object_is_not_found(vol):
