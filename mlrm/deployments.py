@@ -26,7 +26,7 @@ from pydantic import Field, ValidationError, model_validator
 from mlrm.config import Section, as_value_error
 from mlrm.context import ModelRef
 from mlrm.errors import ConfigError, CorruptRecordError, NotFoundError
-from mlrm.registry import ModelRegistry, OnCorrupt, check_name, skip_or_raise
+from mlrm.registry import ModelRegistry, OnCorrupt, check_alias, check_name, skip_or_raise
 from mlrm.volume import Volume
 
 Status = Literal["queued", "active", "unloaded", "deleted"]
@@ -58,6 +58,8 @@ class DeployRequest(Section):
     @model_validator(mode="after")
     def _consistent(self) -> DeployRequest:
         as_value_error(check_name, self.model)
+        if self.alias is not None:
+            as_value_error(check_alias, self.alias)
         if self.version is not None and self.alias is not None:
             raise ValueError("give either 'version' or 'alias', not both")
         if self.mode == "strict" and not self.node:

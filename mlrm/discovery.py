@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 
 from mlrm.config import Section, as_value_error
 from mlrm.errors import ExpressionError
-from mlrm.expr import compile_expression, evaluate_condition
+from mlrm.expr import compile_condition, compile_expression, evaluate_condition
 from mlrm.registry import ModelRegistry, OnCorrupt
 
 
@@ -39,7 +39,7 @@ class ModelQuery(Section):
     @classmethod
     def _where(cls, v: str | None) -> str | None:
         if v is not None:
-            as_value_error(compile_expression, v)
+            as_value_error(compile_condition, v)
         return v
 
 

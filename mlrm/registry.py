@@ -34,18 +34,27 @@ from mlrm.signing import Signer, signer_from_env
 from mlrm.trust import refused_types
 from mlrm.volume import Volume
 
-NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
-ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+# \Z, not $: Python's $ also matches before a trailing newline, so "production\n" would pass.
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}\Z")
+ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,63}\Z")
 ARTEFACT = "model.skops"
 CHUNK = 1 << 20
 
 
 def check_name(name: str) -> str:
-    if not NAME.match(name or ""):
+    if not isinstance(name, str) or not NAME.match(name):
         raise ConfigError(
             f"model name {name!r} is not valid: use lower-case letters, digits, '.', '_' and '-' (max 128)"
         )
     return name
+
+
+def check_alias(alias: str) -> str:
+    if not isinstance(alias, str) or not ALIAS.match(alias):
+        raise ConfigError(
+            f"alias {alias!r} is not valid: lower-case letters, digits, '_' and '-', starting with a letter (max 64)"
+        )
+    return alias
 
 
 def sha256(data: bytes) -> str:
@@ -256,8 +265,8 @@ class ModelRegistry:
         self.volume.delete_prefix(ref.prefix)
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
-        if not ALIAS.match(alias):
-            raise ConfigError(f"alias {alias!r} is not valid: lower-case letters, digits, '_' and '-'")
+        check_name(name)
+        check_alias(alias)
         self.card(ModelRef(name, version))
         self.volume.put_json(self._alias_key(name, alias), {"version": version})
 

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 import services.predict.sinks  # noqa: F401 - registers the built-in sinks
 from mlrm.config import ConfigModel, Section, as_value_error
-from mlrm.registry import check_name
+from mlrm.registry import check_alias, check_name
 from mlrm.steps import registry
 
 
@@ -26,6 +26,11 @@ class ModelSelector(Section):
     @classmethod
     def _name(cls, v: str) -> str:
         return as_value_error(check_name, v)
+
+    @field_validator("alias")
+    @classmethod
+    def _alias(cls, v: str | None) -> str | None:
+        return v if v is None else as_value_error(check_alias, v)
 
     @model_validator(mode="after")
     def _one(self) -> ModelSelector:

@@ -264,3 +264,13 @@ def test_one_corrupt_record_is_reported_by_key_and_the_rest_listed(cli, iris):
     deployments = cli("deployments")
     assert dep_id in deployments.stdout
     assert_one_error(deployments, bad["deployment"], "not valid JSON")
+
+
+def test_register_rules_are_checked_before_anything_is_published(cli, iris):
+    edit(iris / "model.yaml", '{alias: production, when: "accuracy >= 0.9"}', '{alias: production, when: "accuracy"}')
+    line = assert_one_error(cli("validate", iris / "model.yaml"), "model.yaml:15:", "register[0].when:")
+    assert "condition 'accuracy' is not true or false" in line
+    edit(iris / "model.yaml", '"accuracy"}', '"accuracy / 0 > 1"}\n  - {alias: staging}')
+    assert cli("validate", iris / "model.yaml").exit_code == 0  # its form is a condition; only data shows it fails
+    line = assert_one_error(cli("run", iris / "train.yaml"), "register rule for alias 'production'", "division by zero")
+    no_model(cli)
