@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from mlrm.errors import ConfigError
-from mlrm.volume.base import ObjectInfo, Volume, check_key
+from mlrm.volume.base import RESERVED_PREFIXES, ObjectInfo, Volume, check_key, check_output_key
 
-__all__ = ["ObjectInfo", "Volume", "check_key", "open_volume"]
+__all__ = ["RESERVED_PREFIXES", "ObjectInfo", "Volume", "check_key", "check_output_key", "open_volume"]
 
 
 def open_volume(url: str) -> Volume:

@@ -15,9 +15,17 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import IO, Any
 
-from mlrm.errors import CorruptRecordError, VolumeError
+from mlrm.errors import ConfigError, CorruptRecordError, VolumeError
 
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
+
+# The top-level folders mlrm keeps for itself, and what it keeps there. Outputs a user's config
+# names (a sink's `key`) may go anywhere else, never here: one write could replace a model version.
+RESERVED_PREFIXES: dict[str, str] = {
+    "models/": "the model registry",
+    "runs/": "the runs' own data (gathered batches, statistics, job and status records)",
+    "deployments/": "the deployment records",
+}
 
 
 def check_key(key: str) -> str:
@@ -37,6 +45,25 @@ def check_key(key: str) -> str:
         raise VolumeError(f"object name {key!r} has an empty, '.' or '..' segment")
     if len(key) > 1024:
         raise VolumeError("object name is longer than 1024 characters")
+    return key
+
+
+def check_output_key(key: str) -> str:
+    """A key a user's config names as an output: valid, and outside :data:`RESERVED_PREFIXES`.
+
+    Raises ConfigError (not the VolumeError of :func:`check_key`): the config is wrong, and
+    retrying cannot help. Compared case-insensitively, as a case-insensitive disk would.
+    """
+    try:
+        check_key(key)
+    except VolumeError as exc:
+        raise ConfigError(exc.message) from None
+    top = key.split("/", 1)[0].casefold() + "/"
+    if top in RESERVED_PREFIXES:
+        raise ConfigError(
+            f"key '{key}' is under '{top}', which mlrm keeps for {RESERVED_PREFIXES[top]}; "
+            "write outputs elsewhere, e.g. predictions/..."
+        )
     return key
 
 

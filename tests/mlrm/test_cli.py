@@ -274,3 +274,13 @@ def test_register_rules_are_checked_before_anything_is_published(cli, iris):
     assert cli("validate", iris / "model.yaml").exit_code == 0  # its form is a condition; only data shows it fails
     line = assert_one_error(cli("run", iris / "train.yaml"), "register rule for alias 'production'", "division by zero")
     no_model(cli)
+
+
+def test_a_sink_cannot_write_where_mlrm_keeps_its_own_data(cli, iris):
+    assert cli("run", iris / "train.yaml").exit_code == 0
+    artefact = cli.volume.get_bytes("models/iris-classifier/1/model.skops")
+    edit(iris / "serve.yaml", "key: predictions/iris/{run_id}.csv", "key: models/iris-classifier/1/model.skops")
+    line = assert_one_error(cli("validate", iris / "predict.yaml"), "serve.yaml:8:8: sink.key:", code=1)
+    assert "is under 'models/', which mlrm keeps for the model registry" in line
+    assert_one_error(cli("run", iris / "predict.yaml"), "serve.yaml:8:8: sink.key:", code=2)
+    assert cli.volume.get_bytes("models/iris-classifier/1/model.skops") == artefact
