@@ -21,6 +21,7 @@ from mlrm.deployments import Deployments
 from mlrm.errors import ConfigError, CorruptRecordError, DataError, MlrmError, NotFoundError
 from mlrm.registry import ModelRegistry
 from mlrm.volume import Volume
+from services.predict.config import PROBA_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +64,14 @@ class LoadedModel:
         absent = [c for c in keep if c not in df.columns]
         if absent:
             raise DataError(f"keep: column(s) {', '.join(absent)} not in the input")
+        with_proba = probabilities and self.classes is not None and hasattr(self.estimator, "predict_proba")
+        self._check_outputs(list(keep), column, with_proba)
         out = df[list(keep)].reset_index(drop=True) if keep else pd.DataFrame(index=range(len(df)))
         if len(df) == 0:
             out[column] = pd.Series(dtype="object" if self.classes else "float64")
             return out
         X = df[self.features]
-        if probabilities and self.classes is not None and hasattr(self.estimator, "predict_proba"):
+        if with_proba:
             proba = self.estimator.predict_proba(X)
             # One pass instead of two where predict() is by definition the argmax of predict_proba().
             if self.argmax_is_predict:
@@ -76,10 +79,23 @@ class LoadedModel:
             else:
                 out[column] = self.estimator.predict(X)
             for i, cls in enumerate(self.classes):
-                out[f"proba_{cls}"] = proba[:, i]
+                out[f"{PROBA_PREFIX}{cls}"] = proba[:, i]
         else:
             out[column] = self.estimator.predict(X)
         return out
+
+    def _check_outputs(self, keep: list[str], column: str, with_proba: bool) -> None:
+        """No output column may be written twice (one would silently overwrite the other)."""
+        proba = [f"{PROBA_PREFIX}{c}" for c in self.classes or []] if with_proba else []
+        names = [*keep, column, *proba]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(
+                f"model '{self.ref.name}' version {self.ref.version}: output column(s) {', '.join(twice)} would be "
+                f"written twice (keep: {', '.join(keep) or '-'}; prediction_column: {column}; probability columns: "
+                f"{', '.join(proba) or '-'}); rename the input column, or choose another prediction_column, or set "
+                "probabilities: false"
+            )
 
 
 @dataclass(frozen=True)
