@@ -106,6 +106,13 @@ class VolumeError(MlrmError):
     transient = True
 
 
+class VolumeRefusedError(VolumeError):
+    """The volume refused what it was asked to do (e.g. go through a symbolic link): retrying cannot help."""
+
+    http_status = 400
+    transient = False
+
+
 class CorruptRecordError(MlrmError):
     """A record kept in the volume (model card, alias, deployment, job) is not valid JSON or not of its shape.
 
@@ -138,6 +145,7 @@ _KNOWN: dict[str, type[MlrmError]] = {
         StepError,
         RegistryError,
         VolumeError,
+        VolumeRefusedError,
         CorruptRecordError,
         BusError,
     )

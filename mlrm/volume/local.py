@@ -5,7 +5,8 @@ The volume never follows a symbolic link below its root: a link planted in the f
 the key one segment at a time with directory descriptors opened ``O_NOFOLLOW``, so the
 check and the use are the same system calls (no window for a link to be swapped in
 between), and a link anywhere on the way (or at the key itself) is refused with a
-VolumeError naming the key. The root itself may be a link: it is resolved once, here.
+VolumeRefusedError (a VolumeError that is not retried) naming the key. The root itself
+may be a link: it is resolved once, here.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
 
-from mlrm.errors import NotFoundError, VolumeError
+from mlrm.errors import NotFoundError, VolumeError, VolumeRefusedError
 from mlrm.volume.base import ObjectInfo, Volume, check_key, check_prefix
 
 # Temporary files live beside their target (same filesystem, so rename is atomic)
@@ -40,10 +41,10 @@ class LocalVolume(Volume):
             raise VolumeError(f"cannot create the volume folder {self.root}: {exc.strerror}") from exc
 
     # -- walking a key without following links --------------------------------------------
-    def _link_error(self, key: str, parts: list[str]) -> VolumeError:
+    def _link_error(self, key: str, parts: list[str]) -> VolumeRefusedError:
         where = "/".join(parts)
         what = "is" if where == key else f"goes through '{where}', which is"
-        return VolumeError(
+        return VolumeRefusedError(
             f"object name '{key}' {what} a symbolic link in volume {self.url}; the volume does not follow links"
         )
 

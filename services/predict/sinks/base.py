@@ -18,8 +18,7 @@ from typing import IO, TYPE_CHECKING
 import pandas as pd
 from pydantic import field_validator, model_validator
 
-from mlrm.config import as_value_error
-from mlrm.errors import DataError
+from mlrm.errors import ConfigError, DataError
 from mlrm.steps import SinkStep
 from mlrm.volume import check_output_key
 from mlrm.volume.local import LocalVolume
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
     from mlrm.context import StepContext
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-_SAMPLE_RUN_ID = "20000101-000000-000000"  # what {run_id} is checked as when the config is validated
+_SAMPLE_RUN_ID = "20000101-000000-000000"  # what {run_id} stands for when the config is validated
 
 
 class FileSink(SinkStep):
@@ -44,7 +43,11 @@ class FileSink(SinkStep):
     @classmethod
     def _output_key(cls, v: str | None) -> str | None:
         if v is not None:
-            as_value_error(check_output_key, v.replace("{run_id}", _SAMPLE_RUN_ID))
+            sample = v.replace("{run_id}", _SAMPLE_RUN_ID)
+            try:
+                check_output_key(sample)
+            except ConfigError as exc:  # name the key as written, placeholder included
+                raise ValueError(exc.reason.replace(sample, v)) from None
         return v
 
     @model_validator(mode="after")

@@ -200,6 +200,7 @@ def test_local_volume_refuses_symbolic_links(linked, operation, key):
     with pytest.raises(VolumeError, match=r"symbolic link.*does not follow links") as info:
         _OPERATIONS[operation](vol, key)
     assert "'models'" in str(info.value) or "'inside/secret.txt'" in str(info.value)
+    assert not info.value.transient  # refused, not an outage: retrying cannot help
     assert (outside / "secret.txt").read_bytes() == b"secret"  # nothing outside was read, written or removed
     assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
     assert vol.get_bytes("inside/ok.txt") == b"ok"  # the rest of the volume still works

@@ -163,8 +163,9 @@ RESERVED_KEYS = [
 
 @pytest.mark.parametrize("key", RESERVED_KEYS)
 def test_a_key_under_a_reserved_prefix_is_refused_by_the_config(key: str) -> None:
-    with pytest.raises(ValidationError, match=r"which mlrm keeps for"):
+    with pytest.raises(ValidationError, match=r"which mlrm keeps for") as info:
         CsvSink(step="csv", key=key)
+    assert f"key '{key}' is under" in str(info.value)  # named as written, {run_id} included
 
 
 @pytest.mark.parametrize("key", ["predictions/{run_id}.csv", "modelsx/a.csv", "my/models/a.csv", "{run_id}/runs.csv"])
