@@ -161,6 +161,14 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def report_skipped(skipped: list[MlrmError]) -> None:
+    """After a listing: name every record it skipped as unreadable; exit 1 if there was any."""
+    for exc in skipped:
+        print_error(f"{exc.message}; skipped it")
+    if skipped:
+        raise typer.Exit(1)
+
+
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False) -> None:
     logging.basicConfig(

@@ -17,20 +17,27 @@ from cli import common
 def models_list(volume: common.VolumeOpt = None, as_json: common.JsonOpt = False) -> None:
     """Every registered model with its versions and aliases."""
     from mlrm.context import ModelRef
+    from mlrm.errors import CorruptRecordError
     from mlrm.registry import ModelRegistry
     from mlrm.volume import open_volume
 
     registry = ModelRegistry(open_volume(common.settings_for(volume).volume))
-    models = []
+    models, skipped = [], []
     for name in registry.names():
         versions = registry.versions(name)
-        card = registry.card(ModelRef(name, versions[-1]))
+        try:
+            card = registry.card(ModelRef(name, versions[-1]))
+        except CorruptRecordError as exc:  # still list the model, its versions and aliases
+            skipped.append(exc)
+            card = {}
         models.append({
-            "model": name, "kind": card["modelkind"], "versions": versions, "aliases": registry.aliases(name),
-            "latest": {"version": versions[-1], "metrics": card["modelperform"]["metrics"]},
+            "model": name, "kind": card.get("modelkind", "?"), "versions": versions,
+            "aliases": registry.aliases(name, skipped.append),
+            "latest": {"version": versions[-1], "metrics": card.get("modelperform", {}).get("metrics", {})},
         })  # fmt: skip
     if as_json:
         common.print_json(models)
+        common.report_skipped(skipped)
         return
     rows = [
         (m["model"], m["kind"], ", ".join(map(str, m["versions"])),
@@ -39,6 +46,7 @@ def models_list(volume: common.VolumeOpt = None, as_json: common.JsonOpt = False
         for m in models
     ]  # fmt: skip
     common.print_table(("model", "kind", "versions", "aliases", "latest metrics"), rows, ids={"model"})
+    common.report_skipped(skipped)
 
 
 @common.models_app.command("show")
@@ -81,9 +89,11 @@ def models_search(
         name=name, kind=kind, where=where, tags=tags, latest=latest,
         features=[f.strip() for f in features.split(",")] if features else None,
     )  # fmt: skip
-    cards = search(ModelRegistry(open_volume(common.settings_for(volume).volume)), query)
+    skipped: list = []
+    cards = search(ModelRegistry(open_volume(common.settings_for(volume).volume)), query, skipped.append)
     if as_json:
         common.print_json(cards)
+        common.report_skipped(skipped)
         return
     rows = []
     for c in cards:
@@ -92,6 +102,7 @@ def models_search(
         tags_text = ", ".join(f"{k}={v}" for k, v in (c.get("tags") or {}).items())
         rows.append((c["modelname"], c["version"], c["modelkind"], feats, metrics, tags_text))
     common.print_table(("model", "version", "kind", "features", "metrics", "tags"), rows, ids={"model"})
+    common.report_skipped(skipped)
 
 
 @common.models_app.command("alias")
@@ -170,9 +181,11 @@ def deployments(volume: common.VolumeOpt = None, as_json: common.JsonOpt = False
     from mlrm.volume import open_volume
 
     deps = Deployments(open_volume(common.settings_for(volume).volume))
-    listed = [(d, deps.loaded_at(d.id)) for d in deps.list()]
+    skipped: list = []
+    listed = [(d, deps.loaded_at(d.id, skipped.append)) for d in deps.list(skipped.append)]
     if as_json:
         common.print_json([{**d.model_dump(mode="json"), "loaded_on": loaded} for d, loaded in listed])
+        common.report_skipped(skipped)
         return
     rows = []
     for d, loaded in listed:
@@ -182,6 +195,7 @@ def deployments(volume: common.VolumeOpt = None, as_json: common.JsonOpt = False
         rows.append((d.id, d.model, serves, d.mode, d.node or "", res, d.status, where))
     columns = ("id", "model", "serves", "mode", "node", "resources", "status", "loaded on")
     common.print_table(columns, rows, ids={"id", "model"})
+    common.report_skipped(skipped)
 
 
 @common.app.command()

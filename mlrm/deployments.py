@@ -21,12 +21,12 @@ import secrets
 import time
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from mlrm.config import Section
+from mlrm.config import Section, as_value_error
 from mlrm.context import ModelRef
-from mlrm.errors import ConfigError, NotFoundError
-from mlrm.registry import ModelRegistry, check_name
+from mlrm.errors import ConfigError, CorruptRecordError, NotFoundError
+from mlrm.registry import ModelRegistry, OnCorrupt, check_alias, check_name, skip_or_raise
 from mlrm.volume import Volume
 
 Status = Literal["queued", "active", "unloaded", "deleted"]
@@ -58,7 +58,9 @@ class DeployRequest(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> DeployRequest:
-        check_name(self.model)
+        as_value_error(check_name, self.model)
+        if self.alias is not None:
+            as_value_error(check_alias, self.alias)
         if self.version is not None and self.alias is not None:
             raise ValueError("give either 'version' or 'alias', not both")
         if self.mode == "strict" and not self.node:
@@ -106,22 +108,33 @@ class Deployments:
 
     def get(self, dep_id: str) -> Deployment:
         try:
-            return Deployment.model_validate(self.volume.get_json(self._key(dep_id)))
+            return self._read(self._key(dep_id))
         except NotFoundError:
             raise NotFoundError(f"no deployment with id '{dep_id}'") from None
-        except ConfigError:
-            raise
 
-    def list(self) -> list[Deployment]:
-        deps = [
-            Deployment.model_validate(self.volume.get_json(o.key))
-            for o in self.volume.list("deployments/")
-            if o.key.count("/") == 1 and o.key.endswith(".json")
-        ]
+    def _read(self, key: str) -> Deployment:
+        try:
+            return Deployment.model_validate(self.volume.get_json(key))
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(map(str, first["loc"])) or "record"
+            raise CorruptRecordError(
+                f"'{key}' in volume {self.volume.url} is not a deployment record ({where}: {first['msg']})", key
+            ) from None
+
+    def list(self, on_corrupt: OnCorrupt = None) -> list[Deployment]:
+        """Every deployment, oldest first (unreadable records: see :data:`mlrm.registry.OnCorrupt`)."""
+        deps = []
+        for obj in self.volume.list("deployments/"):
+            if obj.key.count("/") == 1 and obj.key.endswith(".json"):
+                try:
+                    deps.append(self._read(obj.key))
+                except CorruptRecordError as exc:
+                    skip_or_raise(exc, on_corrupt)
         return sorted(deps, key=lambda d: d.created)
 
-    def active(self) -> list[Deployment]:
-        return [d for d in self.list() if d.status in ("queued", "active")]
+    def active(self, on_corrupt: OnCorrupt = None) -> list[Deployment]:
+        return [d for d in self.list(on_corrupt) if d.status in ("queued", "active")]
 
     def unload(self, dep_id: str) -> Deployment:
         """Step one: replicas drop it from memory; the version stays in the registry."""
@@ -162,5 +175,15 @@ class Deployments:
     def report_unloaded(self, dep_id: str, worker: str) -> None:
         self.volume.delete(f"deployments/{dep_id}/loaded/{worker}.json")
 
-    def loaded_at(self, dep_id: str) -> list[dict[str, Any]]:
-        return [self.volume.get_json(o.key) for o in self.volume.list(f"deployments/{dep_id}/loaded/")]
+    def loaded_at(self, dep_id: str, on_corrupt: OnCorrupt = None) -> list[dict[str, Any]]:
+        """The replicas that report having loaded a deployment."""
+        found = []
+        for obj in self.volume.list(f"deployments/{dep_id}/loaded/"):
+            try:
+                record = self.volume.get_json(obj.key)
+                if not isinstance(record, dict) or not {"worker", "version"} <= record.keys():
+                    raise CorruptRecordError(f"'{obj.key}' in volume {self.volume.url} is not a load report", obj.key)
+                found.append(record)
+            except CorruptRecordError as exc:
+                skip_or_raise(exc, on_corrupt)
+        return found

@@ -15,8 +15,8 @@ from pydantic import Field, field_validator
 
 from mlrm.config import Section, as_value_error
 from mlrm.errors import ExpressionError
-from mlrm.expr import compile_expression, evaluate_condition
-from mlrm.registry import ModelRegistry
+from mlrm.expr import compile_condition, compile_expression, evaluate_condition
+from mlrm.registry import ModelRegistry, OnCorrupt
 
 
 class ModelQuery(Section):
@@ -39,7 +39,7 @@ class ModelQuery(Section):
     @classmethod
     def _where(cls, v: str | None) -> str | None:
         if v is not None:
-            as_value_error(compile_expression, v)
+            as_value_error(compile_condition, v)
         return v
 
 
@@ -63,9 +63,9 @@ def matches(card: dict[str, Any], query: ModelQuery) -> bool:
     return True
 
 
-def search(registry: ModelRegistry, query: ModelQuery) -> list[dict[str, Any]]:
-    """Matching cards, newest version first within each model."""
-    found = [card for card in registry.cards() if matches(card, query)]
+def search(registry: ModelRegistry, query: ModelQuery, on_corrupt: OnCorrupt = None) -> list[dict[str, Any]]:
+    """Matching cards, newest version first within each model (unreadable cards: see OnCorrupt)."""
+    found = [card for card in registry.cards(on_corrupt) if matches(card, query)]
     found.sort(key=lambda c: (c["modelname"], -c["version"]))
     if query.latest:
         seen: set[str] = set()

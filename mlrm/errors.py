@@ -182,7 +182,15 @@ class VolumeError(MlrmError):
     transient = True
 
 
-class InvalidKeyError(VolumeError):
+class VolumeRefusedError(VolumeError):
+    """The volume refused what it was asked to do (e.g. go through a symbolic link): retrying cannot help."""
+
+    http_status = 400
+    grpc_status = "FAILED_PRECONDITION"
+    transient = False
+
+
+class InvalidKeyError(VolumeRefusedError):
     """An object name the volume refuses (``../x``, ``/etc/passwd``, a NUL...): the user's mistake, not an outage.
 
     A :class:`VolumeError`, so code handling volume failures still catches it, but not transient:
@@ -190,8 +198,22 @@ class InvalidKeyError(VolumeError):
     """
 
     exit_code = 2
-    http_status = 400
-    transient = False
+    grpc_status = "INVALID_ARGUMENT"
+
+
+class CorruptRecordError(MlrmError):
+    """A record kept in the volume (model card, alias, deployment, job) is not valid JSON or not of its shape.
+
+    ``key`` names the record, so a listing can report it and carry on with the others.
+    """
+
+    http_status = 500
+    grpc_status = "DATA_LOSS"
+    key: str | None = None
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class BusError(MlrmError):

@@ -213,6 +213,7 @@ _FUNCTIONS: dict[str, tuple[int, int, Callable[..., Any]]] = {
     "sqrt": (1, 1, _numeric("sqrt", np.sqrt)),
     "exp": (1, 1, _numeric("exp", np.exp)),
 }
+_PREDICATES = {"isnull", "notnull", "startswith", "endswith", "contains"}  # the functions giving true/false
 _ALLOWED = "comparisons, and/or/not, + - * / // % **, in/not in lists, functions " + ", ".join(sorted(_FUNCTIONS))
 
 
@@ -520,6 +521,35 @@ def evaluate_mask(expr: Expression, df: pd.DataFrame) -> pd.Series:
     if isinstance(truth, pd.Series):
         return pd.Series(truth.to_numpy(dtype=bool), index=df.index)
     return pd.Series(truth, index=df.index, dtype=bool)
+
+
+def _gives_truth(node: ast.expr) -> bool:
+    """Whether ``node`` is true/false by its form alone, whatever numbers its names stand for."""
+    if isinstance(node, ast.Compare):
+        return True
+    if isinstance(node, ast.BoolOp):
+        return all(_gives_truth(v) for v in node.values)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        return _gives_truth(node.operand)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        return node.func.id in _PREDICATES
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, bool)
+    return isinstance(node, ast.Name) and node.id in ("true", "false")
+
+
+def compile_condition(source: str) -> Expression:
+    """A condition over metrics (``when``, ``where``): an expression that is true or false by its form.
+
+    Metrics are numbers, so ``accuracy`` or ``accuracy * 2`` can never be a condition; they are
+    refused when the config is validated, not when a training has already finished.
+    """
+    expr = compile_expression(source)
+    if not _gives_truth(expr._tree):
+        raise ExpressionError(
+            f"condition '{expr._label}' is not true or false: compare the metrics, e.g. 'accuracy >= 0.9'"
+        )
+    return expr
 
 
 def evaluate_condition(expr: Expression, values: Mapping[str, float]) -> bool:

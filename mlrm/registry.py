@@ -23,19 +23,20 @@ import hashlib
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from mlrm.card import ModelCard
-from mlrm.errors import ConfigError, NotFoundError, RegistryError
+from mlrm.errors import ConfigError, CorruptRecordError, NotFoundError, RegistryError
 from mlrm.flavours import flavour
 from mlrm.signing import Signer, signer_from_env
 from mlrm.volume import Volume
 
-NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
-ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+# \Z, not $: Python's $ also matches before a trailing newline, so "production\n" would pass.
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}\Z")
+ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,63}\Z")
 ARTEFACT = "model.skops"  # the sklearn flavour's artefact file
 CHUNK = 1 << 20
 
@@ -53,11 +54,19 @@ class ModelRef:
 
 
 def check_name(name: str) -> str:
-    if not NAME.match(name or ""):
+    if not isinstance(name, str) or not NAME.match(name):
         raise ConfigError(
             f"model name {name!r} is not valid: use lower-case letters, digits, '.', '_' and '-' (max 128)"
         )
     return name
+
+
+def check_alias(alias: str) -> str:
+    if not isinstance(alias, str) or not ALIAS.match(alias):
+        raise ConfigError(
+            f"alias {alias!r} is not valid: lower-case letters, digits, '_' and '-', starting with a letter (max 64)"
+        )
+    return alias
 
 
 def sha256(data: bytes) -> str:
@@ -73,6 +82,16 @@ def _copy_hashing(src: IO[bytes], dst: IO[bytes]) -> str:
 
 
 _FROM_ENV: Any = object()
+
+# What a listing does with a record it cannot read: None raises it; a callable receives it
+# (to report it) and the listing carries on with the others.
+OnCorrupt = Callable[[CorruptRecordError], None] | None
+
+
+def skip_or_raise(exc: CorruptRecordError, on_corrupt: OnCorrupt) -> None:
+    if on_corrupt is None:
+        raise exc
+    on_corrupt(exc)
 
 
 @dataclass
@@ -100,24 +119,46 @@ class ModelRegistry:
         return sorted(found)
 
     def card(self, ref: ModelRef) -> dict[str, Any]:
+        key = f"{ref.prefix}card.json"
         try:
-            return self.volume.get_json(f"{ref.prefix}card.json")
+            card = self.volume.get_json(key)
         except NotFoundError:
             raise NotFoundError(f"model '{ref.name}' has no version {ref.version}") from None
+        if not isinstance(card, dict):
+            raise CorruptRecordError(f"'{key}' in volume {self.volume.url} is not a model card (not an object)", key)
+        return card
 
-    def cards(self) -> Iterable[dict[str, Any]]:
-        """Every published version's card, by model name then version."""
+    def cards(self, on_corrupt: OnCorrupt = None) -> Iterable[dict[str, Any]]:
+        """Every published version's card, by model name then version (unreadable ones: see OnCorrupt)."""
         for name in self.names():
             for version in self.versions(name):
-                yield self.card(ModelRef(name, version))
+                try:
+                    yield self.card(ModelRef(name, version))
+                except CorruptRecordError as exc:
+                    skip_or_raise(exc, on_corrupt)
 
-    def aliases(self, name: str) -> dict[str, int]:
+    def aliases(self, name: str, on_corrupt: OnCorrupt = None) -> dict[str, int]:
+        """Every alias of a model and the version it points at (unreadable ones: see OnCorrupt)."""
         prefix = f"models/{check_name(name)}/aliases/"
         out = {}
         for obj in self.volume.list(prefix):
-            alias = obj.key[len(prefix) :].removesuffix(".json")
-            out[alias] = int(self.volume.get_json(obj.key)["version"])
+            try:
+                out[obj.key[len(prefix) :].removesuffix(".json")] = self._alias_target(obj.key)
+            except CorruptRecordError as exc:
+                skip_or_raise(exc, on_corrupt)
         return out
+
+    def _alias_target(self, key: str) -> int:
+        record = self.volume.get_json(key)
+        version = record.get("version") if isinstance(record, dict) else None
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise CorruptRecordError(
+                f"'{key}' in volume {self.volume.url} is not an alias record (no version number in it)", key
+            )
+        return version
+
+    def _alias_key(self, name: str, alias: str) -> str:
+        return f"models/{name}/aliases/{alias}.json"
 
     def resolve(self, name: str, *, alias: str | None = None, version: int | None = None) -> ModelRef:
         """Pin a model version: by number, by alias, or the latest when neither is given."""
@@ -127,9 +168,13 @@ class ModelRegistry:
             self.card(ref)  # raises NotFoundError if it does not exist
             return ref
         if alias is not None:
-            target = self.aliases(name).get(alias)
-            if target is None:
-                raise NotFoundError(f"model '{name}' has no version with alias '{alias}'; train and register one first")
+            missing = NotFoundError(f"model '{name}' has no version with alias '{alias}'; train and register one first")
+            if not ALIAS.match(alias):
+                raise missing
+            try:  # only this alias's record: another one being unreadable does not matter here
+                target = self._alias_target(self._alias_key(name, alias))
+            except NotFoundError:
+                raise missing from None
             ref = ModelRef(name, target)
             if self.volume.stat(f"{ref.prefix}card.json") is None:
                 raise NotFoundError(
@@ -234,15 +279,17 @@ class ModelRegistry:
         self.volume.delete_prefix(ref.prefix)
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
-        if not ALIAS.match(alias):
-            raise ConfigError(f"alias {alias!r} is not valid: lower-case letters, digits, '_' and '-'")
+        check_name(name)
+        check_alias(alias)
         self.card(ModelRef(name, version))
-        self.volume.put_json(f"models/{name}/aliases/{alias}.json", {"version": version})
+        self.volume.put_json(self._alias_key(name, alias), {"version": version})
 
     def remove_alias(self, name: str, alias: str) -> None:
-        if alias not in self.aliases(name):
+        """Remove an alias (an unreadable alias record too: removing it is how it is repaired)."""
+        check_name(name)
+        if not ALIAS.match(alias) or not self.volume.exists(self._alias_key(name, alias)):
             raise NotFoundError(f"model '{name}' has no alias '{alias}'")
-        self.volume.delete(f"models/{name}/aliases/{alias}.json")
+        self.volume.delete(self._alias_key(name, alias))
 
     def delete_version(self, ref: ModelRef, *, referenced_by: Iterable[str] = ()) -> None:
         """Delete a version's files, card first so readers stop seeing it at once.

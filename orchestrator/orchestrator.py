@@ -205,7 +205,7 @@ class Orchestrator:
 
 def strict_node(deployments: Deployments, model: str) -> str | None:
     """The node a model's batch predictions must run on, if it is deployed only in strict mode."""
-    deps = [d for d in deployments.active() if d.model == model]
+    deps = [d for d in deployments.active(on_corrupt=lambda exc: log.warning("skipped: %s", exc)) if d.model == model]
     if not deps or any(d.mode == "open" for d in deps):
         return None
     nodes = sorted({str(d.node) for d in deps})

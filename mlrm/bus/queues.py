@@ -9,7 +9,7 @@ from mlrm.errors import ConfigError
 
 SERVICE_QUEUE = "mlrm.{service}"
 EVENTS_EXCHANGE = "mlrm.events"  # step events fan out from here to every group's queue
-_GROUP = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_GROUP = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
 
 
 def service_queue(service: str, node: str | None = None) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from mlrm.errors import ConfigError
 from mlrm.extensions import Registry
-from mlrm.volume.base import ObjectInfo, Volume, check_key
+from mlrm.volume.base import RESERVED_PREFIXES, ObjectInfo, Volume, check_key, check_output_key
 
-__all__ = ["ObjectInfo", "Volume", "check_key", "open_volume", "stores"]
+__all__ = ["RESERVED_PREFIXES", "ObjectInfo", "Volume", "check_key", "check_output_key", "open_volume", "stores"]
 
 stores: Registry[type[Volume]] = Registry("volume")
 stores.register("file", "mlrm.volume.local:LocalVolume")

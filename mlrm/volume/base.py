@@ -17,9 +17,17 @@ from typing import IO, Annotated, Any
 
 from pydantic import AfterValidator
 
-from mlrm.errors import InvalidKeyError
+from mlrm.errors import ConfigError, CorruptRecordError, InvalidKeyError, VolumeError
 
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
+
+# The top-level folders mlrm keeps for itself, and what it keeps there. Outputs a user's config
+# names (a sink's `key`) may go anywhere else, never here: one write could replace a model version.
+RESERVED_PREFIXES: dict[str, str] = {
+    "models/": "the model registry",
+    "runs/": "the runs' own data (gathered batches, statistics, job and status records)",
+    "deployments/": "the deployment records",
+}
 
 
 def check_key(key: str) -> str:
@@ -52,6 +60,25 @@ def _valid_key(key: str) -> str:
 
 VolumeKey = Annotated[str, AfterValidator(_valid_key)]
 """A config field naming an object in the volume, checked with :func:`check_key` when the config is validated."""
+
+
+def check_output_key(key: str) -> str:
+    """A key a user's config names as an output: valid, and outside :data:`RESERVED_PREFIXES`.
+
+    Raises ConfigError (not the VolumeError of :func:`check_key`): the config is wrong, and
+    retrying cannot help. Compared case-insensitively, as a case-insensitive disk would.
+    """
+    try:
+        check_key(key)
+    except VolumeError as exc:
+        raise ConfigError(exc.message) from None
+    top = key.split("/", 1)[0].casefold() + "/"
+    if top in RESERVED_PREFIXES:
+        raise ConfigError(
+            f"key '{key}' is under '{top}', which mlrm keeps for {RESERVED_PREFIXES[top]}; "
+            "write outputs elsewhere, e.g. predictions/..."
+        )
+    return key
 
 
 def check_prefix(prefix: str) -> str:
@@ -112,7 +139,15 @@ class Volume(ABC):
             f.write(data)
 
     def get_json(self, key: str) -> Any:
-        return json.loads(self.get_bytes(key))
+        """The object parsed as JSON; CorruptRecordError (naming the key) if it is not valid JSON."""
+        data = self.get_bytes(key)
+        try:
+            return json.loads(data)
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            reason = str(exc).splitlines()[0][:200]
+        except RecursionError:
+            reason = "nested too deeply"
+        raise CorruptRecordError(f"'{key}' in volume {self.url} is not valid JSON ({reason})", key)
 
     def put_json(self, key: str, value: Any) -> None:
         self.put_bytes(key, json.dumps(value, indent=2, sort_keys=True, default=str).encode())

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 import services.predict.sinks  # noqa: F401 - registers the built-in sinks
 from mlrm.config import ConfigModel, Section, as_value_error
-from mlrm.registry import check_name
+from mlrm.registry import check_alias, check_name
 from mlrm.steps import registry
+
+PROBA_PREFIX = "proba_"
 
 
 class ModelSelector(Section):
@@ -27,6 +29,11 @@ class ModelSelector(Section):
     def _name(cls, v: str) -> str:
         return as_value_error(check_name, v)
 
+    @field_validator("alias")
+    @classmethod
+    def _alias(cls, v: str | None) -> str | None:
+        return v if v is None else as_value_error(check_alias, v)
+
     @model_validator(mode="after")
     def _one(self) -> ModelSelector:
         if self.alias is not None and self.version is not None:
@@ -43,9 +50,10 @@ class PredictConfig(ConfigModel):
     probabilities: bool = True
     """For classifiers, add a `proba_<class>` column per class."""
     prediction_column: str = "prediction"
-    """Name of the output column holding the prediction."""
+    """Name of the output column holding the prediction; not `proba_...` while `probabilities` is on."""
     keep: list[str] = Field(default_factory=list)
-    """Input columns copied to the output beside the prediction (e.g. an id)."""
+    """Input columns copied to the output beside the prediction (e.g. an id); each once, and not the
+    `prediction_column`."""
     sink: registry.union("sink") | None = None  # type: ignore[valid-type]
     """Where predictions are written (`csv`, `jsonl`, `parquet`: a `path` or a volume `key`);
     defaults to the volume object `predictions/<run id>.parquet`."""
@@ -55,3 +63,29 @@ class PredictConfig(ConfigModel):
     trusted_types: list[str] = Field(default_factory=list)
     """Exact type names (e.g. `numpy.log1p`) the model artefact may contain beyond scikit-learn's estimators
     and the internal types of `mlrm.trust`; a version with a verified signature also brings its own."""
+
+    # Output columns must not collide: what is knowable from the config is checked here; the
+    # probability columns against the model's classes when it is loaded (LoadedModel.predict).
+    @field_validator("prediction_column")
+    @classmethod
+    def _not_a_probability_column(cls, v: str, info: ValidationInfo) -> str:
+        if info.data.get("probabilities", True) and v.startswith(PROBA_PREFIX):
+            raise ValueError(
+                f"prediction_column '{v}' starts with '{PROBA_PREFIX}', which names the probability columns "
+                f"({PROBA_PREFIX}<class>); choose another name, or set probabilities: false"
+            )
+        return v
+
+    @field_validator("keep")
+    @classmethod
+    def _each_kept_once(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        twice = sorted({c for c in v if v.count(c) > 1})
+        if twice:
+            raise ValueError(f"keep lists {', '.join(map(repr, twice))} more than once")
+        column = info.data.get("prediction_column")
+        if column in v:
+            raise ValueError(
+                f"keep lists '{column}', which is also the prediction_column: the prediction would overwrite it; "
+                "choose another prediction_column"
+            )
+        return v

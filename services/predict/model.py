@@ -18,12 +18,13 @@ import pandas as pd
 
 from mlrm.bus import Hop
 from mlrm.card import ModelCard
-from mlrm.errors import DataError, RegistryError
+from mlrm.errors import ConfigError, DataError, RegistryError
 from mlrm.flavours import flavour
 from mlrm.pipeline import apply_step, inference_pipeline, same_statistics
 from mlrm.registry import ModelRef, ModelRegistry
 from mlrm.service import services
 from mlrm.steps import TransformStep
+from services.predict.config import PROBA_PREFIX
 
 
 @dataclass(frozen=True)
@@ -110,11 +111,12 @@ class ServedModel:
         absent = [c for c in keep if c not in df.columns]
         if absent:
             raise DataError(f"keep: column(s) {', '.join(absent)} not in the input")
+        want_proba = probabilities and self.classes is not None
+        self._check_outputs(list(keep), column, want_proba)
         out = df[list(keep)].reset_index(drop=True) if keep else pd.DataFrame(index=range(len(df)))
         if len(df) == 0:
             out[column] = pd.Series(dtype="object" if self.classes else "float64")
             return out
-        want_proba = probabilities and self.classes is not None
         try:
             answer = self.flavour.predict(self.model, df[self.features], proba=want_proba)
         except (ValueError, TypeError) as exc:
@@ -125,8 +127,21 @@ class ServedModel:
         out[column] = answer.values
         if answer.proba is not None and self.classes is not None:
             for i, cls in enumerate(self.classes):
-                out[f"proba_{cls}"] = answer.proba[:, i]
+                out[f"{PROBA_PREFIX}{cls}"] = answer.proba[:, i]
         return out
+
+    def _check_outputs(self, keep: list[str], column: str, with_proba: bool) -> None:
+        """No output column may be written twice (one would silently overwrite the other)."""
+        proba = [f"{PROBA_PREFIX}{c}" for c in self.classes or []] if with_proba else []
+        names = [*keep, column, *proba]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(
+                f"model '{self.ref.name}' version {self.ref.version}: output column(s) {', '.join(twice)} would be "
+                f"written twice (keep: {', '.join(keep) or '-'}; prediction_column: {column}; probability columns: "
+                f"{', '.join(proba) or '-'}); rename the input column, or choose another prediction_column, or set "
+                "probabilities: false"
+            )
 
 
 def _stages(registry: ModelRegistry, ref: ModelRef, card: ModelCard, raw: dict[str, Any]) -> list[Stage]:

@@ -14,13 +14,17 @@ import threading
 from dataclasses import dataclass
 
 from mlrm.deployments import Deployments
-from mlrm.errors import NotFoundError, RefusedError
+from mlrm.errors import CorruptRecordError, MlrmError, NotFoundError, RefusedError
 from mlrm.hooks import Hook
 from mlrm.registry import ModelRef, ModelRegistry
 from mlrm.volume import Volume
 from services.predict.model import ServedModel
 
 log = logging.getLogger(__name__)
+
+
+def _warn(exc: Exception) -> None:
+    log.warning("skipped: %s", exc)
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ class ModelServer:
 
     def check_allowed(self, model: str) -> None:
         """Refuse a model deployed only in strict mode for other nodes."""
-        deps = [d for d in self.deployments.active() if d.model == model]
+        deps = [d for d in self.deployments.active(on_corrupt=_warn) if d.model == model]
         if deps and all(d.mode == "strict" and d.node != self.node for d in deps):
             nodes = ", ".join(sorted({str(d.node) for d in deps}))
             raise RefusedError(
@@ -83,26 +87,34 @@ class ModelServer:
                 continue
             try:
                 ref = self.registry.resolve(target.model, alias=target.alias)
+                fresh = self.load(ref) if ref != current.ref else current  # fully loaded before anyone sees it
             except NotFoundError:
                 continue  # the alias was removed: keep serving what we have
-            if ref != current.ref:
-                fresh = self.load(ref)  # fully loaded before anyone sees it
+            except MlrmError as exc:  # an unreadable alias or version: keep serving what we have, say why
+                log.warning("%s: %s@%s: %s", self.worker, target.model, target.alias, exc)
+                continue
+            if fresh is not current:
                 self._by_target[target] = fresh  # one assignment: requests see old or new, never neither
                 log.info("%s: %s@%s now serves version %d", self.worker, target.model, target.alias, ref.version)
         self._sync_deployments()
 
     def _sync_deployments(self) -> None:
         wanted = {}
-        for dep in self.deployments.active():
+        for dep in self.deployments.active(on_corrupt=_warn):
             if dep.mode == "strict" and dep.node != self.node:
                 continue
             try:
                 wanted[dep.id] = (dep, self.registry.resolve(dep.model, **dep.selector()))
-            except NotFoundError as exc:
+            except (NotFoundError, CorruptRecordError) as exc:
                 log.warning("%s: deployment %s: %s", self.worker, dep.id, exc)
         for dep_id, (dep, ref) in wanted.items():
             if self._deployed.get(dep_id) != ref:
-                self._by_target[Target(dep.model, dep.alias, dep.version)] = self.load(ref)
+                try:
+                    loaded = self.load(ref)
+                except MlrmError as exc:  # one deployment that cannot load must not stop the others
+                    log.warning("%s: deployment %s: %s", self.worker, dep_id, exc)
+                    continue
+                self._by_target[Target(dep.model, dep.alias, dep.version)] = loaded
                 self._deployed[dep_id] = ref
                 self.deployments.report_loaded(dep_id, self.worker, self.node, ref.version)
         for dep_id in [d for d in self._deployed if d not in wanted]:

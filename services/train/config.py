@@ -7,10 +7,10 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from mlrm.config import ConfigModel, Section, as_value_error
-from mlrm.expr import compile_expression
+from mlrm.expr import compile_condition, compile_expression
 from mlrm.flavours import flavour
 from mlrm.imports import import_string
-from mlrm.registry import ALIAS, check_name
+from mlrm.registry import check_alias, check_name
 from services.train.metrics import METRICS, metric_names
 
 
@@ -80,15 +80,13 @@ class RegisterRule(Section):
     @field_validator("alias")
     @classmethod
     def _alias(cls, v: str) -> str:
-        if not ALIAS.match(v):
-            raise ValueError("an alias is lower-case letters, digits, '_' and '-', starting with a letter")
-        return v
+        return as_value_error(check_alias, v)
 
     @field_validator("when")
     @classmethod
     def _when(cls, v: str | None) -> str | None:
         if v is not None:
-            as_value_error(compile_expression, v)
+            as_value_error(compile_condition, v)  # true or false by its form: 'accuracy' alone is refused here
         return v
 
 

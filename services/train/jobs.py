@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mlrm.bus import Envelope, Hop
+from mlrm.errors import CorruptRecordError
 from mlrm.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,11 @@ class JobRunner:
         for obj in self.volume.list("runs/"):
             if "/jobs/" not in obj.key or not obj.key.endswith(".json"):
                 continue
-            record = self.volume.get_json(obj.key)
+            try:
+                record = self.volume.get_json(obj.key)
+            except CorruptRecordError as exc:  # one bad record must not stop the others (or the service)
+                log.warning("%s: skipped: %s", self.owner, exc)
+                continue
             if record.get("status") != "running" or time.time() - record.get("heartbeat", 0) < self.lease:
                 continue
             if not self.volume.create(f"{obj.key}.adopted-{record['heartbeat']}", self.owner.encode()):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,11 @@ from sklearn.model_selection import KFold, StratifiedKFold, TimeSeriesSplit, tra
 from mlrm.bus import Hop
 from mlrm.card import PipelineStep
 from mlrm.context import ModelRef, StepContext
-from mlrm.errors import DataError, NotFoundError
-from mlrm.expr import compile_expression, evaluate_condition
+from mlrm.errors import ConfigError, DataError, ExpressionError, NotFoundError
+from mlrm.expr import compile_condition, evaluate_condition
 from mlrm.flavours import Flavour, flavour
 from mlrm.pipeline import inference_pipeline, schema_key
-from mlrm.registry import ModelRegistry, spool
+from mlrm.registry import ModelRegistry, check_alias, check_name, spool
 from services.train import metrics as M
 from services.train.card import build_card, features
 from services.train.config import TrainConfig
@@ -175,16 +176,58 @@ def _register(
         training=training, runresource=runresource, lineage=lineage, trusted=trusted,
     )  # fmt: skip
 
+    aliases = aliases_to_set(config, metrics)  # every rule and name checked before anything is written
     registry = ModelRegistry(ctx.volume)
     ref = ModelRef(config.model.name, registry.reserve_version(config.model.name))
     registry.publish(ref, files, card)
+    point_aliases(registry, ref, aliases)
+    return {"model": ref.name, "version": ref.version, "metrics": metrics, "aliases": aliases}
 
+
+def aliases_to_set(config: TrainConfig, metrics: dict[str, float]) -> list[str]:
+    """The aliases the new version gets: every rule evaluated now, so a bad one fails before any write."""
+    check_name(config.model.name)
     aliases = []
     for rule in config.register_rules:
-        if rule.when is None or evaluate_condition(compile_expression(rule.when), metrics):
-            registry.set_alias(ref.name, rule.alias, ref.version)
+        check_alias(rule.alias)
+        try:
+            holds = rule.when is None or evaluate_condition(compile_condition(rule.when), metrics)
+        except ExpressionError as exc:
+            raise ConfigError(f"register rule for alias '{rule.alias}': {exc.message}") from None
+        if holds and rule.alias not in aliases:
             aliases.append(rule.alias)
-    return {"model": ref.name, "version": ref.version, "metrics": metrics, "aliases": aliases}
+    return aliases
+
+
+def point_aliases(registry: ModelRegistry, ref: ModelRef, aliases: list[str]) -> None:
+    """Point ``aliases`` at a just-published version; if that fails, put them back and withdraw the version."""
+    if not aliases:
+        return
+    before: dict[str, int] = {}
+    done: list[str] = []
+    try:
+        before = registry.aliases(ref.name, on_corrupt=lambda exc: None)  # an unreadable one is overwritten anyway
+        for alias in aliases:
+            registry.set_alias(ref.name, alias, ref.version)
+            done.append(alias)
+    except BaseException:
+        if _restore(registry, ref, {a: before.get(a) for a in done}):
+            with suppress(Exception):  # nothing points at it any more; gc collects what this leaves
+                registry.discard(ref)
+        raise
+
+
+def _restore(registry: ModelRegistry, ref: ModelRef, previous: dict[str, int | None]) -> bool:
+    """Best effort (the volume may be what failed): True if no alias points at ``ref`` any more."""
+    for alias, version in previous.items():
+        try:
+            if version is None:
+                registry.remove_alias(ref.name, alias)
+            else:
+                registry.set_alias(ref.name, alias, version)
+        except Exception:
+            return False
+    return True
 
 
 def _raw_inputs(ctx: StepContext, pipeline: list[PipelineStep], X: pd.DataFrame, config: TrainConfig) -> list[Any]:

@@ -239,3 +239,57 @@ def test_gc_command(cli, iris):
     assert not cli.volume.exists("runs/old-run/gather/x/part.arrow")
     assert ModelRegistry(cli.volume).versions("iris-classifier") == [1]
     assert_one_error(cli("gc", "--older-than", "soon"), "--older-than")
+
+
+def test_one_corrupt_record_is_reported_by_key_and_the_rest_listed(cli, iris):
+    """A card, an alias, a deployment and a job record that are not valid JSON break nothing else."""
+    assert cli("run", iris / "train.yaml").exit_code == 0
+    edit(iris / "model.yaml", "name: iris-classifier", "name: iris-two")
+    assert cli("run", iris / "train.yaml").exit_code == 0
+    dep_id = cli("deploy", "iris-classifier", "--version", "1").stdout.strip()
+    bad = {
+        "card": "models/iris-two/1/card.json",
+        "alias": "models/iris-classifier/aliases/staging.json",
+        "deployment": "deployments/dep-broken.json",
+        "job": "runs/20000101_000000_dead/jobs/train.json",
+    }
+    for key in bad.values():
+        cli.volume.put_bytes(key, b'{"truncated": ')
+
+    run = cli("run", iris / "predict.yaml")  # starts every service: jobs and deployments are read
+    assert run.exit_code == 0 and "Traceback" not in run.output + run.stderr, run.output + run.stderr
+
+    listing = cli("models", "list")
+    assert "iris-classifier" in listing.stdout and "iris-two" in listing.stdout and "production→1" in listing.stdout
+    assert listing.exit_code == 1 and "Traceback" not in listing.output
+    assert sorted(line.split("'")[1] for line in error_lines(listing)) == sorted([bad["alias"], bad["card"]])
+
+    assert_one_error(cli("models", "show", "iris-two"), bad["card"], "not valid JSON")
+    assert '"version": 1' in cli("models", "show", "iris-classifier", "--alias", "production").stdout
+    found = cli("models", "search", "--json")
+    assert [c["modelname"] for c in json.loads(found.stdout)] == ["iris-classifier"]
+    assert_one_error(found, bad["card"])
+
+    deployments = cli("deployments")
+    assert dep_id in deployments.stdout
+    assert_one_error(deployments, bad["deployment"], "not valid JSON")
+
+
+def test_register_rules_are_checked_before_anything_is_published(cli, iris):
+    edit(iris / "model.yaml", '{alias: production, when: "accuracy >= 0.9"}', '{alias: production, when: "accuracy"}')
+    line = assert_one_error(cli("validate", iris / "model.yaml"), "model.yaml:15:", "register[0].when:")
+    assert "condition 'accuracy' is not true or false" in line
+    edit(iris / "model.yaml", '"accuracy"}', '"accuracy / 0 > 1"}\n  - {alias: staging}')
+    assert cli("validate", iris / "model.yaml").exit_code == 0  # its form is a condition; only data shows it fails
+    line = assert_one_error(cli("run", iris / "train.yaml"), "register rule for alias 'production'", "division by zero")
+    no_model(cli)
+
+
+def test_a_sink_cannot_write_where_mlrm_keeps_its_own_data(cli, iris):
+    assert cli("run", iris / "train.yaml").exit_code == 0
+    artefact = cli.volume.get_bytes("models/iris-classifier/1/model.skops")
+    edit(iris / "serve.yaml", "key: predictions/iris/{run_id}.csv", "key: models/iris-classifier/1/model.skops")
+    line = assert_one_error(cli("validate", iris / "predict.yaml"), "serve.yaml:8:8: sink.key:", code=1)
+    assert "is under 'models/', which mlrm keeps for the model registry" in line
+    assert_one_error(cli("run", iris / "predict.yaml"), "serve.yaml:8:8: sink.key:", code=2)
+    assert cli.volume.get_bytes("models/iris-classifier/1/model.skops") == artefact

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 import pytest
 
 from mlrm.config import load_config, parse_document
-from mlrm.errors import ConfigError, ConfigErrors
+from mlrm.deployments import DeployRequest
+from mlrm.errors import ConfigError, ConfigErrors, MlrmError
+from mlrm.registry import check_alias, check_name
 from mlrm.schema import files, render
+from mlrm.steps import TransformStep
+from mlrm.volume.base import check_key
 from mlrm.yamlio import loads_yaml
+from orchestrator.compile import Workflow
 from services.handler.config import HandlerConfig
-from tests.conftest import CONFIGS
+from services.predict.config import PredictConfig
+from services.train.config import TrainConfig
+from tests.conftest import CONFIGS, ROOT
 
 
 def parse(text: str, **env: str):
@@ -155,3 +163,66 @@ def test_a_bad_volume_key_is_a_config_error_naming_file_line_and_field(key):
         assert len(errs) == 1 and errs[0].startswith("cfg.yaml:5:8: sink.key: object name"), errs
     ok = parse("kind: PredictConfig\nmodel: {name: m}\nsink: {step: csv, key: 'predictions/{run_id}.csv'}\n")
     assert ok.sink.key == "predictions/{run_id}.csv"
+
+
+# -- names: every pattern that validates a name refuses a trailing newline ---------------------
+class Noop(TransformStep):
+    """A user step for the name checks below."""
+
+    kind = "handler"
+
+    def transform(self, df, state):
+        return df
+
+
+def _workflow(name="w", step="collect", service="collector"):
+    return {"kind": "Workflow", "name": name, "steps": [{"name": step, "service": service, "config": "c.yaml"}]}
+
+
+def _train(name="m", alias="production"):
+    return {
+        "kind": "TrainConfig", "target": "y", "register": [{"alias": alias}],
+        "model": {"name": name, "kind": "regression", "estimator": "sklearn.linear_model.Ridge"},
+    }  # fmt: skip
+
+
+NAME_CHECKS = {  # what validates a name -> (a valid name, a call that validates it)
+    "registry: model name": ("iris-classifier", check_name),
+    "registry: alias": ("production", check_alias),
+    "TrainConfig model.name": ("iris-classifier", lambda v: TrainConfig.model_validate(_train(name=v))),
+    "TrainConfig register[].alias": ("production", lambda v: TrainConfig.model_validate(_train(alias=v))),
+    "PredictConfig model.name": ("m", lambda v: PredictConfig.model_validate({"kind": "PredictConfig",
+                                                                             "model": {"name": v}})),
+    "PredictConfig model.alias": ("production", lambda v: PredictConfig.model_validate({
+        "kind": "PredictConfig", "model": {"name": "m", "alias": v}})),
+    "deployment model": ("m", lambda v: DeployRequest(model=v, version=1)),
+    "deployment alias": ("production", lambda v: DeployRequest(model="m", alias=v)),
+    "deployment memory": ("512Mi", lambda v: DeployRequest(model="m", version=1, resources={"memory": v})),
+    "Workflow name": ("iris-train", lambda v: Workflow.model_validate(_workflow(name=v))),
+    "Workflow steps[].name": ("collect", lambda v: Workflow.model_validate(_workflow(step=v))),
+    "Workflow steps[].service (nameko)": ("nameko:svc.method", lambda v: Workflow.model_validate(
+        _workflow(name="w", step="call", service=v) | {"steps": [
+            {"name": "c", "service": "collector", "config": "c.yaml"}, {"name": "call", "service": v}]})),
+    "user step path": (f"{__name__}:Noop", lambda v: HandlerConfig.model_validate({"kind": "HandlerConfig",
+                                                                                   "steps": [{"step": v}]})),
+    "volume key": ("models/m/1/card.json", check_key),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "\n\n"], ids=repr)
+@pytest.mark.parametrize("check", sorted(NAME_CHECKS))
+def test_names_ending_in_a_newline_are_invalid(check, ending):
+    valid, validate = NAME_CHECKS[check]
+    validate(valid)
+    with pytest.raises((ValueError, MlrmError)):  # pydantic's ValidationError is a ValueError
+        validate(valid + ending)
+
+
+def test_python_name_patterns_do_not_anchor_with_dollar():
+    """`$` matches before a trailing newline in Python's re; pydantic's pattern= (Rust regex) does not."""
+    offenders = []
+    for path in [*ROOT.glob("mlrm/**/*.py"), *ROOT.glob("services/**/*.py"), *ROOT.glob("orchestrator/**/*.py")]:
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if re.search(r"re\.(compile|match|search|fullmatch)\(r?[\"'][^\"']*\$[\"']", line):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert offenders == [], "use \\Z instead of $ in Python regexes:\n" + "\n".join(offenders)

@@ -7,7 +7,7 @@ import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 
 from mlrm.context import ModelRef
-from mlrm.errors import ConfigError, NotFoundError, RegistryError
+from mlrm.errors import ConfigError, CorruptRecordError, NotFoundError, RegistryError
 from mlrm.registry import ARTEFACT, ModelRegistry
 
 
@@ -113,3 +113,33 @@ def test_an_alias_pointing_at_a_missing_version_says_so(registry, volume):
     ctx = StepContext(volume, run_id="r", step="clean", mode="predict", model=ref)  # pinned before it went
     with pytest.raises(NotFoundError, match="model 'm' has no version 1"):
         ctx.load_state("clean.impute")
+
+
+@pytest.mark.parametrize("content", [b"{", b"[]", b'{"version": "two"}', b'{"version": 0}'], ids=repr)
+def test_an_unreadable_alias_is_reported_and_the_others_still_work(registry, volume, content):
+    publish(registry)
+    registry.set_alias("m", "production", 1)
+    volume.put_bytes("models/m/aliases/staging.json", content)
+    assert registry.resolve("m", alias="production") == ModelRef("m", 1)  # reads only its own record
+    with pytest.raises(CorruptRecordError, match=r"models/m/aliases/staging\.json"):
+        registry.resolve("m", alias="staging")
+    with pytest.raises(CorruptRecordError, match=r"models/m/aliases/staging\.json"):
+        registry.aliases("m")  # strict by default: delete_version must not guess what it pointed at
+    skipped: list = []
+    assert registry.aliases("m", skipped.append) == {"production": 1}
+    assert [e.key for e in skipped] == ["models/m/aliases/staging.json"]
+    with pytest.raises(CorruptRecordError, match="staging"):
+        registry.delete_version(ModelRef("m", 1))
+    registry.remove_alias("m", "staging")  # how it is repaired
+    assert registry.aliases("m") == {"production": 1}
+
+
+def test_an_unreadable_card_is_reported_and_the_others_listed(registry, volume):
+    publish(registry)
+    publish(registry)
+    volume.put_bytes("models/m/1/card.json", b"\x00")
+    skipped: list = []
+    assert [c["version"] for c in registry.cards(skipped.append)] == [2]
+    assert [e.key for e in skipped] == ["models/m/1/card.json"]
+    with pytest.raises(CorruptRecordError, match=r"models/m/1/card\.json"):
+        registry.card(ModelRef("m", 1))

@@ -16,16 +16,18 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 import pandas as pd
-from pydantic import model_validator
+from pydantic import field_validator, model_validator
 
-from mlrm.errors import DataError
+from mlrm.errors import ConfigError, DataError
 from mlrm.steps import SinkStep
-from mlrm.volume.base import VolumeKey
+from mlrm.volume import check_output_key
+from mlrm.volume.local import LocalVolume
 
 if TYPE_CHECKING:
     from mlrm.context import StepContext
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_SAMPLE_RUN_ID = "20000101-000000-000000"  # what {run_id} stands for when the config is validated
 
 
 class FileSink(SinkStep):
@@ -33,8 +35,20 @@ class FileSink(SinkStep):
 
     path: str | None = None
     """Local file to write, relative to the config file's folder; `{run_id}` is replaced by the run's id."""
-    key: VolumeKey | None = None
-    """Object in the volume to write, e.g. `predictions/{run_id}.parquet`."""
+    key: str | None = None
+    """Object in the volume to write, e.g. `predictions/{run_id}.parquet`; not under `models/`, `runs/`
+    or `deployments/`, which mlrm keeps for itself."""
+
+    @field_validator("key")
+    @classmethod
+    def _output_key(cls, v: str | None) -> str | None:
+        if v is not None:
+            sample = v.replace("{run_id}", _SAMPLE_RUN_ID)
+            try:
+                check_output_key(sample)
+            except ConfigError as exc:  # name the key as written, placeholder included
+                raise ValueError(exc.reason.replace(sample, v)) from None
+        return v
 
     @model_validator(mode="after")
     def _path_or_key(self) -> FileSink:
@@ -68,10 +82,14 @@ class FileSink(SinkStep):
     def open(self, ctx: StepContext) -> Iterator[IO[bytes]]:
         """A binary stream whose content appears at the target only if the block exits cleanly."""
         if self.key is not None:
-            with ctx.volume.open_write(self.target(ctx)) as stream:
+            with ctx.volume.open_write(check_output_key(self.target(ctx))) as stream:  # checked as written too
                 yield stream
             return
         path = ctx.resolve_path(self.target(ctx))
+        if isinstance(ctx.volume, LocalVolume):  # a path into the volume's folder must obey the same rule
+            inside = Path(os.path.abspath(path)).resolve()
+            if inside.is_relative_to(ctx.volume.root):
+                check_output_key(inside.relative_to(ctx.volume.root).as_posix())
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

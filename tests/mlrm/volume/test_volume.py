@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from mlrm.errors import InvalidKeyError, NotFoundError, VolumeError, error_from_dict
+from mlrm.errors import CorruptRecordError, InvalidKeyError, NotFoundError, VolumeError, error_from_dict
 from mlrm.volume import open_volume
 from mlrm.volume.base import check_key
 from mlrm.volume.local import LocalVolume
@@ -39,6 +39,16 @@ def test_put_get_stat_list_delete(vol):
     assert not vol.exists("a/b/c.txt")
     assert vol.delete_prefix("a/") == 1
     assert [o.key for o in vol.list()] == ["z.json"]
+
+
+@pytest.mark.parametrize(
+    "payload", [b"", b'{"version": ', b"\xff\xfe\x00garbage", b"[" * 100_000, b"not json"], ids=repr
+)
+def test_invalid_json_is_a_corrupt_record_naming_its_key(vol, payload):
+    vol.put_bytes("records/r.json", payload)
+    with pytest.raises(CorruptRecordError, match=r"'records/r.json' in volume .* is not valid JSON") as info:
+        vol.get_json("records/r.json")
+    assert info.value.key == "records/r.json" and "\n" not in str(info.value)
 
 
 def test_missing_object_is_not_found(vol):
@@ -154,3 +164,55 @@ def test_unsafe_names_are_rejected(vol, key):
 def test_open_volume_by_url(tmp_path):
     assert isinstance(open_volume(str(tmp_path / "v")), LocalVolume)
     assert open_volume(f"file://{tmp_path}/w").root == (tmp_path / "w").resolve()
+
+
+# -- the local folder never follows a symbolic link out of itself -------------------------------
+_OPERATIONS = {
+    "read": lambda v, k: v.get_bytes(k),
+    "read_json": lambda v, k: v.get_json(k),
+    "write": lambda v, k: v.put_bytes(k, b"pwned"),
+    "open_write": lambda v, k: v.open_write(k).__enter__().write(b"pwned"),
+    "create": lambda v, k: v.create(k, b"pwned"),
+    "stat": lambda v, k: v.stat(k),
+    "exists": lambda v, k: v.exists(k),
+    "list": lambda v, k: list(v.list(k)),
+    "list_parent": lambda v, k: list(v.list(k.rsplit("/", 1)[0] + "/")),
+    "list_all": lambda v, k: list(v.list()),
+    "delete": lambda v, k: v.delete(k),
+    "delete_prefix": lambda v, k: v.delete_prefix(k.rsplit("/", 1)[0] + "/"),
+}
+
+
+@pytest.fixture
+def linked(tmp_path):
+    """A volume holding a link to an outside folder and a link to an outside file."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_bytes(b"secret")
+    vol = LocalVolume(tmp_path / "vol")
+    vol.put_bytes("inside/ok.txt", b"ok")
+    (vol.root / "models").symlink_to(outside, target_is_directory=True)  # a link as a folder on the way
+    (vol.root / "inside" / "secret.txt").symlink_to(outside / "secret.txt")  # a link as the object itself
+    return vol, outside
+
+
+@pytest.mark.parametrize("key", ["models/secret.txt", "inside/secret.txt"])
+@pytest.mark.parametrize("operation", sorted(_OPERATIONS))
+def test_local_volume_refuses_symbolic_links(linked, operation, key):
+    vol, outside = linked
+    with pytest.raises(VolumeError, match=r"symbolic link.*does not follow links") as info:
+        _OPERATIONS[operation](vol, key)
+    assert "'models'" in str(info.value) or "'inside/secret.txt'" in str(info.value)
+    assert not info.value.transient  # refused, not an outage: retrying cannot help
+    assert (outside / "secret.txt").read_bytes() == b"secret"  # nothing outside was read, written or removed
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+    assert vol.get_bytes("inside/ok.txt") == b"ok"  # the rest of the volume still works
+
+
+def test_local_volume_works_beside_links(linked):
+    vol, _ = linked
+    vol.put_bytes("runs/r/a.txt", b"a")
+    assert [o.key for o in vol.list("inside/ok")] == ["inside/ok.txt"]
+    assert [o.key for o in vol.list("runs/")] == ["runs/r/a.txt"]
+    vol.delete("runs/r/a.txt")
+    assert not (vol.root / "runs").exists()  # empty folders are still pruned

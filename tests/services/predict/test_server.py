@@ -134,3 +134,18 @@ def test_deploy_request_validation(volume):
         DeployRequest(model="m", version=1, mode="strict")
     with pytest.raises(ValueError, match="not both"):
         DeployRequest(model="m", version=1, alias="production")
+
+
+@pytest.mark.parametrize(
+    ("keep", "column", "collides"),
+    [(["proba_b"], "prediction", "proba_b"), (["id"], "proba_a", "proba_a"), (["id", "id"], "prediction", "id")],
+)
+def test_output_columns_that_collide_with_the_models_classes_are_refused(volume, keep, column, collides):
+    """Only the model knows its classes: keep [proba_b] with a class 'b' would overwrite an input column."""
+    server = ModelServer(volume, worker="predict-0")
+    model = server.load(publish_constant(ModelRegistry(volume), "a"))
+    df = X.assign(id=range(4), proba_b=[9.0] * 4)
+    with pytest.raises(ConfigError, match=rf"output column\(s\) {collides} would be written twice"):
+        model.predict(df, keep=keep, column=column)
+    out = model.predict(df, keep=keep[:1], column=column, probabilities=False)  # no probability columns: fine
+    assert list(out.columns) == [keep[0], column] and out[keep[0]].tolist() == df[keep[0]].tolist()

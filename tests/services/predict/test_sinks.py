@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from mlrm.context import StepContext
-from mlrm.errors import DataError
+from mlrm.errors import ConfigError, DataError
 from mlrm.steps import registry
 from mlrm.volume.local import LocalVolume
 from services.predict.sinks import CsvSink, JsonlSink, ParquetSink
@@ -152,3 +152,43 @@ def test_parquet_later_batches_are_cast_to_the_first_schema(ctx: StepContext) ->
 def test_options_are_validated(options: dict, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         CsvSink(step="csv", **options)
+
+
+RESERVED_KEYS = [
+    "models/iris-classifier/1/model.skops", "models/iris-classifier/aliases/production.json", "models",
+    "runs/{run_id}/gather/predict.sink/part-000000000.arrow", "runs/{run_id}/status.json", "runs/other/out.csv",
+    "deployments/dep-1.json", "Models/x/1/card.json", "RUNS/{run_id}.csv",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("key", RESERVED_KEYS)
+def test_a_key_under_a_reserved_prefix_is_refused_by_the_config(key: str) -> None:
+    with pytest.raises(ValidationError, match=r"which mlrm keeps for") as info:
+        CsvSink(step="csv", key=key)
+    assert f"key '{key}' is under" in str(info.value)  # named as written, {run_id} included
+
+
+@pytest.mark.parametrize("key", ["predictions/{run_id}.csv", "modelsx/a.csv", "my/models/a.csv", "{run_id}/runs.csv"])
+def test_keys_beside_the_reserved_prefixes_are_fine(ctx: StepContext, key: str) -> None:
+    CsvSink(step="csv", key=key).write(ctx, iter(batches()))
+    assert ctx.volume.exists(key.replace("{run_id}", "r1"))
+
+
+@pytest.mark.parametrize("key", RESERVED_KEYS)
+def test_a_reserved_key_is_refused_when_written_too(ctx: StepContext, key: str) -> None:
+    """Checked where the key becomes a write target, not only when a config is validated."""
+    target = key.replace("{run_id}", "r1")
+    ctx.volume.put_bytes(target if target != "models" else "models/x", b"precious")
+    sink = CsvSink.model_construct(step="csv", key=key, path=None)  # as if validation were skipped
+    with pytest.raises(ConfigError, match=r"which mlrm keeps for"):
+        sink.write(ctx, iter(batches()))
+    assert ctx.volume.get_bytes(target if target != "models" else "models/x") == b"precious"
+
+
+def test_a_path_into_the_local_volume_obeys_the_same_rule(ctx: StepContext, tmp_path: Path) -> None:
+    ctx.volume.put_bytes("models/m/1/model.skops", b"precious")
+    with pytest.raises(ConfigError, match=r"'models/m/1/model.skops' is under 'models/'"):
+        CsvSink(step="csv", path="vol/models/m/1/model.skops").write(ctx, iter(batches()))
+    assert ctx.volume.get_bytes("models/m/1/model.skops") == b"precious"
+    CsvSink(step="csv", path="vol/predictions/out.csv").write(ctx, iter(batches()))  # elsewhere in it is fine
+    assert ctx.volume.exists("predictions/out.csv")

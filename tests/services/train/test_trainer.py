@@ -8,8 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 from mlrm.context import ModelRef, StepContext
-from mlrm.errors import DataError
+from mlrm.errors import ConfigError, DataError, VolumeError
 from mlrm.registry import ModelRegistry
+from mlrm.volume.local import LocalVolume
 from services.train.config import TrainConfig
 from services.train.trainer import train
 
@@ -106,3 +107,51 @@ def test_config_checks_nested_estimators_without_building_them():
                       "hyperparameters": pipeline})  # fmt: skip
     with pytest.raises(ValidationError, match="missing a required argument: 'steps'"):
         config(model={"name": "m", "kind": "regression", "estimator": "sklearn.pipeline.Pipeline"})
+
+
+@pytest.mark.parametrize(
+    "when",
+    ["r2 / 0 > 1", "1 // (r2 - r2) > 0", "r2 > 'high'", "r2 + 'x' > 1", "round(r2, 1000) > 0"],
+)
+def test_a_rule_that_cannot_be_evaluated_fails_before_anything_is_written(frame, ctx, when):
+    rules = [{"alias": "staging"}, {"alias": "production", "when": when}]
+    with pytest.raises(ConfigError, match="register rule for alias 'production': cannot evaluate"):
+        train(frame, config(register=rules), ctx, {})
+    assert list(ctx.volume.list("models/")) == []  # no version, no 'staging'
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({"alias": "production", "when": "r2"}, "condition 'r2' is not true or false"),
+        ({"alias": "production", "when": "r2 * 2"}, "is not true or false"),
+        ({"alias": "production", "when": "r2 and mae < 1"}, "is not true or false"),
+        ({"alias": "production", "when": "not mae"}, "is not true or false"),
+        ({"alias": "production\n"}, "alias 'production\\\\n' is not valid"),
+    ],
+)
+def test_a_rule_that_is_not_a_condition_or_a_name_is_refused_by_the_config(rule, message):
+    with pytest.raises(ValidationError, match=message):
+        config(register=[{"alias": "staging"}, rule])
+
+
+class FailingVolume(LocalVolume):
+    """A real local volume whose writes of one key fail, as when the store goes away mid-registration."""
+
+    fail_key = "models/m/aliases/canary.json"
+
+    def open_write(self, key):
+        if key == self.fail_key:
+            raise VolumeError("the volume went away")
+        return super().open_write(key)
+
+
+def test_aliases_that_cannot_be_written_are_put_back_and_the_version_withdrawn(frame, tmp_path):
+    ctx = StepContext(volume=FailingVolume(tmp_path / "v"), run_id="r1", step="train", mode="train")
+    train(frame, config(register={"alias": "production"}), ctx, {})
+    rules = [{"alias": "production"}, {"alias": "staging"}, {"alias": "canary"}]
+    with pytest.raises(VolumeError, match="went away"):
+        train(frame, config(register=rules), ctx, {})
+    registry = ModelRegistry(ctx.volume)
+    assert registry.versions("m") == [1] and registry.aliases("m") == {"production": 1}
+    assert [o.key for o in ctx.volume.list("models/m/2/")] == []
