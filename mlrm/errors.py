@@ -106,6 +106,14 @@ class VolumeError(MlrmError):
     transient = True
 
 
+class KeyRefusedError(VolumeError):
+    """An object name the volume cannot hold (escapes it, too long, a folder of other objects):
+    the name is wrong, so retrying cannot help."""
+
+    http_status = 400
+    transient = False
+
+
 class BusError(MlrmError):
     """The message bus failed or refused an operation."""
 
@@ -124,6 +132,7 @@ _KNOWN: dict[str, type[MlrmError]] = {
         StepError,
         RegistryError,
         VolumeError,
+        KeyRefusedError,
         BusError,
     )
 }
@@ -135,6 +144,20 @@ def error_from_dict(data: dict[str, Any]) -> MlrmError:
     err = cls.__new__(cls)
     MlrmError.__init__(err, str(data.get("message", "unknown error")))
     return err
+
+
+# What libraries raise for input they cannot handle: pyarrow's ArrowInvalid is a ValueError, its
+# ArrowTypeError a TypeError, ArrowNotImplementedError (no kernel for these types) a NotImplementedError,
+# and json gives RecursionError for data nested too deeply. Deterministic: retrying cannot help.
+INPUT_EXCEPTIONS: tuple[type[BaseException], ...] = (
+    ValueError, TypeError, KeyError, IndexError, ArithmeticError, NotImplementedError, RecursionError,
+)  # fmt: skip
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` on one line, without control characters, cut to ``limit`` characters (for error messages)."""
+    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def describe(exc: BaseException) -> str:

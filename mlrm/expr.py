@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlrm.errors import ExpressionError
+from mlrm.errors import INPUT_EXCEPTIONS, ExpressionError, one_line
 
 MAX_LENGTH, MAX_DEPTH, MAX_NODES, MAX_EXPONENT = 2000, 50, 500, 100
 _CONSTANTS = {"true": True, "false": False, "null": None}
@@ -163,9 +163,22 @@ def _round(value: Any, digits: Any = 0) -> Any:
     return value.round(int(digits)) if isinstance(value, pd.Series) else round(value, int(digits))
 
 
+def _numeric(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` refusing text arguments (each library fails differently on them, or not at all)."""
+
+    def call(*args: Any) -> Any:
+        for arg in args[:1] if name == "round" else args:
+            if _is_text(arg):
+                what = f"text column '{arg.name}'" if isinstance(arg, pd.Series) else f"text {arg!r}"
+                raise TypeError(f"{name}() needs numbers, got {what}")
+        return function(*args)
+
+    return call
+
+
 # name -> (min args, max args, implementation); each accepts Series and scalars.
 _FUNCTIONS: dict[str, tuple[int, int, Callable[..., Any]]] = {
-    "abs": (1, 1, abs),
+    "abs": (1, 1, _numeric("abs", abs)),
     "isnull": (1, 1, pd.isna),
     "notnull": (1, 1, pd.notna),
     "lower": (1, 1, lambda x: _text(x, lambda s: s.lower(), str.lower, None)),
@@ -174,12 +187,12 @@ _FUNCTIONS: dict[str, tuple[int, int, Callable[..., Any]]] = {
     "startswith": (2, 2, _find("startswith")),
     "endswith": (2, 2, _find("endswith")),
     "contains": (2, 2, _find("contains")),
-    "round": (1, 2, _round),
-    "min": (2, 2, np.minimum),
-    "max": (2, 2, np.maximum),
-    "log": (1, 1, np.log),
-    "sqrt": (1, 1, np.sqrt),
-    "exp": (1, 1, np.exp),
+    "round": (1, 2, _numeric("round", _round)),
+    "min": (2, 2, _numeric("min", np.minimum)),
+    "max": (2, 2, _numeric("max", np.maximum)),
+    "log": (1, 1, _numeric("log", np.log)),
+    "sqrt": (1, 1, _numeric("sqrt", np.sqrt)),
+    "exp": (1, 1, _numeric("exp", np.exp)),
 }
 _ALLOWED = "comparisons, and/or/not, + - * / // % **, in/not in lists, functions " + ", ".join(sorted(_FUNCTIONS))
 
@@ -342,8 +355,8 @@ class Expression:
         try:
             with np.errstate(all="ignore"):  # log(0), 1/0 on Series: inf/NaN, not warnings
                 return self._eval(self._tree, namespace)
-        except (TypeError, ValueError, ArithmeticError, AttributeError) as exc:
-            raise ExpressionError(f"cannot evaluate expression '{self._label}': {exc}") from None
+        except (*INPUT_EXCEPTIONS, AttributeError) as exc:  # pyarrow-backed text raises NotImplementedError
+            raise ExpressionError(f"cannot evaluate expression '{self._label}': {one_line(str(exc))}") from None
 
     def _eval(self, node: ast.expr, ns: Mapping[str, Any]) -> Any:
         if isinstance(node, ast.Constant):

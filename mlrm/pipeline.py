@@ -14,7 +14,7 @@ import pandas as pd
 
 from mlrm.bus import Envelope
 from mlrm.context import StepContext
-from mlrm.errors import ConfigError, DataError, MlrmError
+from mlrm.errors import INPUT_EXCEPTIONS, ConfigError, DataError, MlrmError, one_line
 from mlrm.gather import Gather, rebatch
 from mlrm.service import Batch, Service
 from mlrm.steps import TransformStep
@@ -26,6 +26,28 @@ def state_key(hop: str, index: int, step: TransformStep) -> str:
     return f"{hop}.{step.name or f'{index}-{step.step}'}"
 
 
+def same_options(stored: Any, step: TransformStep) -> bool:
+    """Whether ``step`` has the options stored with a model's statistics.
+
+    An option added to a step type since the model was trained is absent from the stored
+    options: it counts as its default, so models trained before keep working.
+    """
+    current = step.model_dump(mode="json")
+    if stored == current:
+        return True
+    if not isinstance(stored, dict) or not set(stored) <= set(current):
+        return False
+    fields = type(step).model_fields
+    for name, value in current.items():
+        if name not in stored:
+            info = fields.get(name)
+            if info is None or info.is_required() or value != info.get_default(call_default_factory=True):
+                return False
+        elif stored[name] != value:
+            return False
+    return True
+
+
 class StepRunner:
     """Applies steps to frames, fitting or loading their learned statistics as the mode says."""
 
@@ -34,13 +56,13 @@ class StepRunner:
 
     def run(self, steps: Sequence[TransformStep], df: pd.DataFrame, ctx: StepContext, *, whole: bool) -> pd.DataFrame:
         for i, step in enumerate(steps):
-            state = self.state(step, state_key(ctx.step, i, step), df, ctx, whole=whole) if step.stateful else None
             try:
+                state = self.state(step, state_key(ctx.step, i, step), df, ctx, whole=whole) if step.stateful else None
                 df = step.transform(df, state)
             except MlrmError:
                 raise
-            except (KeyError, ValueError, TypeError) as exc:
-                raise DataError(f"step '{step.step}' failed: {exc}") from exc
+            except INPUT_EXCEPTIONS as exc:  # what libraries raise for data they cannot handle
+                raise DataError(f"step '{step.step}' failed: {one_line(str(exc) or type(exc).__name__)}") from exc
         return df
 
     def state(
@@ -57,7 +79,7 @@ class StepRunner:
         record = self._loaded.get(cache_key)
         if record is None:
             record = ctx.load_state(key)
-            if record.get("config") != config:
+            if not same_options(record.get("config"), step):
                 assert ctx.model is not None
                 raise ConfigError(
                     f"step '{key}' is configured differently from when model '{ctx.model.name}' "

@@ -178,7 +178,10 @@ class Service(ABC):
             delivery.reject(requeue=True)
             return
         if not isinstance(exc, MlrmError):
-            log.error("%s: %s failed", self.worker, env.id, exc_info=exc)
+            # The run's error says what happened; the traceback is for whoever debugs mlrm (-v),
+            # never on a user's console.
+            log.error("%s: %s failed: %s", self.worker, env.id, error)
+            log.debug("%s: %s failed", self.worker, env.id, exc_info=exc)
         step = env.current.name if env.route else "?"
         dead = Envelope(
             id=env.id, run_id=env.run_id, route=env.route, hop=env.hop, seq=env.seq, last=env.last,

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from mlrm.errors import ConfigErrors, MlrmError
+from mlrm.errors import ConfigErrors, MlrmError, describe, one_line
 from mlrm.settings import Settings
 
 app = typer.Typer(help="mlrm: reusable ML microservices configured only by YAML.", no_args_is_help=True)
@@ -35,7 +35,11 @@ def settings_for(volume: str | None = None, state: str | None = None) -> Setting
 
 
 def user_errors(fn: F) -> F:
-    """Print MlrmErrors (and options a pydantic model refused) as ``error: ...`` lines, no traceback."""
+    """Print MlrmErrors (and options a pydantic model refused) as ``error: ...`` lines, no traceback.
+
+    Any other exception is a bug or an input no one mapped to an error yet: it is reported on one
+    line too, and re-raised with its traceback only when debugging (``mlrm -v``).
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -52,6 +56,18 @@ def user_errors(fn: F) -> F:
             reason = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
             err.print(f"[red]error:[/red] {reason}", highlight=False, soft_wrap=True)
             raise typer.Exit(ConfigErrors.exit_code) from None
+        except (typer.Exit, typer.Abort, typer.TyperException):  # typer's own exits and usage errors
+            raise
+        except OSError as exc:  # a path given on the command line that cannot be used
+            where = f"{exc.filename}: " if exc.filename else ""
+            err.print(f"[red]error:[/red] {where}{exc.strerror or exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except Exception as exc:  # a bug (or an input nobody mapped yet): one line; the traceback with -v
+            if logging.getLogger().isEnabledFor(logging.DEBUG):
+                raise
+            message = f"unexpected {describe(exc)} (run with -v for the traceback)"
+            err.print(f"[red]error:[/red] {one_line(message, 2000)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
 
