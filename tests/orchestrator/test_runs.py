@@ -148,3 +148,31 @@ def test_a_redelivered_submission_resends_the_start_of_an_unfinished_run(tmp_pat
         mlrm.bus.publish(SUBMIT_QUEUE, message)  # the broker redelivers the submission
         record = mlrm.orchestrator.wait(message.run_id, timeout=60)
     assert record.status == "succeeded" and record.steps[1].rows_out == 100
+
+
+def test_run_store_read_only_creates_nothing(tmp_path: Path) -> None:
+    from orchestrator.store import RunStore
+
+    missing = tmp_path / "no" / "such" / "runs.sqlite"
+    store = RunStore(missing, read_only=True)
+    assert store.list(10**30) == []  # any limit: more than SQLite's integers means all
+    assert not (tmp_path / "no").exists()
+
+
+@pytest.mark.parametrize("what", ["folder", "garbage", "other database"])
+def test_run_store_that_is_not_one(tmp_path: Path, what: str) -> None:
+    import sqlite3
+
+    from mlrm.errors import ConfigError
+    from orchestrator.store import RunStore
+
+    path = tmp_path / "state"
+    if what == "folder":
+        path.mkdir()
+    elif what == "garbage":
+        path.write_bytes(bytes(range(256)) * 16)
+    else:
+        sqlite3.connect(path).execute("CREATE TABLE other (x)").connection.close()
+    for read_only in (True, False) if what != "other database" else (True,):
+        with pytest.raises(ConfigError, match=rf"run store {path}: "):
+            RunStore(path, read_only=read_only)
