@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from mlrm.errors import NotFoundError, VolumeError
+from mlrm.errors import KeyRefusedError, NotFoundError, VolumeError
 from mlrm.volume.base import ObjectInfo, Volume, check_key, check_prefix
 
 # Temporary files live beside their target (same filesystem, so rename is atomic)
@@ -29,17 +29,49 @@ class LocalVolume(Volume):
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
+    def _writable(self, key: str) -> Path:
+        """The file for ``key``, its folder created; refused if the name is taken by a folder or an object.
+
+        A folder cannot hold an object of the same name as a folder of other objects (``a/b`` and
+        ``a/b/c``), which an object store can: say which name is in the way, not what the OS said.
+        """
+        path = self._path(key)
+        if path.is_dir():
+            raise KeyRefusedError(
+                f"cannot write object '{key}' in volume {self.url}: the name is a folder of other objects"
+            )
+        for parent in reversed(path.relative_to(self.root).parents[:-1]):  # a/, a/b/, ... (not the root)
+            if (self.root / parent).is_file():
+                raise KeyRefusedError(
+                    f"cannot write object '{key}' in volume {self.url}: "
+                    f"'{parent.as_posix()}' is an object, so it cannot hold others"
+                )
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise VolumeError(f"cannot create the folder of object '{key}' in {self.url}: {exc.strerror}") from None
+        return path
+
+    @staticmethod
+    def _temporary(path: Path) -> tuple[int, str]:
+        # The name is cut so that the temporary file's name stays within the file system's limit.
+        name = path.name.encode()[:200].decode(errors="ignore")
+        return tempfile.mkstemp(dir=path.parent, prefix=f".{name}.", suffix=_TMP_SUFFIX)
+
     def open_read(self, key: str) -> IO[bytes]:
         try:
             return open(self._path(key), "rb")
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        except (FileNotFoundError, NotADirectoryError):
             raise NotFoundError(f"object '{key}' not found in volume {self.url}") from None
+        except IsADirectoryError:
+            raise NotFoundError(
+                f"object '{key}' not found in volume {self.url} (the name is a folder of other objects)"
+            ) from None
 
     @contextmanager
     def open_write(self, key: str) -> Iterator[IO[bytes]]:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
+        path = self._writable(key)
+        fd, tmp = self._temporary(path)
         try:
             with os.fdopen(fd, "wb") as f:
                 yield f
@@ -49,11 +81,10 @@ class LocalVolume(Volume):
             raise
 
     def create(self, key: str, data: bytes) -> bool:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = self._writable(key)
         # Write a temporary file, then hard-link it into place: link() fails if the target
         # exists, so the create is exclusive AND a reader never sees it half-written.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
+        fd, tmp = self._temporary(path)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from mlrm.errors import NotFoundError, VolumeError
+from mlrm.errors import KeyRefusedError, NotFoundError, VolumeError
 from mlrm.volume import open_volume
 from mlrm.volume.base import check_key
 from mlrm.volume.local import LocalVolume
@@ -139,13 +139,37 @@ def test_streams_large_objects(vol):
 
 @pytest.mark.parametrize(
     "key",
-    ["../etc/passwd", "a/../../b", "/abs/path", "a//b", "a/./b", "bad\x00name", "tab\tname", "back\\slash", "", "C:/x"],
-)
+    [
+        "../etc/passwd", "a/../../b", "/abs/path", "a//b", "a/./b", "bad\x00name", "tab\tname", "back\\slash", "",
+        "C:/x", "a/" + "k" * 256, "é" * 128,
+    ],
+)  # fmt: skip
 def test_unsafe_names_are_rejected(vol, key):
-    with pytest.raises(VolumeError):
+    with pytest.raises(KeyRefusedError) as err:
         vol.put_bytes(key, b"x")
+    assert not err.value.transient  # a wrong name: retrying cannot help
     with pytest.raises(VolumeError):
         check_key(key)
+
+
+def test_longest_names_work(vol):
+    key = "k" * 255 + "/" + "é" * 127  # 255 and 254 bytes between two '/'
+    vol.put_bytes(key, b"x")
+    assert vol.get_bytes(key) == b"x" and vol.create(key + "x", b"y")
+
+
+def test_local_names_taken_by_folders_and_objects(tmp_path):
+    vol = LocalVolume(tmp_path / "vol")
+    vol.put_bytes("a/b/c", b"x")
+    with pytest.raises(KeyRefusedError, match=r"'a/b' in volume .*: the name is a folder of other objects"):
+        vol.put_bytes("a/b", b"y")
+    with pytest.raises(KeyRefusedError, match=r"'a/b/c/d' .*'a/b/c' is an object, so it cannot hold others"):
+        vol.put_bytes("a/b/c/d", b"y")
+    with pytest.raises(KeyRefusedError, match="'a/b/c/d'"):
+        vol.create("a/b/c/d", b"y")
+    with pytest.raises(NotFoundError, match=r"'a/b' not found .*a folder of other objects"):
+        vol.get_bytes("a/b")
+    assert [o.key for o in vol.list()] == ["a/b/c"]
 
 
 def test_open_volume_by_url(tmp_path):
