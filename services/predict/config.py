@@ -55,3 +55,11 @@ class PredictConfig(ConfigModel):
     trusted_types: list[str] = Field(default_factory=list)
     """Exact type names (e.g. `numpy.log1p`) the model artefact may contain beyond scikit-learn's estimators
     and the internal types of `mlrm.trust`; a version with a verified signature also brings its own."""
+
+    @field_validator("keep")
+    @classmethod
+    def _keep_once(cls, keep: list[str]) -> list[str]:
+        twice = list(dict.fromkeys(c for c in keep if keep.count(c) > 1))
+        if twice:
+            raise ValueError(f"lists {', '.join(map(repr, twice))} more than once")
+        return keep

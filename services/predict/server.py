@@ -14,11 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mlrm.context import ModelRef
 from mlrm.deployments import Deployments
-from mlrm.errors import ConfigError, DataError, NotFoundError
+from mlrm.errors import INPUT_EXCEPTIONS, ConfigError, DataError, NotFoundError, one_line
 from mlrm.registry import ModelRegistry
 from mlrm.volume import Volume
 
@@ -63,18 +64,42 @@ class LoadedModel:
             out[column] = pd.Series(dtype="object" if self.classes else "float64")
             return out
         X = df[self.features]
-        if probabilities and self.classes is not None and hasattr(self.estimator, "predict_proba"):
-            proba = self.estimator.predict_proba(X)
-            # One pass instead of two where predict() is by definition the argmax of predict_proba().
-            if self.argmax_is_predict:
-                out[column] = self.estimator.classes_.take(proba.argmax(axis=1))
+        try:
+            if probabilities and self.classes is not None and hasattr(self.estimator, "predict_proba"):
+                proba = self.estimator.predict_proba(X)
+                # One pass instead of two where predict() is by definition the argmax of predict_proba().
+                if self.argmax_is_predict:
+                    out[column] = self.estimator.classes_.take(proba.argmax(axis=1))
+                else:
+                    out[column] = self.estimator.predict(X)
+                for i, cls in enumerate(self.classes):
+                    out[f"proba_{cls}"] = proba[:, i]
             else:
                 out[column] = self.estimator.predict(X)
-            for i, cls in enumerate(self.classes):
-                out[f"proba_{cls}"] = proba[:, i]
-        else:
-            out[column] = self.estimator.predict(X)
+        except INPUT_EXCEPTIONS as exc:  # the estimator refused these values (infinity, text, ...)
+            raise DataError(
+                f"model '{self.ref.name}' version {self.ref.version} cannot predict this input: "
+                f"{one_line(str(exc) or type(exc).__name__).rstrip('.')}{_suspects(X)}"
+            ) from None
         return out
+
+
+def _suspects(X: pd.DataFrame) -> str:
+    """Which input columns hold values estimators refuse (infinite numbers, text), for the error message."""
+    infinite, text = [], []
+    for name in X.columns:
+        column = X[name]
+        if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
+            if np.isinf(column.to_numpy(dtype="float64", na_value=np.nan)).any():
+                infinite.append(f"'{name}'")
+        elif pd.api.types.is_object_dtype(column.dtype) or pd.api.types.is_string_dtype(column.dtype):
+            text.append(f"'{name}'")
+    found = []
+    if infinite:
+        found.append(f"column(s) {', '.join(infinite)} hold infinite values")
+    if text:
+        found.append(f"column(s) {', '.join(text)} hold text")
+    return f"; {'; '.join(found)}" if found else ""
 
 
 @dataclass(frozen=True)
