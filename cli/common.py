@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Annotated, Any, TypeVar
 
+import click
 import typer
 from pydantic import ValidationError
 from rich.cells import cell_len
@@ -18,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from mlrm.errors import ConfigError, ConfigErrors, MlrmError
+from mlrm.errors import ConfigError, ConfigErrors, MlrmError, describe, one_line
 from mlrm.settings import Settings
 
 app = typer.Typer(help="mlrm: reusable ML microservices configured only by YAML.", no_args_is_help=True)
@@ -140,7 +141,11 @@ def print_error(message: str) -> None:
 
 
 def user_errors(fn: F) -> F:
-    """Print MlrmErrors (and options a pydantic model refused) as ``error: ...`` lines, no traceback."""
+    """Print MlrmErrors (and options a pydantic model refused) as ``error: ...`` lines, no traceback.
+
+    Any other exception is a bug or an input no one mapped to an error yet: it is reported on one
+    line too, and re-raised with its traceback only when debugging (``mlrm -v``).
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -157,6 +162,17 @@ def user_errors(fn: F) -> F:
             reason = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
             print_error(reason)
             raise typer.Exit(ConfigErrors.exit_code) from None
+        except (typer.Exit, typer.Abort, typer.BadParameter, click.ClickException):  # typer's own exits and usage
+            raise
+        except OSError as exc:  # a path given on the command line that cannot be used
+            where = f"{exc.filename}: " if exc.filename else ""
+            print_error(f"{where}{exc.strerror or exc}")
+            raise typer.Exit(1) from None
+        except Exception as exc:  # a bug (or an input nobody mapped yet): one line; the traceback with -v
+            if logging.getLogger().isEnabledFor(logging.DEBUG):
+                raise
+            print_error(one_line(f"unexpected {describe(exc)} (run with -v for the traceback)", 2000))
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
 

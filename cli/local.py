@@ -54,12 +54,16 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Config or workflo
 
 
 @common.app.command()
+@common.user_errors
 def schema(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the JSON Schema files.")] = Path("configs/schema"),
 ) -> None:
     """Write the JSON Schema of every config kind (editors use them to autocomplete)."""
+    from mlrm.errors import ConfigError
     from mlrm.schema import write_schemas
 
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir}: is a file, not a folder")
     for path in write_schemas(out_dir):
         common.out.print(f"wrote {path}")
 
@@ -79,7 +83,7 @@ def runs(
         return
     from orchestrator.store import RunStore
 
-    records = RunStore(common.settings_for(state=state).state).list(limit)
+    records = RunStore(common.settings_for(state=state).state, read_only=True).list(limit)
     if as_json:
         common.print_json([
             {"id": r.id, "workflow": r.workflow, "path": r.path, "mode": r.mode, "status": r.status,
@@ -104,7 +108,7 @@ def runs_show(
     """Show one run: per-step status, timings, row counts, results and errors."""
     from orchestrator.store import RunStore
 
-    record = RunStore(common.settings_for(state=ctx.obj).state).find(run_id)
+    record = RunStore(common.settings_for(state=ctx.obj).state, read_only=True).find(run_id)
     common.print_run(record)
     for step in record.steps:
         if step.error:

@@ -247,6 +247,20 @@ def error_from_dict(data: dict[str, Any]) -> MlrmError:
         return StepError.from_dict(data)
 
 
+# What libraries raise for input they cannot handle: pyarrow's ArrowInvalid is a ValueError, its
+# ArrowTypeError a TypeError, ArrowNotImplementedError (no kernel for these types) a NotImplementedError,
+# and json gives RecursionError for data nested too deeply. Deterministic: retrying cannot help.
+INPUT_EXCEPTIONS: tuple[type[BaseException], ...] = (
+    ValueError, TypeError, KeyError, IndexError, ArithmeticError, NotImplementedError, RecursionError,
+)  # fmt: skip
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` on one line, without control characters, cut to ``limit`` characters (for error messages)."""
+    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
 def describe(exc: BaseException) -> str:
     """A one-line description of any exception, for run records and the CLI."""
     if isinstance(exc, MlrmError):

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlrm.errors import ExpressionError
+from mlrm.errors import INPUT_EXCEPTIONS, ExpressionError, one_line
 
 MAX_LENGTH, MAX_DEPTH, MAX_NODES, MAX_EXPONENT = 2000, 50, 500, 100
 _CONSTANTS = {"true": True, "false": False, "null": None}
@@ -181,8 +181,8 @@ def _numeric(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     def call(*args: Any) -> Any:
         for arg in args:
             if _holds_text(arg):
-                got = f"{arg.dtype} values" if isinstance(arg, pd.Series) else repr(arg)
-                raise TypeError(f"{name}() needs numbers, got text ({got})")
+                got = f"column '{arg.name}'" if isinstance(arg, pd.Series) else f"({arg!r})"
+                raise TypeError(f"{name}() needs numbers, got text {got}")
         # An object column of numbers and nulls (JSON input) works like a numeric one.
         return fn(*(_as_numbers(arg) for arg in args))
 
@@ -459,8 +459,8 @@ class Expression:
         try:
             with np.errstate(all="ignore"):  # log(0), 1/0 on Series: inf/NaN, not warnings
                 return self._eval(self._tree, namespace)
-        except (TypeError, ValueError, ArithmeticError, AttributeError) as exc:
-            raise ExpressionError(f"cannot evaluate expression '{self._label}': {exc}") from None
+        except (*INPUT_EXCEPTIONS, AttributeError) as exc:  # pyarrow-backed text raises NotImplementedError
+            raise ExpressionError(f"cannot evaluate expression '{self._label}': {one_line(str(exc))}") from None
 
     def _eval(self, node: ast.expr, ns: Mapping[str, Any]) -> Any:
         if isinstance(node, ast.Constant):

@@ -20,7 +20,7 @@ import pandas as pd
 
 from mlrm.bus import Envelope, Hop
 from mlrm.context import StepContext
-from mlrm.errors import ConfigError, DataError, MlrmError
+from mlrm.errors import INPUT_EXCEPTIONS, ConfigError, DataError, MlrmError, one_line
 from mlrm.gather import Gather, rebatch
 from mlrm.service import Batch, Service, services
 from mlrm.steps import TransformStep
@@ -44,14 +44,34 @@ def apply_step(step: TransformStep, df: pd.DataFrame, state: dict[str, Any] | No
         return step.transform(df, state)
     except MlrmError:
         raise
-    except (KeyError, ValueError, TypeError, ArithmeticError) as exc:
-        raise DataError(f"step '{step.step}' failed: {exc}") from exc
+    except INPUT_EXCEPTIONS as exc:  # what libraries raise for data they cannot handle
+        raise DataError(f"step '{step.step}' failed: {one_line(str(exc) or type(exc).__name__)}") from exc
 
 
 def same_statistics(record: dict[str, Any], step: TransformStep) -> bool:
-    """Whether stored statistics were learned by a step configured like ``step``."""
-    stored = {k: v for k, v in (record.get("config") or {}).items() if k != "inference"}
-    return stored == step.state_config()
+    """Whether stored statistics were learned by a step configured like ``step``.
+
+    An option added to a step type since the model was trained is absent from the stored
+    options: it counts as its default, so models trained before keep working.
+    """
+    stored = record.get("config")
+    current = step.state_config()
+    if not isinstance(stored, dict):
+        return False
+    stored = {k: v for k, v in stored.items() if k != "inference"}
+    if stored == current:
+        return True
+    if not set(stored) <= set(current):
+        return False
+    fields = type(step).model_fields
+    for name, value in current.items():
+        if name not in stored:
+            info = fields.get(name)
+            if info is None or info.is_required() or value != info.get_default(call_default_factory=True):
+                return False
+        elif stored[name] != value:
+            return False
+    return True
 
 
 @dataclass(frozen=True)

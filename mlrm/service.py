@@ -209,7 +209,10 @@ class Service(ABC):
             delivery.reject(requeue=True)
             return
         if not isinstance(exc, MlrmError):
-            log.error("%s: %s failed", self.worker, env.id, exc_info=exc)
+            # The run's error says what happened; the traceback is for whoever debugs mlrm (-v),
+            # never on a user's console.
+            log.error("%s: %s failed: %s", self.worker, env.id, error)
+            log.debug("%s: %s failed", self.worker, env.id, exc_info=exc)
         step = env.current.name if env.route else "?"
         data = error_data(exc)
         dead = Envelope(

@@ -110,6 +110,8 @@ class SourceStep(Step):
     """A collector source: yields the data in batches, never all at once."""
 
     kind: ClassVar[Kind] = "source"
+    deadline: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    """Seconds the whole read may take; past it the run fails (default: no limit, except for `http`)."""
 
     def read(self, ctx: StepContext, batch_size: int) -> Iterator[pd.DataFrame]:
         raise NotImplementedError

@@ -29,6 +29,7 @@ MAX_BYTES = 1_000_000
 MAX_NODES = 100_000
 
 _STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
 _MERGE = "tag:yaml.org,2002:merge"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _VALUE = "tag:yaml.org,2002:value"  # the `=` scalar, which SafeLoader cannot construct
@@ -55,6 +56,16 @@ def _loader_class(base: type) -> type:
 
     constructors = {t: c for t, c in base.yaml_constructors.items() if t not in _NON_PLAIN}
     constructors[None] = construct_undefined
+    construct_int = constructors[_INT]
+
+    def construct_bounded_int(self: Any, node: Node) -> Any:
+        try:
+            return construct_int(self, node)
+        except ValueError:  # Python refuses to convert integers of more than 4300 digits
+            digits = sum(c.isdigit() for c in str(node.value))
+            raise _Problem(f"a number with {digits} digits is too long for a config", node.start_mark) from None
+
+    constructors[_INT] = construct_bounded_int
     # Dates and `=` stay strings: the resolver (pure Python for both parsers) never tags them.
     resolvers = {
         ch: [(tag, rx) for tag, rx in rs if tag not in (_TIMESTAMP, _VALUE)]

@@ -6,12 +6,13 @@ import json
 import sqlite3
 import threading
 import time
+import urllib.parse
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlrm.bus import Hop
-from mlrm.errors import NotFoundError
+from mlrm.errors import ConfigError, NotFoundError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -92,17 +93,43 @@ class RunRecord:
 
 
 class RunStore:
-    def __init__(self, path: str | Path) -> None:
+    """The run records in one SQLite file.
+
+    ``read_only`` (for commands that only look, like ``mlrm runs``): nothing is created or
+    written; a store that does not exist yet reads as one with no runs.
+    """
+
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # WAL + NORMAL never corrupts the database; a power cut may lose the last commits,
-        # which the services' events (redelivered until acked) make good again.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
         self._lock = threading.RLock()
+        file = Path(self.path)
+        if self.path != ":memory:" and file.is_dir():
+            raise ConfigError(f"run store {self.path}: is a folder, not a SQLite file (set --state or MLRM_STATE)")
+        if read_only and self.path != ":memory:" and not file.exists():
+            self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+            self._db.executescript(SCHEMA)
+            return
+        try:
+            if read_only:
+                uri = f"file:{urllib.parse.quote(str(file.resolve()))}?mode=ro"
+                self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+                self._db.execute("SELECT COUNT(*) FROM runs JOIN steps ON 0").fetchone()  # the tables are there
+                return
+            if self.path != ":memory:":
+                file.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL never corrupts the database; a power cut may lose the last commits,
+            # which the services' events (redelivered until acked) make good again.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(
+                f"run store {self.path}: not an mlrm run store (SQLite says: {exc}); "
+                "point --state or MLRM_STATE at another file"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"run store {self.path}: cannot create it: {exc.strerror or exc}") from None
 
     def close(self) -> None:
         with self._lock:
@@ -199,6 +226,7 @@ class RunStore:
             return run
 
     def list(self, limit: int = 20) -> list[RunRecord]:
+        limit = max(0, min(limit, 2**63 - 1))  # SQLite's integers are 64-bit: more than that is "all"
         with self._lock:
             ids = [r[0] for r in self._db.execute("SELECT id FROM runs ORDER BY created DESC LIMIT ?", (limit,))]
         return [self.get(i) for i in ids]

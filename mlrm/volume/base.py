@@ -20,6 +20,8 @@ from pydantic import AfterValidator
 from mlrm.errors import ConfigError, CorruptRecordError, InvalidKeyError, VolumeError
 
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
+MAX_SEGMENT = 255
+"""Bytes (UTF-8) between two ``/`` of a key: the longest file name common file systems allow."""
 
 # The top-level folders mlrm keeps for itself, and what it keeps there. Outputs a user's config
 # names (a sink's `key`) may go anywhere else, never here: one write could replace a model version.
@@ -34,20 +36,26 @@ def check_key(key: str) -> str:
     """Refuse keys that could escape the volume or confuse a backend.
 
     Keys are relative, ``/``-separated, with no ``.``/``..`` segments, no empty
-    segments and no control characters or backslashes. A bad name is the caller's mistake,
-    so the error (:class:`InvalidKeyError`) is never retried the way an outage is.
+    segments, no segment longer than a file name may be, and no control characters
+    or backslashes. A refused name is the caller's mistake, never worth retrying.
     """
     if not isinstance(key, str) or not key:
         raise InvalidKeyError("object name must be a non-empty string")
     if key.startswith("/") or re.match(r"^[A-Za-z]:", key):
-        raise InvalidKeyError(f"object name {key!r} is absolute; names are relative to the volume")
+        raise InvalidKeyError(f"object name {_shorten(key)!r} is absolute; names are relative to the volume")
     if _BAD_CHARS.search(key):
-        raise InvalidKeyError(f"object name {key!r} contains control characters or a backslash")
+        raise InvalidKeyError(f"object name {_shorten(key)!r} contains control characters or a backslash")
     parts = key.split("/")
     if any(p in ("", ".", "..") for p in parts[:-1]) or parts[-1] in (".", ".."):
         raise InvalidKeyError(f"object name {key!r} has an empty, '.' or '..' segment")
     if len(key) > 1024:
-        raise InvalidKeyError("object name is longer than 1024 characters")
+        raise InvalidKeyError(f"object name {_shorten(key)!r} is longer than 1024 characters")
+    long = next((p for p in parts if len(p.encode()) > MAX_SEGMENT), None)
+    if long is not None:  # a file system refuses longer names; S3 would not, but keys must work on both
+        raise InvalidKeyError(
+            f"object name {_shorten(key)!r} has a segment of {len(long.encode())} bytes; "
+            f"the limit is {MAX_SEGMENT} bytes between two '/'"
+        )
     return key
 
 
@@ -79,6 +87,10 @@ def check_output_key(key: str) -> str:
             "write outputs elsewhere, e.g. predictions/..."
         )
     return key
+
+
+def _shorten(key: str) -> str:
+    return key if len(key) <= 80 else f"{key[:60]}...{key[-17:]}"
 
 
 def check_prefix(prefix: str) -> str:

@@ -20,7 +20,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
 
-from mlrm.errors import NotFoundError, VolumeError, VolumeRefusedError
+from mlrm.errors import InvalidKeyError, NotFoundError, VolumeError, VolumeRefusedError
 from mlrm.volume.base import ObjectInfo, Volume, check_key, check_prefix
 
 # Temporary files live beside their target (same filesystem, so rename is atomic)
@@ -62,6 +62,11 @@ class LocalVolume(Volume):
             except OSError as exc:
                 if self._is_link(dir_fd, name):
                     raise self._link_error(key, parts) from None
+                if create and exc.errno == errno.ENOTDIR:  # an object holds the name a folder needs
+                    raise InvalidKeyError(
+                        f"cannot write object '{key}' in volume {self.url}: "
+                        f"'{'/'.join(parts)}' is an object, so it cannot hold others"
+                    ) from None
                 if not (create and exc.errno == errno.ENOENT):
                     raise
             with suppress(FileExistsError):
@@ -89,7 +94,8 @@ class LocalVolume(Volume):
             raise self._link_error(key, parts)
 
     def _tmp(self, dir_fd: int, name: str) -> tuple[str, int]:
-        tmp = f".{name}.{secrets.token_hex(4)}{_TMP_SUFFIX}"
+        short = name.encode()[:200].decode(errors="ignore")  # the temporary name stays within the file system's limit
+        tmp = f".{short}.{secrets.token_hex(4)}{_TMP_SUFFIX}"
         return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FILE, 0o600, dir_fd=dir_fd)
 
     # -- the Volume operations --------------------------------------------------------------
@@ -98,8 +104,13 @@ class LocalVolume(Volume):
             with self._folders(key) as (fds, parts):
                 # O_NONBLOCK: opening a FIFO planted in the folder must not hang the reader.
                 fd = os.open(parts[-1], os.O_RDONLY | os.O_NONBLOCK | _FILE, dir_fd=fds[-1])
-                if not stat.S_ISREG(os.fstat(fd).st_mode):  # a folder, a device...: not an object
+                mode = os.fstat(fd).st_mode
+                if not stat.S_ISREG(mode):  # a folder, a device...: not an object
                     os.close(fd)
+                    if stat.S_ISDIR(mode):
+                        raise NotFoundError(
+                            f"object '{key}' not found in volume {self.url} (the name is a folder of other objects)"
+                        )
                     raise FileNotFoundError(errno.ENOENT, "not a file")
                 os.set_blocking(fd, True)
                 return os.fdopen(fd, "rb")
@@ -110,11 +121,20 @@ class LocalVolume(Volume):
                 raise NotFoundError(f"object '{key}' not found in volume {self.url}") from None
             raise
 
+    def _refuse_folder(self, dir_fd: int, key: str, name: str) -> None:
+        """A folder cannot hold an object of the same name as a folder of other objects (``a/b``, ``a/b/c``)."""
+        with suppress(OSError):
+            if stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                raise InvalidKeyError(
+                    f"cannot write object '{key}' in volume {self.url}: the name is a folder of other objects"
+                )
+
     @contextmanager
     def open_write(self, key: str) -> Iterator[IO[bytes]]:
         with self._folders(key, create=True) as (fds, parts):
             folder, name = fds[-1], parts[-1]
             self._refuse_link(folder, key, parts)
+            self._refuse_folder(folder, key, name)
             tmp, fd = self._tmp(folder, name)
             try:
                 with os.fdopen(fd, "wb") as f:
@@ -127,6 +147,7 @@ class LocalVolume(Volume):
     def create(self, key: str, data: bytes) -> bool:
         with self._folders(key, create=True) as (fds, parts):
             folder, name = fds[-1], parts[-1]
+            self._refuse_folder(folder, key, name)
             # Write a temporary file, then hard-link it into place: link() fails if the target
             # exists, so the create is exclusive AND a reader never sees it half-written.
             tmp, fd = self._tmp(folder, name)

@@ -14,11 +14,12 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mlrm.bus import Hop
 from mlrm.card import ModelCard
-from mlrm.errors import ConfigError, DataError, RegistryError
+from mlrm.errors import INPUT_EXCEPTIONS, ConfigError, DataError, RegistryError, one_line
 from mlrm.flavours import flavour
 from mlrm.pipeline import apply_step, inference_pipeline, same_statistics
 from mlrm.registry import ModelRef, ModelRegistry
@@ -117,12 +118,13 @@ class ServedModel:
         if len(df) == 0:
             out[column] = pd.Series(dtype="object" if self.classes else "float64")
             return out
+        X = df[self.features]
         try:
-            answer = self.flavour.predict(self.model, df[self.features], proba=want_proba)
-        except (ValueError, TypeError) as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            answer = self.flavour.predict(self.model, X, proba=want_proba)
+        except INPUT_EXCEPTIONS as exc:  # the model refused these values (infinity, text, ...)
             raise DataError(
-                f"model '{self.ref.name}' version {self.ref.version} cannot predict these rows: {reason}"
+                f"model '{self.ref.name}' version {self.ref.version} cannot predict this input: "
+                f"{one_line(str(exc) or type(exc).__name__).rstrip('.')}{_suspects(X)}"
             ) from None
         out[column] = answer.values
         if answer.proba is not None and self.classes is not None:
@@ -142,6 +144,24 @@ class ServedModel:
                 f"{', '.join(proba) or '-'}); rename the input column, or choose another prediction_column, or set "
                 "probabilities: false"
             )
+
+
+def _suspects(X: pd.DataFrame) -> str:
+    """Which input columns hold values estimators refuse (infinite numbers, text), for the error message."""
+    infinite, text = [], []
+    for name in X.columns:
+        column = X[name]
+        if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
+            if np.isinf(column.to_numpy(dtype="float64", na_value=np.nan)).any():
+                infinite.append(f"'{name}'")
+        elif pd.api.types.is_object_dtype(column.dtype) or pd.api.types.is_string_dtype(column.dtype):
+            text.append(f"'{name}'")
+    found = []
+    if infinite:
+        found.append(f"column(s) {', '.join(infinite)} hold infinite values")
+    if text:
+        found.append(f"column(s) {', '.join(text)} hold text")
+    return f"; {'; '.join(found)}" if found else ""
 
 
 def _stages(registry: ModelRegistry, ref: ModelRef, card: ModelCard, raw: dict[str, Any]) -> list[Stage]:

@@ -137,6 +137,14 @@ def test_evaluation_errors_name_the_expression(df: pd.DataFrame) -> None:
 # --- scalar conditions ----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("function", ["abs(species)", "round(species)", "log(species)", "max(species, 1)"])
+@pytest.mark.parametrize("text", ["object", "string[pyarrow]"])
+def test_numeric_functions_refuse_text(df: pd.DataFrame, function: str, text: str) -> None:
+    frame = df.astype({"species": text})
+    with pytest.raises(ExpressionError, match=r"\(\) needs numbers, got text column 'species'"):
+        mask(f"{function} == 1", frame)
+
+
 def test_metric_conditions() -> None:
     rule = compile_expression("accuracy >= 0.9 and f1_macro > 0.8")
     assert evaluate_condition(rule, {"accuracy": 0.95, "f1_macro": 0.85}) is True

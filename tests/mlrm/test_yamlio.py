@@ -114,6 +114,13 @@ def test_parse_error_has_line_and_column() -> None:
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("number", ["9" * 10_000, "-" + "1" * 5000, "_".join(["123"] * 2000)])
+def test_number_too_long_names_its_place(number: str) -> None:
+    with pytest.raises(ConfigError, match=r"^c\.yaml:2:5: a number with \d+ digits is too long for a config$"):
+        loads_yaml(f"a: 1\nb: [{number}]\n", "c.yaml")
+    assert loads_yaml("a: " + "9" * 4000).data == {"a": int("9" * 4000)}
+
+
 def test_multiple_documents_rejected() -> None:
     with pytest.raises(ConfigError, match=r"cfg\.yaml:2:1: expected a single YAML document"):
         load("a: 1\n---\nb: 2\n")

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from mlrm.errors import DataError, NotFoundError
+from mlrm.errors import INPUT_EXCEPTIONS, DataError, MlrmError, NotFoundError, one_line
 from mlrm.steps import SourceStep
 from mlrm.volume.base import VolumeKey
 
@@ -89,8 +89,8 @@ def _to_arrow(values: pd.Series, target: pa.DataType, col: str, where: str) -> p
 
 
 def arrow_reason(exc: BaseException) -> str:
-    """Pyarrow's message on one line."""
-    return " ".join(str(exc).split()) or type(exc).__name__
+    """Pyarrow's message on one line, without the control characters of a binary "row" it may quote."""
+    return one_line(str(exc)) or type(exc).__name__
 
 
 class FileSource(TabularSource):
@@ -127,8 +127,14 @@ class FileSource(TabularSource):
             yield stream
 
     def read(self, ctx: StepContext, batch_size: int) -> Iterator[pd.DataFrame]:
+        where = self.where(ctx)
         with self.open(ctx) as stream:
-            yield from self.read_stream(stream, self.where(ctx), batch_size)
+            try:
+                yield from self.read_stream(stream, where, batch_size)
+            except MlrmError:
+                raise
+            except INPUT_EXCEPTIONS as exc:  # what a parser raised for data it cannot read
+                raise DataError(f"{where}: cannot read it: {one_line(str(exc)) or type(exc).__name__}") from None
 
     def read_stream(self, stream: IO[bytes], where: str, batch_size: int) -> Iterator[pd.DataFrame]:
         """Yield the stream's rows in frames of `batch_size` (the last may be shorter)."""

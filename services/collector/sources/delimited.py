@@ -16,12 +16,12 @@ from typing import IO, Any, Literal
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from mlrm.errors import DataError
 from mlrm.steps import register
 from services.collector.sources.base import ARROW_TYPES, FileSource, arrow_reason, rechunk
-from services.collector.sources.chunks import row_chunks
+from services.collector.sources.chunks import DEFAULT_MAX_LINE_BYTES, row_chunks
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class CsvSource(FileSource):
     step: Literal["csv"]
     """Step type: `csv`."""
     delimiter: str = Field(default=",", min_length=1, max_length=1)
-    """The field separator: one character, such as `,`, `;` or a tab."""
+    """The field separator: one ASCII character, such as `,`, `;` or a tab."""
     header: bool = True
     """Whether the first line holds the column names."""
     column_names: list[str] | None = Field(default=None, min_length=1)
@@ -61,6 +61,18 @@ class CsvSource(FileSource):
     """Strings read as missing values (default: pyarrow's list: empty, `NA`, `NULL`, `NaN`...)."""
     on_bad_rows: Literal["error", "skip"] = "error"
     """Rows with the wrong number of fields: `error` stops with the line number, `skip` drops them."""
+    max_line_bytes: int = Field(default=DEFAULT_MAX_LINE_BYTES, gt=0)
+    """The longest line accepted, in bytes (16 MiB by default): a longer one stops the run with its
+    line number, so one endless line cannot exhaust the memory (reading takes a few times this)."""
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_ascii_character(cls, delimiter: str) -> str:
+        if not (delimiter == "\t" or " " <= delimiter <= "~") or delimiter == '"':
+            raise ValueError(
+                f"delimiter must be one ASCII character other than a quote or a line break, got {delimiter!r}"
+            )
+        return delimiter
 
     @model_validator(mode="after")
     def _names_without_header(self) -> CsvSource:
@@ -71,7 +83,8 @@ class CsvSource(FileSource):
     def read_stream(self, stream: IO[bytes], where: str, batch_size: int) -> Iterator[pd.DataFrame]:
         bad = _BadRows()
         empty = pa.schema([(name, pa.null()) for name in self.columns or self.column_names or []])
-        yield from rechunk(self._tables(row_chunks(stream, CHUNK_SIZE), bad, where), batch_size, empty)
+        chunks = row_chunks(stream, CHUNK_SIZE, max_line=self.max_line_bytes, where=where)
+        yield from rechunk(self._tables(chunks, bad, where), batch_size, empty)
         if bad.count:
             log.warning("%s: skipped %d row(s) with the wrong number of fields", where, bad.count)
 
@@ -83,11 +96,14 @@ class CsvSource(FileSource):
         read = self._read_options()
         types = {c: ARROW_TYPES[t] for c, t in (self.dtypes or {}).items()}
         first = True
+        lines = 0  # line breaks in the chunks before this one
         for chunk in chunks:
+            if b"\x00" in chunk:  # a binary file, or UTF-16 text: pyarrow would print it as a "row"
+                line = lines + chunk.count(b"\n", 0, chunk.index(b"\x00")) + 1
+                raise DataError(f"{where}: line {line}: not a UTF-8 text file (it holds NUL bytes); is it CSV?")
+            lines += chunk.count(b"\n")
             if first:
-                text = chunk.lstrip(b"\r\n")  # blank lines before the header are ignored
-                header = text[: text.find(b"\n") + 1] or text
-                names = self.column_names or self._parse(header, read).column_names
+                names = self.column_names or self._header(chunk, read, where)
                 self.check_columns(names, where)
             count = bad.count
             table = self._convert(chunk, read, types, bad, where, later=not first)
@@ -99,6 +115,14 @@ class CsvSource(FileSource):
                 first = False
             # Later chunks keep the types seen so far; a column with only nulls yet stays open.
             types.update((f.name, f.type) for f in table.schema if f.type != pa.null() and f.name not in types)
+
+    def _header(self, chunk: bytes, read: pacsv.ReadOptions, where: str) -> list[str]:
+        """The column names on the first line (blank lines before it are ignored; quoted names may hold line breaks)."""
+        text = chunk.lstrip(b"\r\n")
+        try:
+            return self._parse(text[: _first_row_end(text) + 1] or text, read).column_names
+        except pa.ArrowInvalid as exc:
+            raise DataError(f"{where}: line 1: cannot read the header: {arrow_reason(exc)}") from None
 
     def _convert(
         self,
@@ -148,3 +172,15 @@ class CsvSource(FileSource):
             number, expected, actual, text = bad.first
             text = text if len(text) <= 80 else text[:77] + "..."
             raise DataError(f"{where}: line {number}: expected {expected} columns, got {actual} ({text!r})")
+
+
+def _first_row_end(text: bytes) -> int:
+    """Index of the line break ending the first row (line breaks in quoted values do not), or -1."""
+    newline = b"\n" if b"\n" in text else b"\r"
+    start = quotes = 0
+    while (end := text.find(newline, start)) >= 0:
+        quotes += text.count(b'"', start, end)
+        if quotes % 2 == 0:
+            return end
+        start = end + 1
+    return -1

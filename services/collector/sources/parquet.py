@@ -48,8 +48,22 @@ class ParquetSource(FileSource):
             index = (schema.pandas_metadata or {}).get("index_columns", [])
             names = self.columns or [n for n in schema.names if n not in index]  # no pandas index columns
             target = pa.schema([self._field(schema.field(name)) for name in names])
-            batches = file.iter_batches(batch_size=batch_size, columns=names, use_pandas_metadata=False)
+            batches = self._batches(file, batch_size, names, where)
             yield from rechunk(self._cast(batches, target, where), batch_size, target)
+
+    @staticmethod
+    def _batches(file: pq.ParquetFile, batch_size: int, names: list[str], where: str) -> Iterator[pa.RecordBatch]:
+        """Record batches, one row group at a time, so that corrupt data is reported with its row group."""
+        groups = file.metadata.num_row_groups
+        for group in range(groups):
+            batches = file.iter_batches(batch_size=batch_size, row_groups=[group], columns=names,
+                                        use_pandas_metadata=False)  # fmt: skip
+            try:
+                yield from batches
+            except (pa.ArrowException, OSError) as exc:  # pyarrow reports corrupt pages as OSError
+                raise DataError(
+                    f"{where}: row group {group + 1} of {groups} is corrupt or unreadable ({arrow_reason(exc)})"
+                ) from None
 
     def _field(self, field: pa.Field) -> pa.Field:
         dtype = (self.dtypes or {}).get(field.name)

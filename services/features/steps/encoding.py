@@ -50,6 +50,11 @@ class _Encoder(FeatureStep):
         return codes, (codes < 0) & pd.notna(labels)
 
 
+MAX_ONE_HOT = 1000
+"""Indicator columns one_hot makes of one column at most: each is a float64 per row, so a column
+with 10,000 distinct values would need 80 kB per row."""
+
+
 @register
 class OneHot(_Encoder):
     """One-hot encode categorical columns into `<column>=<category>` indicator columns (0.0 / 1.0)."""
@@ -57,28 +62,51 @@ class OneHot(_Encoder):
     step: Literal["one_hot"]
     """Step type: `one_hot`."""
     handle_unknown: Literal["ignore", "error"] = "ignore"
-    """A category not seen at training time: `ignore` encodes it as all zeros, `error` rejects the batch."""
+    """A category not seen at training time: `ignore` encodes it as all zeros (or as `other`), `error` rejects
+    the batch."""
     drop_original: bool = True
     """Drop the encoded columns, keeping only their indicators."""
-    max_categories: int | None = Field(default=None, ge=1)
-    """Keep only this many most frequent categories per column (ties alphabetically); rarer ones become all zeros."""
+    max_categories: int | None = Field(default=None, ge=1, le=MAX_ONE_HOT)
+    """Keep only this many most frequent categories per column (ties alphabetically); rarer ones become all
+    zeros, or `other`. Without it, a column with more than 1000 distinct values is an error at training."""
+    other: str | None = Field(default=None, min_length=1)
+    """Add one more indicator per column, `<column>=<other>`, for the values outside the kept categories
+    (rarer than the `max_categories` kept, or unseen at training), e.g. `other: other`."""
 
     @model_validator(mode="after")
     def _check_unknown(self) -> OneHot:
-        if self.max_categories is not None and self.handle_unknown == "error":
-            raise ValueError(
-                "The 'max_categories' option of step 'one_hot' needs handle_unknown 'ignore' "
-                "(rarer categories are encoded as all zeros). Got 'error'."
-            )
+        for option in ("max_categories", "other"):
+            if getattr(self, option) is not None and self.handle_unknown == "error":
+                what = "rarer categories are encoded as all zeros" if option == "max_categories" else "see other"
+                raise ValueError(
+                    f"The '{option}' option of step 'one_hot' needs handle_unknown 'ignore' ({what}). Got 'error'."
+                )
         return self
 
     def fit(self, df: pd.DataFrame) -> dict[str, Any]:
-        return self._learn(df, self.max_categories)
+        state = self._learn(df, self.max_categories)
+        for column, categories in state["categories"].items():
+            if self.max_categories is None and len(categories) > MAX_ONE_HOT:
+                raise DataError(
+                    f"step 'one_hot': column '{column}' has {len(categories)} distinct values, more than the "
+                    f"{MAX_ONE_HOT} indicator columns one_hot makes of a column; set max_categories to keep the "
+                    "most frequent ones (and other: to gather the rest in one column), or use ordinal_encode"
+                )
+            if self.other is not None and self.other in categories:
+                raise DataError(
+                    f"step 'one_hot': column '{column}' has a category {self.other!r}, the name given to 'other'; "
+                    "choose another name for it"
+                )
+        return state
 
     def transform(self, df: pd.DataFrame, state: dict[str, Any] | None) -> pd.DataFrame:
         learned = self.require_state(state)["categories"]
         self.check_columns(df, self.columns)
-        blocks, names = [], []
+        extra = self.other is not None
+        width = sum(len(learned[column]) + extra for column in self.columns)
+        encoded = np.zeros((len(df), width), dtype=np.float64)  # filled in place: no per-column copies
+        names: list[str] = []
+        rows = np.arange(len(df))
         for column in self.columns:
             categories = learned[column]
             codes, unknown = self._codes(df, column, categories)
@@ -88,11 +116,16 @@ class OneHot(_Encoder):
                     f"step 'one_hot': column '{column}' has value(s) {seen} not seen at training time "
                     f"(set handle_unknown: ignore to encode them as all zeros)"
                 )
-            blocks.append(codes[:, None] == np.arange(len(categories)))
+            start = len(names)
+            known = codes >= 0
+            encoded[rows[known], start + codes[known]] = 1.0
             names += [f"{column}={category}" for category in categories]
-        encoded = pd.DataFrame(np.hstack(blocks).astype(np.float64), index=df.index, columns=names)
+            if extra:
+                encoded[unknown, len(names)] = 1.0
+                names.append(f"{column}={self.other}")
+        frame = pd.DataFrame(encoded, index=df.index, columns=names, copy=False)
         kept = df.drop(columns=self.columns) if self.drop_original else df
-        return self.add_columns(kept, encoded)
+        return self.add_columns(kept, frame)
 
 
 @register

@@ -86,20 +86,27 @@ class FileSink(SinkStep):
                 yield stream
             return
         path = ctx.resolve_path(self.target(ctx))
+        if path.is_dir():
+            raise DataError(f"cannot write {path}: it is a folder; give a file name in the sink's 'path'")
         if isinstance(ctx.volume, LocalVolume):  # a path into the volume's folder must obey the same rule
             inside = Path(os.path.abspath(path)).resolve()
             if inside.is_relative_to(ctx.volume.root):
                 check_output_key(inside.relative_to(ctx.volume.root).as_posix())
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            # The temporary name is cut to stay within the file system's limit on names.
+            name = path.name.encode()[:200].decode(errors="ignore")
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.", suffix=".tmp")
         except OSError as exc:
             raise DataError(f"cannot write {path}: {exc.strerror}") from None
         try:
             with os.fdopen(fd, "wb") as stream:
                 yield stream
             os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the output from other users
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except OSError as exc:  # e.g. a folder of that name appeared meanwhile
+                raise DataError(f"cannot write {path}: {exc.strerror}") from None
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

@@ -149,8 +149,11 @@ def test_streams_large_objects(vol):
 
 @pytest.mark.parametrize(
     "key",
-    ["../etc/passwd", "a/../../b", "/abs/path", "a//b", "a/./b", "bad\x00name", "tab\tname", "back\\slash", "", "C:/x"],
-)
+    [
+        "../etc/passwd", "a/../../b", "/abs/path", "a//b", "a/./b", "bad\x00name", "tab\tname", "back\\slash", "",
+        "C:/x", "a/" + "k" * 256, "é" * 128,
+    ],
+)  # fmt: skip
 def test_unsafe_names_are_rejected(vol, key):
     with pytest.raises(VolumeError) as written:
         vol.put_bytes(key, b"x")
@@ -159,6 +162,26 @@ def test_unsafe_names_are_rejected(vol, key):
     for err in (written.value, checked.value):  # the user's mistake, not an outage: never retried
         assert isinstance(err, InvalidKeyError) and not err.transient
         assert not error_from_dict(err.to_dict()).transient  # also once it has crossed the bus
+
+
+def test_longest_names_work(vol):
+    key = "k" * 255 + "/" + "é" * 127  # 255 and 254 bytes between two '/'
+    vol.put_bytes(key, b"x")
+    assert vol.get_bytes(key) == b"x" and vol.create(key + "x", b"y")
+
+
+def test_local_names_taken_by_folders_and_objects(tmp_path):
+    vol = LocalVolume(tmp_path / "vol")
+    vol.put_bytes("a/b/c", b"x")
+    with pytest.raises(InvalidKeyError, match=r"'a/b' in volume .*: the name is a folder of other objects"):
+        vol.put_bytes("a/b", b"y")
+    with pytest.raises(InvalidKeyError, match=r"'a/b/c/d' .*'a/b/c' is an object, so it cannot hold others"):
+        vol.put_bytes("a/b/c/d", b"y")
+    with pytest.raises(InvalidKeyError, match="'a/b/c/d'"):
+        vol.create("a/b/c/d", b"y")
+    with pytest.raises(NotFoundError, match=r"'a/b' not found .*a folder of other objects"):
+        vol.get_bytes("a/b")
+    assert [o.key for o in vol.list()] == ["a/b/c"]
 
 
 def test_open_volume_by_url(tmp_path):

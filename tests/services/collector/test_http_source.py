@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import threading
 from collections.abc import Iterator
@@ -31,10 +33,33 @@ ROUTES: dict[str, tuple[int, bytes, bool]] = {
 }
 
 
+# path -> where it redirects ({other} is this server under another host name: localhost)
+REDIRECTS = {
+    "/to-other-host": "http://{other}/items.json",
+    "/to-same-host": "/items.json",
+    "/loop": "/loop",
+}
+
+
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        status, body, sized = ROUTES.get(self.path, (404, b"no such page", True))
         seen_headers.append(dict(self.headers))
+        if self.path in REDIRECTS:
+            other = f"localhost:{self.server.server_address[1]}"
+            self.send_response(302)
+            self.send_header("Location", REDIRECTS[self.path].format(other=other))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if self.path == "/gzip.json":
+            body = gzip.compress(json.dumps(ROWS).encode())
+            self.send_response(200)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        status, body, sized = ROUTES.get(self.path, (404, b"no such page", True))
         self.send_response(status)
         if sized:
             self.send_header("Content-Length", str(len(body)))
@@ -124,13 +149,60 @@ def test_connection_refused(ctx: StepContext) -> None:
         read(HttpSource(step="http", url="http://127.0.0.1:9/x", timeout=5), ctx)
 
 
+def test_headers_and_credentials_stay_with_their_host(base_url: str, ctx: StepContext) -> None:
+    url = base_url.replace("http://", "http://user:pw@")
+    headers = {"Authorization": "Bearer token", "X-Api-Key": "key"}
+    same = read(HttpSource(step="http", url=f"{url}/to-same-host", records_path="data.items", headers=headers), ctx)
+    assert pd.concat(same, ignore_index=True).to_dict("records") == ROWS
+    assert seen_headers[-1]["Authorization"] == "Bearer token" and seen_headers[-1]["X-Api-Key"] == "key"
+    assert "localhost" not in seen_headers[-1]["Host"]
+
+    seen_headers.clear()
+    read(HttpSource(step="http", url=f"{url}/to-other-host", records_path="data.items", headers=headers), ctx)
+    first, redirected = seen_headers
+    assert first["Authorization"] == "Bearer token"
+    assert redirected["Host"].startswith("localhost:")
+    assert "Authorization" not in redirected and "X-Api-Key" not in redirected
+
+    seen_headers.clear()
+    read(HttpSource(step="http", url=f"{url}/to-other-host", records_path="data.items"), ctx)
+    assert seen_headers[0]["Authorization"] == "Basic " + base64.b64encode(b"user:pw").decode()  # from the URL
+    assert "Authorization" not in seen_headers[1]
+
+
+def test_redirect_loop_is_bounded(base_url: str, ctx: StepContext) -> None:
+    with pytest.raises(DataError, match="more than 10 redirects"):
+        read(HttpSource(step="http", url=f"{base_url}/loop"), ctx)
+
+
+def test_gzip_body_is_decoded(base_url: str, ctx: StepContext) -> None:
+    frames = read(HttpSource(step="http", url=f"{base_url}/gzip.json"), ctx)
+    assert pd.concat(frames, ignore_index=True).to_dict("records") == ROWS
+
+
+def test_password_never_shown(base_url: str, ctx: StepContext) -> None:
+    url = base_url.replace("http://", "http://user:s3cret@")
+    with pytest.raises(DataError) as err:
+        read(HttpSource(step="http", url=f"{url}/missing"), ctx)
+    assert "s3cret" not in str(err.value) and "user:***@" in str(err.value) and "404" in str(err.value)
+    with pytest.raises(ValidationError) as invalid:
+        HttpSource(step="http", url="ftp://user:s3cret@host/x")
+    assert "s3cret" not in str(invalid.value)
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
         ({"url": "file:///etc/passwd"}, "http:// or https://"),
         ({"url": "http://"}, "http:// or https://"),
+        ({"url": "http://[::1"}, "not a valid URL"),
         ({"url": "http://x/y.csv", "format": "csv", "records_path": "a"}, "only to format: json"),
         ({"url": "http://x/y", "timeout": 0}, "timeout"),
+        ({"url": "http://x/y", "deadline": 0}, "deadline"),
+        ({"url": "http://x/y", "timeout": "nan"}, "timeout"),
+        ({"url": "http://x/y", "headers": {"X-A": "a\r\nX-B: b"}}, "line break"),
+        ({"url": "http://x/y", "headers": {"X A": "a"}}, "header name"),
+        ({"url": "http://x/y", "headers": {"X-A": "é€"}}, "cannot carry"),
     ],
 )
 def test_options_are_validated(options: dict, message: str) -> None:

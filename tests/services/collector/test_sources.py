@@ -171,6 +171,37 @@ def test_row_chunks_end_at_row_boundaries() -> None:
     assert list(row_chunks(io.BytesIO(b"a\rb\rc"), 2)) == [b"a\r", b"b\r", b"c"]
 
 
+def test_csv_header_names_may_hold_quoted_line_breaks(ctx: StepContext, tmp_path: Path) -> None:
+    (tmp_path / "data.csv").write_bytes(b'"first\r\nname",b\n1,2\n')
+    assert joined(read(CsvSource(step="csv", path="data.csv"), ctx)).to_dict("list") == {"first\r\nname": [1], "b": [2]}
+
+
+@pytest.mark.parametrize("chunk", [1 << 20, 16])
+def test_lines_longer_than_max_line_bytes(ctx: StepContext, tmp_path: Path, monkeypatch, chunk: int) -> None:
+    monkeypatch.setattr("services.collector.sources.delimited.CHUNK_SIZE", chunk)
+    monkeypatch.setattr("services.collector.sources.jsonl.CHUNK_SIZE", chunk)
+    (tmp_path / "data.csv").write_text("a,b\nq,2\n" + "x" * 100 + ",3\nr,5\n")
+    (tmp_path / "data.jsonl").write_text('{"a": 1}\n\n{"a": "' + "x" * 100 + '"}\n')
+    with pytest.raises(DataError, match=r"data\.csv: line 3 is longer than 50 bytes \(max_line_bytes\)"):
+        read(CsvSource(step="csv", path="data.csv", max_line_bytes=50), ctx)
+    with pytest.raises(DataError, match=r"data\.jsonl: line 3 is longer than 50 bytes \(max_line_bytes\)"):
+        read(JsonlSource(step="jsonl", path="data.jsonl", max_line_bytes=50), ctx)
+    assert len(joined(read(CsvSource(step="csv", path="data.csv", max_line_bytes=200), ctx))) == 3
+
+
+def test_row_chunks_bound_a_line_without_end() -> None:
+    endless = io.BytesIO(b"a\n" + b"x" * 10_000)
+    with pytest.raises(DataError, match=r"in\.csv: line 2 is longer than 100 bytes"):
+        list(row_chunks(endless, 16, max_line=100, where="in.csv"))
+    assert endless.tell() < 200  # stopped reading soon after the limit
+
+
+def test_binary_file_is_not_csv(ctx: StepContext, tmp_path: Path) -> None:
+    (tmp_path / "data.csv").write_bytes(b"a,b\n1,2\n\x00\x01\x02\xff\n")
+    with pytest.raises(DataError, match=r"data\.csv: line 3: not a UTF-8 text file"):
+        read(CsvSource(step="csv", path="data.csv"), ctx)
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -180,6 +211,10 @@ def test_row_chunks_end_at_row_boundaries() -> None:
         ({"path": "a.csv", "columns": ["a"], "dtypes": {"b": "int"}}, "not listed in columns: b"),
         ({"path": "a.csv", "dtypes": {"a": "decimal"}}, "dtypes"),
         ({"path": "a.csv", "delimiter": ";;"}, "delimiter"),
+        ({"path": "a.csv", "delimiter": "é"}, "one ASCII character"),
+        ({"path": "a.csv", "delimiter": "\n"}, "one ASCII character"),
+        ({"path": "a.csv", "delimiter": '"'}, "one ASCII character"),
+        ({"path": "a.csv", "max_line_bytes": 0}, "max_line_bytes"),
     ],
 )
 def test_csv_options_are_validated(options: dict, message: str) -> None:
@@ -221,10 +256,13 @@ def test_jsonl_column_appearing_after_the_first_batch(ctx: StepContext, tmp_path
     [
         ('{"a": 1}\n{"a": 2,}\n', r"data\.jsonl: line 2: invalid JSON"),
         ('{"a": 1}\n\n[1, 2]\n', "line 3: expected a JSON object, got list"),
+        ('{"a": 1}\r\n{"a": ' + "[" * 100_000 + "]" * 100_000 + "}\r\n", "line 2: invalid JSON: .* nested too deeply"),
+        ('{"a": 1}\n{"a": ' + "9" * 10_000 + "}\n", "line 2: invalid JSON: a number has more than 4300 digits"),
+        (b'{"a": 1}\n{"a": "\xff"}\n', "line 2: not UTF-8 text"),
     ],
 )
-def test_jsonl_bad_lines(ctx: StepContext, tmp_path: Path, text: str, message: str) -> None:
-    (tmp_path / "data.jsonl").write_text(text)
+def test_jsonl_bad_lines(ctx: StepContext, tmp_path: Path, text: str | bytes, message: str) -> None:
+    (tmp_path / "data.jsonl").write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(DataError, match=message):
         read(JsonlSource(step="jsonl", path="data.jsonl"), ctx)
 
@@ -280,6 +318,16 @@ def test_parquet_from_a_non_seekable_volume_stream(ctx: StepContext, tmp_path: P
     frames = read(ParquetSource(step="parquet", key="data.parquet"), ctx, batch_size=5)
     assert [len(f) for f in frames] == [5, 5]
     pd.testing.assert_frame_equal(joined(frames), rows())
+
+
+def test_parquet_corrupt_row_group(ctx: StepContext, tmp_path: Path) -> None:
+    pq.write_table(pa.table({"x": list(range(30_000))}), tmp_path / "data.parquet", row_group_size=10_000)
+    page = pq.ParquetFile(tmp_path / "data.parquet").metadata.row_group(1).column(0).data_page_offset
+    data = bytearray((tmp_path / "data.parquet").read_bytes())
+    data[page : page + 64] = b"\xff" * 64  # the page header of the second row group
+    (tmp_path / "data.parquet").write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"data\.parquet: row group 2 of 3 is corrupt or unreadable"):
+        read(ParquetSource(step="parquet", path="data.parquet"), ctx, batch_size=1000)
 
 
 def test_parquet_errors(ctx: StepContext, tmp_path: Path) -> None:

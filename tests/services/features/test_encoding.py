@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from mlrm.errors import DataError
 from mlrm.testing import check_transform_step
 from services.features.steps import OneHot, OrdinalEncode
+from services.features.steps.encoding import MAX_ONE_HOT
 
 
 def stored(step, df: pd.DataFrame) -> dict:
@@ -70,6 +71,31 @@ def test_one_hot_options(train: pd.DataFrame) -> None:
         top.fit(train.drop(columns="color"))
 
 
+def test_one_hot_refuses_too_many_categories() -> None:
+    many = pd.DataFrame({"city": [f"c{i}" for i in range(MAX_ONE_HOT + 1)]})
+    with pytest.raises(DataError, match=r"column 'city' has 1001 distinct values, more than the 1000 .*max_categories"):
+        OneHot(step="one_hot", columns=["city"]).fit(many)
+    step = OneHot(step="one_hot", columns=["city"], max_categories=10, other="rest")
+    state = stored(step, many)
+    out = step.transform(many, state)
+    assert out.shape == (MAX_ONE_HOT + 1, 11)
+    assert out["city=rest"].sum() == MAX_ONE_HOT + 1 - 10 and out.to_numpy().sum() == MAX_ONE_HOT + 1
+
+
+def test_one_hot_other_bucket(train: pd.DataFrame) -> None:
+    step = OneHot(step="one_hot", columns=["color"], max_categories=1, other="other")
+    state = stored(step, train)
+    assert state == {"categories": {"color": ["red"]}}
+    out = step.transform(pd.DataFrame({"color": ["red", "blue", "purple", None], "v": range(4)}), state)
+    assert list(out.columns) == ["v", "color=red", "color=other"]
+    assert out["color=red"].tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert out["color=other"].tolist() == [0.0, 1.0, 1.0, 0.0]  # rarer and unseen values; missing is neither
+    check_transform_step(step, train)
+    clash = OneHot(step="one_hot", columns=["color"], other="red")
+    with pytest.raises(DataError, match="has a category 'red', the name given to 'other'"):
+        clash.fit(train)
+
+
 def test_ordinal_encode(train: pd.DataFrame) -> None:
     step = OrdinalEncode(step="ordinal_encode", columns=["color"], unknown_value=-9)
     state = stored(step, train)
@@ -85,6 +111,10 @@ def test_validation() -> None:
         OneHot.model_validate({"step": "one_hot", "columns": ["c"], "max_categories": 3, "handle_unknown": "error"})
     with pytest.raises(ValidationError):
         OneHot.model_validate({"step": "one_hot", "columns": ["c"], "max_categories": 0})
+    with pytest.raises(ValidationError, match="less than or equal to 1000"):
+        OneHot.model_validate({"step": "one_hot", "columns": ["c"], "max_categories": 5000})
+    with pytest.raises(ValidationError, match="'other' option of step 'one_hot' needs handle_unknown 'ignore'"):
+        OneHot.model_validate({"step": "one_hot", "columns": ["c"], "other": "x", "handle_unknown": "error"})
     with pytest.raises(ValidationError):
         OneHot.model_validate({"step": "one_hot", "columns": ["c"], "handle_unknown": "skip"})
     with pytest.raises(ValidationError):
