@@ -42,6 +42,12 @@ class Step(Section):
     model_config = ConfigDict(frozen=True)
 
     kind: ClassVar[Kind]
+    example: ClassVar[dict[str, Any] | None] = None
+    """Options of an instance that runs on :func:`mlrm.testing.sample_frame` (shown by `mlrm steps`,
+    and what the conformance suite checks every registered step with)."""
+    reaches_out: ClassVar[bool] = False
+    """True for a step that calls a live system (an HTTP server, a nameko service): the conformance
+    suite then checks its config contract only; its own tests cover the rest."""
     step: str
     """The step type: a registered name such as `drop_na`, or `package.module:Class` for your own."""
     name: str | None = None

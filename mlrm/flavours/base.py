@@ -28,6 +28,8 @@ class Flavour(ABC):
     name: ClassVar[str]
     format: ClassVar[str]  # the artefact's format, recorded in the card
     file: ClassVar[str]  # the artefact's file name in the version folder
+    example: ClassVar[tuple[str, dict[str, Any]] | None] = None
+    """An estimator and hyperparameters this flavour builds: what the conformance suite trains with."""
 
     # -- training ----------------------------------------------------------------------
     @abstractmethod

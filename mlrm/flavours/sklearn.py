@@ -32,6 +32,7 @@ class SklearnFlavour(Flavour):
     name = "sklearn"
     format = "skops"
     file = "model.skops"
+    example = ("sklearn.ensemble.RandomForestClassifier", {"n_estimators": 5, "random_state": 0})
 
     # -- training ----------------------------------------------------------------------
     def build(self, estimator: str, hyperparameters: dict[str, Any]) -> Any:

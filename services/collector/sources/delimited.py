@@ -49,6 +49,7 @@ class _BadRows:
 class CsvSource(FileSource):
     """Read a CSV (or other delimited) file in batches, a few MB at a time."""
 
+    example = {"key": "conformance/sample.csv"}
     step: Literal["csv"]
     """Step type: `csv`."""
     delimiter: str = Field(default=",", min_length=1, max_length=1)

@@ -62,6 +62,8 @@ class HttpSource(TabularSource):
 
     model_config = ConfigDict(hide_input_in_errors=True)  # the URL may hold a password, headers a token
 
+    example = {"url": "http://127.0.0.1:9/rows.json"}
+    reaches_out = True  # calls a live system: its own tests cover it
     step: Literal["http"]
     """Step type: `http`."""
     url: str

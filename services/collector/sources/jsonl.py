@@ -92,6 +92,7 @@ def json_reason(exc: ValueError | RecursionError) -> str:
 class JsonlSource(FileSource):
     """Read a JSON Lines file (one JSON object per line) in batches; blank lines are ignored."""
 
+    example = {"key": "conformance/sample.jsonl"}
     step: Literal["jsonl"]
     """Step type: `jsonl`."""
 

@@ -23,6 +23,7 @@ SPOOL_IN_MEMORY = 16 << 20
 class ParquetSource(FileSource):
     """Read a Parquet file in batches, one row group at a time; only the listed columns are decoded."""
 
+    example = {"key": "conformance/sample.parquet"}
     step: Literal["parquet"]
     """Step type: `parquet`."""
 

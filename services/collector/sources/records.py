@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 class RecordsSource(TabularSource):
     """Rows given inline in the config, one mapping per row; keys missing from a row are null."""
 
+    example = {"records": [{"x": 1.0, "color": "red"}, {"x": 2.5, "color": None}]}
     step: Literal["records"]
     """Step type: `records`."""
     records: list[dict[str, Any]] = Field(min_length=1)

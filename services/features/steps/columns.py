@@ -15,6 +15,7 @@ from .base import Columns, FeatureStep
 class Select(FeatureStep):
     """Keep exactly the listed columns, in the listed order (typically the model's features and target)."""
 
+    example = {"columns": ["x", "when"]}
     step: Literal["select"]
     """Step type: `select`."""
     columns: Columns

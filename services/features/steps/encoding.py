@@ -59,6 +59,7 @@ with 10,000 distinct values would need 80 kB per row."""
 class OneHot(_Encoder):
     """One-hot encode categorical columns into `<column>=<category>` indicator columns (0.0 / 1.0)."""
 
+    example = {"columns": ["color"]}
     step: Literal["one_hot"]
     """Step type: `one_hot`."""
     handle_unknown: Literal["ignore", "error"] = "ignore"
@@ -132,6 +133,7 @@ class OneHot(_Encoder):
 class OrdinalEncode(_Encoder):
     """Replace categorical columns by the float position of their value among the sorted training categories."""
 
+    example = {"columns": ["color"]}
     step: Literal["ordinal_encode"]
     """Step type: `ordinal_encode`."""
     unknown_value: float = -1

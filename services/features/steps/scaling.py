@@ -40,6 +40,7 @@ class _Scaler(FeatureStep):
 class StandardScale(_Scaler):
     """Standardise numeric columns: subtract the training mean, divide by the training standard deviation."""
 
+    example = {"columns": ["x", "n"]}
     step: Literal["standard_scale"]
     """Step type: `standard_scale`."""
     with_mean: bool = True
@@ -67,6 +68,7 @@ class StandardScale(_Scaler):
 class MinmaxScale(_Scaler):
     """Rescale numeric columns linearly so the training minimum and maximum map onto `feature_range`."""
 
+    example = {"columns": ["x"]}
     step: Literal["minmax_scale"]
     """Step type: `minmax_scale`."""
     feature_range: tuple[float, float] = (0.0, 1.0)

@@ -34,6 +34,7 @@ def _distinct(features: list[TimeFeature]) -> list[TimeFeature]:
 class TimeFeatures(FeatureStep):
     """Add hour, day of week, day of year and month features of a timestamp column, as sin/cos pairs by default."""
 
+    example = {"column": "when"}
     step: Literal["time_features"]
     """Step type: `time_features`."""
     column: str

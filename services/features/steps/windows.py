@@ -57,6 +57,7 @@ class _WindowStep(FeatureStep):
 class Lag(_WindowStep):
     """Add the values of earlier rows as `<column>_lag<k>` columns."""
 
+    example = {"columns": ["x"], "lags": [1, 2]}
     step: Literal["lag"]
     """Step type: `lag`."""
     lags: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1), AfterValidator(_distinct)]
@@ -72,6 +73,7 @@ class Lag(_WindowStep):
 class Rolling(_WindowStep):
     """Add statistics of a sliding window of earlier rows as `<column>_roll<window>_<stat>` columns."""
 
+    example = {"columns": ["x"], "window": 2, "stats": ["mean", "max"]}
     step: Literal["rolling"]
     """Step type: `rolling`."""
     window: int = Field(ge=1)

@@ -36,6 +36,7 @@ class Cast(HandlerStep):
     counts as a value that does not convert.
     """
 
+    example = {"dtypes": {"n": "float", "color": "category"}}
     step: Literal["cast"]
     """The step type: `cast`."""
     dtypes: dict[str, Target] = Field(min_length=1)

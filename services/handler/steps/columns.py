@@ -22,6 +22,7 @@ def _repeated(names: list[str]) -> list[str]:
 class Rename(HandlerStep):
     """Rename columns, e.g. `{ "Sepal Length": sepal_length }`. Other columns are left as they are."""
 
+    example = {"columns": {"x": "y"}}
     step: Literal["rename"]
     """The step type: `rename`."""
     columns: dict[str, str] = Field(min_length=1)
@@ -49,6 +50,7 @@ class Rename(HandlerStep):
 class Select(HandlerStep):
     """Keep exactly these columns, in this order; every other column is dropped."""
 
+    example = {"columns": ["x", "n"]}
     step: Literal["select"]
     """The step type: `select`."""
     columns: list[str] = Field(min_length=1)
@@ -69,6 +71,7 @@ class Select(HandlerStep):
 class DropColumns(HandlerStep):
     """Drop the given columns; every other column is kept, in its order."""
 
+    example = {"columns": ["flag"]}
     step: Literal["drop_columns"]
     """The step type: `drop_columns`."""
     columns: list[str] = Field(min_length=1)

@@ -24,6 +24,7 @@ class DropNa(HandlerStep):
 
     curates = True  # drops rows: left out of inference pipelines unless `inference: true`
 
+    example = {"columns": ["x"]}
     step: Literal["drop_na"]
     """The step type: `drop_na`."""
     columns: list[str] | None = Field(default=None, min_length=1)
@@ -46,6 +47,7 @@ class FillNa(HandlerStep):
     they apply to every numeric column (`mean`, `median`) or every column (`mode`).
     """
 
+    example = {"strategy": "median", "columns": ["x"]}
     step: Literal["fill_na"]
     """The step type: `fill_na`."""
     columns: list[str] | None = Field(default=None, min_length=1)

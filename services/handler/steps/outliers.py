@@ -22,6 +22,7 @@ class Clip(HandlerStep):
     which are learned from the training data and stored with the model.
     """
 
+    example = {"columns": ["x"], "quantiles": [0.1, 0.9]}
     step: Literal["clip"]
     """The step type: `clip`."""
     columns: list[str] = Field(min_length=1)

@@ -26,6 +26,8 @@ class NamekoCall(HandlerStep):
     dicts); the method returns the output rows as a list of dicts. Written in a workflow as
     `service: nameko:SERVICE.METHOD`."""
 
+    example = {"target": "enricher.tag"}
+    reaches_out = True  # calls a live system: its own tests cover it
     step: Literal["nameko"]
     """Step type: `nameko`."""
     target: str

@@ -25,6 +25,7 @@ class Filter(HandlerStep):
 
     curates = True  # drops rows: left out of inference pipelines unless `inference: true`
 
+    example = {"expr": "x > 2"}
     step: Literal["filter"]
     """The step type: `filter`."""
     expr: str
@@ -54,6 +55,7 @@ class Dedupe(HandlerStep):
 
     curates = True  # drops rows: left out of inference pipelines unless `inference: true`
 
+    example = {"columns": ["color"]}
     step: Literal["dedupe"]
     """The step type: `dedupe`."""
     columns: list[str] | None = Field(default=None, min_length=1)
@@ -73,6 +75,7 @@ class Dedupe(HandlerStep):
 class Sort(HandlerStep):
     """Sort the rows by one or more columns. Equal rows keep their order; missing values go last."""
 
+    example = {"by": "x"}
     step: Literal["sort"]
     """The step type: `sort`."""
     by: str | list[str]

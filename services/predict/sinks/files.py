@@ -24,6 +24,7 @@ from services.predict.sinks.base import FileSink
 class CsvSink(FileSink):
     """Write the rows as CSV: a header line, then one line per row (no index column)."""
 
+    example = {"key": "conformance/sample.csv"}
     step: Literal["csv"]
     """Step type: `csv`."""
 
@@ -62,6 +63,7 @@ class CsvSink(FileSink):
 class JsonlSink(FileSink):
     """Write the rows as JSON Lines: one object per row; missing values (NaN, NaT) become `null`."""
 
+    example = {"key": "conformance/sample.jsonl"}
     step: Literal["jsonl"]
     """Step type: `jsonl`."""
 
@@ -90,6 +92,7 @@ def _json_value(value: Any) -> Any:
 class ParquetSink(FileSink):
     """Write the rows as one Parquet file; the first batch fixes the schema, later batches are cast to it."""
 
+    example = {"key": "conformance/sample.parquet"}
     step: Literal["parquet"]
     """Step type: `parquet`."""
 
