@@ -68,9 +68,13 @@ class Service(ABC):
         worker: str | None = None,
         prefetch: int | None = None,
         node: str | None = None,
+        background: bool = True,
     ) -> None:
         self.bus = bus
         self.node = node
+        # Background work a long-lived replica needs (watching deployments, adopting orphaned jobs);
+        # an embedded run, one process for one workflow, has no use for it.
+        self.background = background
         self.volume = volume
         self.retries = retries
         self.prefetch = prefetch or self.default_prefetch

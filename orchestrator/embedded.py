@@ -33,8 +33,10 @@ class Embedded:
         self.services: list[Service] = []
         for name, cls in services.items():
             for i in range(replicas):
-                self.services.append(cls(self.bus, self.volume, retries=self.settings.retries, worker=f"{name}-{i}"))
-        self.orchestrator = Orchestrator(self.bus, self.volume, self.store)
+                self.services.append(
+                    cls(self.bus, self.volume, retries=self.settings.retries, worker=f"{name}-{i}", background=False)
+                )
+        self.orchestrator = Orchestrator(self.bus, self.volume, self.store, publish_status=False)
 
     def __enter__(self) -> Embedded:
         for service in self.services:

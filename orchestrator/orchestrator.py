@@ -54,8 +54,11 @@ def submission(workflow: CompiledWorkflow, run_id: str | None = None) -> Envelop
 
 
 class Orchestrator:
-    def __init__(self, bus: Bus, volume: Volume, store: RunStore) -> None:
+    def __init__(self, bus: Bus, volume: Volume, store: RunStore, *, publish_status: bool = True) -> None:
         self.bus, self.volume, self.store = bus, volume, store
+        # Snapshots in the volume let `mlrm status` follow a run from another machine; an embedded
+        # run is followed in its own process (and `mlrm runs show` reads the run store).
+        self.publish_status = publish_status
         self._changed = threading.Condition()
         self._steps: dict[str, int] = {}  # run id -> number of steps (a cache of the store)
         self._status_at: dict[str, float] = {}
@@ -179,6 +182,8 @@ class Orchestrator:
             hook(record)
 
     def _publish_status(self, run_id: str, *, force: bool = False) -> None:
+        if not self.publish_status:
+            return
         now = time.monotonic()
         if not force and now - self._status_at.get(run_id, 0.0) < STATUS_EVERY:
             return

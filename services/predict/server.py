@@ -45,6 +45,7 @@ class ModelServer:
         self._by_target: dict[Target, ServedModel] = {}
         self._deployed: dict[str, ModelRef] = {}  # deployment id -> what this replica loaded for it
         self._lock = threading.Lock()
+        self.follow_aliases_on_request = False  # True when no watcher calls sync()
         self.on_load: Hook[ServedModel] = Hook("on_load")
         self.on_unload: Hook[ServedModel] = Hook("on_unload")
 
@@ -64,6 +65,10 @@ class ModelServer:
     def get(self, target: Target) -> ServedModel:
         """The model a request names; loaded on first use, then kept current by :meth:`sync`."""
         loaded = self._by_target.get(target)
+        if loaded is not None and self.follow_aliases_on_request and target.alias is not None:
+            ref = self.registry.resolve(target.model, alias=target.alias)
+            if ref != loaded.ref:
+                loaded = self._by_target[target] = self.load(ref)
         if loaded is None:
             self.check_allowed(target.model)
             loaded = self.load(self.registry.resolve(target.model, alias=target.alias, version=target.version))

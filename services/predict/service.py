@@ -44,9 +44,11 @@ class PredictService(Service):
 
     def start(self) -> None:
         super().start()
-        if self.watch_interval > 0:
+        if self.background and self.watch_interval > 0:
             self.server.sync()
             self.server.watch(self.watch_interval, self._stop)
+        else:  # nobody re-resolves aliases in the background: each request does
+            self.server.follow_aliases_on_request = True
 
     def stop(self) -> None:
         self._stop.set()

@@ -34,8 +34,9 @@ class TrainService(Service):
 
     def start(self) -> None:
         super().start()
-        self.jobs.adopt_orphans()
-        self.jobs.watch(max(1.0, self.jobs.lease / 2))
+        if self.background:  # a long-lived replica takes over jobs whose replica died; an embedded run does not
+            self.jobs.adopt_orphans()
+            self.jobs.watch(max(1.0, self.jobs.lease / 2))
 
     def stop(self) -> None:
         self.jobs.stop()

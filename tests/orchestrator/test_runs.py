@@ -253,3 +253,24 @@ def test_run_store_that_is_not_one(tmp_path: Path, what: str) -> None:
     for read_only in (True, False) if what != "other database" else (True,):
         with pytest.raises(ConfigError, match=rf"run store {path}: "):
             RunStore(path, read_only=read_only)
+
+
+def test_an_embedded_run_does_only_the_work_it_needs(mlrm):
+    """No deployment watcher, no orphan scan, no status snapshot nobody reads; aliases still followed."""
+    import threading
+
+    from mlrm.registry import ModelRegistry
+    from tests.conftest import CONFIGS
+
+    first = mlrm.run(CONFIGS / "iris" / "train.yaml", timeout=120)
+    assert first.status == "succeeded"
+    background = [t.name for t in threading.enumerate() if t.name.endswith((":watch", ":jobs"))]
+    assert background == []
+    assert not mlrm.volume.exists(f"runs/{first.id}/status.json")
+
+    predict = mlrm.service("predict")
+    rows = __import__("pandas").read_csv(CONFIGS / "iris" / "new_flowers.csv").head(2)
+    assert predict.infer("iris-classifier", rows, alias="production")[1].version == 1
+    assert mlrm.run(CONFIGS / "iris" / "train.yaml", timeout=120).status == "succeeded"  # production -> 2
+    assert ModelRegistry(mlrm.volume).resolve("iris-classifier", alias="production").version == 2
+    assert predict.infer("iris-classifier", rows, alias="production")[1].version == 2  # followed on request
