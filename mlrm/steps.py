@@ -28,6 +28,7 @@ from pydantic import AfterValidator, ConfigDict, Discriminator, Field, PlainSeri
 
 from mlrm.config import Section
 from mlrm.errors import ConfigError
+from mlrm.extensions import load_plugins
 from mlrm.imports import import_string
 
 if TYPE_CHECKING:
@@ -149,6 +150,8 @@ class StepRegistry:
         return cls
 
     def names(self, kind: str) -> list[str]:
+        """Every registered step of ``kind``, plug-ins included."""
+        load_plugins()
         return sorted(self._steps.get(kind, {}))
 
     def get(self, kind: str, name: str) -> type[Step]:
@@ -157,6 +160,8 @@ class StepRegistry:
             if not (isinstance(cls, type) and issubclass(cls, Step)):
                 raise ConfigError(f"{kind} step {name!r} is not a subclass of mlrm.steps.Step")
             return cls
+        if name not in self._steps.get(kind, {}):
+            load_plugins()  # a plug-in may register it
         try:
             return self._steps[kind][name]
         except KeyError:
