@@ -25,6 +25,12 @@ def generate() -> dict[str, str]:
         if code != 0:
             raise SystemExit(f"protoc failed ({code})")
         texts = {name: (Path(out) / name).read_text() for name in MODULES}
+    # A pool of its own: clients such as tritonclient register the same `inference.*` names in the default
+    # pool, and a process that holds both (tests, a gateway) must not fail with "duplicate symbol".
+    messages = texts["grpc_predict_v2_pb2.py"]
+    if "_descriptor_pool.Default()" not in messages:
+        raise SystemExit("protoc's output changed: no _descriptor_pool.Default() to replace")
+    texts["grpc_predict_v2_pb2.py"] = messages.replace("_descriptor_pool.Default()", "_descriptor_pool.DescriptorPool()")  # noqa: E501
     grpc_module = texts["grpc_predict_v2_pb2_grpc.py"]
     texts["grpc_predict_v2_pb2_grpc.py"] = grpc_module.replace(
         "import grpc_predict_v2_pb2 as", "from . import grpc_predict_v2_pb2 as"
