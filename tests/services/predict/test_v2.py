@@ -229,7 +229,12 @@ def test_too_many_in_flight_is_answered_at_once_and_on_predict_fires(iris):
         with V2Servers(service, http_port=0, grpc_port=0, max_inflight=1) as tight:
             http = httpclient.InferenceServerClient(f"127.0.0.1:{tight.http_port}")
             grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{tight.grpc_port}")
-            first = threading.Thread(target=lambda: http.infer(MODEL, column_inputs(httpclient, frame)))
+            body = {"inputs": [
+                {"name": n, "datatype": "FP64", "shape": [len(frame)], "data": frame[n].tolist()} for n in FEATURES
+            ]}  # fmt: skip
+            url = f"http://127.0.0.1:{tight.http_port}/v2/models/{MODEL}/infer"
+            replies: list[int] = []  # a gevent client is not shared across threads: httpx holds the first request
+            first = threading.Thread(target=lambda: replies.append(httpx.post(url, json=body).status_code))
             first.start()
             assert entered.wait(10)
             started = time.monotonic()
@@ -238,6 +243,7 @@ def test_too_many_in_flight_is_answered_at_once_and_on_predict_fires(iris):
             assert time.monotonic() - started < 5  # answered, not queued
             release.set()
             first.join()
+            assert replies == [200]
             grpc.infer(MODEL, column_inputs(grpcclient, frame))
             http.close()
             grpc.close()
