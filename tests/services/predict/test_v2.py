@@ -294,3 +294,31 @@ def test_a_load_loop_across_an_alias_switch_sees_no_error(iris):
         registry.set_alias(MODEL, "production", 1)
     assert errors == []
     assert versions[0] == "1" and versions[-1] == "2"
+
+
+def test_the_generated_grpc_code_is_fresh():
+    from services.predict.v2.generate import HERE, generate
+
+    stale = [name for name, text in generate().items() if (HERE / name).read_text() != text]
+    assert not stale, f"{', '.join(stale)} differ from the .proto: run `python -m services.predict.v2.generate`"
+
+
+def test_the_repository_extension_maps_onto_deployments(iris, http, grpc):
+    from mlrm.deployments import Deployments
+
+    deployments = Deployments(iris["volume"])
+    assert {m["name"] for m in http.get_model_repository_index()} == {MODEL}
+    http.load_model(MODEL)  # the latest version, pinned in a new deployment
+    active = [d for d in deployments.active() if d.model == MODEL]
+    assert [d.version for d in active] == [2]
+    index = grpc.get_model_repository_index()
+    assert ("2", "READY") in {(m.version, m.state) for m in index.models if m.name == MODEL}
+    grpc.unload_model(MODEL)
+    assert [d for d in deployments.active() if d.model == MODEL] == []
+    with pytest.raises(InferenceServerException) as caught:
+        http.unload_model(MODEL)
+    assert caught.value.status() == "404" and "no active deployment" in caught.value.message()
+    with pytest.raises(InferenceServerException) as caught:
+        grpc.load_model("nosuch")
+    assert caught.value.status() == "StatusCode.NOT_FOUND"
+    assert http.is_model_ready(MODEL, "production")  # still serving
