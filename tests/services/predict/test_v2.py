@@ -322,3 +322,37 @@ def test_the_repository_extension_maps_onto_deployments(iris, http, grpc):
         grpc.load_model("nosuch")
     assert caught.value.status() == "StatusCode.NOT_FOUND"
     assert http.is_model_ready(MODEL, "production")  # still serving
+
+
+def test_energy_answers_equal_the_batch_workflows_over_rest_and_grpc(mlrm, energy_data, monkeypatch):
+    """Timestamps travel as BYTES (ISO text) and meet the card's types and the version's pipeline."""
+    history, upcoming = energy_data
+    monkeypatch.setenv("ENERGY_DATA", str(history))
+    monkeypatch.setenv("ENERGY_INPUT", str(upcoming))
+    energy = CONFIGS / "energy"
+    assert mlrm.run(energy / "train.yaml", timeout=300).status == "succeeded"
+    run = mlrm.run(energy / "predict.yaml", timeout=300)
+    assert run.status == "succeeded", run.error
+    with mlrm.volume.open_read(run.result("predict")["output"].removeprefix("volume:")) as f:
+        batch = pd.read_csv(f)
+    raw = pd.read_csv(upcoming)  # timestamps as text, as a client sends them
+    with V2Servers(mlrm.service("predict"), http_port=0, grpc_port=0) as servers:
+        http = httpclient.InferenceServerClient(f"127.0.0.1:{servers.http_port}")
+        grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{servers.grpc_port}")
+        meta = http.get_model_metadata("energy-load", "production")
+        for client, module in ((http, httpclient), (grpc, grpcclient)):
+            inputs = []
+            for spec in meta["inputs"]:
+                tensor = module.InferInput(spec["name"], [len(raw)], spec["datatype"])
+                if spec["datatype"] == "BYTES":
+                    tensor.set_data_from_numpy(raw[spec["name"]].astype(str).to_numpy(dtype=object))
+                else:
+                    tensor.set_data_from_numpy(raw[spec["name"]].to_numpy(dtype=NUMPY_OF[spec["datatype"]]))
+                inputs.append(tensor)
+            result = client.infer("energy-load", inputs, model_version="production")
+            np.testing.assert_allclose(result.as_numpy("prediction"), batch["prediction"].to_numpy(), rtol=1e-9)
+        http.close()
+        grpc.close()
+
+
+NUMPY_OF = {"FP64": "float64", "FP32": "float32", "INT64": "int64", "BOOL": "bool"}
