@@ -356,3 +356,42 @@ def test_energy_answers_equal_the_batch_workflows_over_rest_and_grpc(mlrm, energ
 
 
 NUMPY_OF = {"FP64": "float64", "FP32": "float32", "INT64": "int64", "BOOL": "bool"}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_mlrm_serve_predict_needs_no_broker(iris, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    http_port, grpc_port = _free_port(), _free_port()
+    env = {**os.environ, "MLRM_VOLUME": str(iris["volume"].root), "MLRM_BUS": "amqp://nowhere:1/"}
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlrm", "serve", "predict", "--no-bus", "--http-port", str(http_port),
+         "--grpc-port", str(grpc_port)], env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                if httpx.get(f"http://127.0.0.1:{http_port}/v2/health/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        frame = raw_rows()
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        assert_batch_answers(iris["batch"], client.infer(MODEL, column_inputs(grpcclient, frame), model_version="1"))
+        client.close()
+    finally:
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=30) == 0, (tmp_path / "serve.log").read_text()
