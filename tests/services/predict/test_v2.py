@@ -395,3 +395,28 @@ def test_mlrm_serve_predict_needs_no_broker(iris, tmp_path):
     finally:
         server.send_signal(signal.SIGINT)
         assert server.wait(timeout=30) == 0, (tmp_path / "serve.log").read_text()
+
+
+def test_grpc_typed_contents(iris):
+    """KServe clients send typed `contents`; the answer comes back the same way."""
+    import grpc as grpclib
+
+    from services.predict.v2 import grpc_predict_v2_pb2 as pb
+    from services.predict.v2 import grpc_predict_v2_pb2_grpc as pb_grpc
+
+    frame = raw_rows()
+    with grpclib.insecure_channel(f"127.0.0.1:{iris['servers'].grpc_port}") as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        request = pb.ModelInferRequest(model_name=MODEL, model_version="production", id="typed")
+        for name in FEATURES:
+            tensor = request.inputs.add(name=name, datatype="FP64", shape=[len(frame)])
+            tensor.contents.fp64_contents.extend(frame[name].tolist())
+        reply = stub.ModelInfer(request)
+        assert reply.id == "typed" and [o.name for o in reply.outputs] == ["prediction", "probabilities"]
+        assert [b.decode() for b in reply.outputs[0].contents.bytes_contents] == iris["batch"]["prediction"].tolist()
+        assert list(reply.outputs[1].shape) == [len(frame), 3] and not reply.raw_output_contents
+        request.inputs[0].contents.int64_contents.append(1)
+        with pytest.raises(grpclib.RpcError) as caught:
+            stub.ModelInfer(request)
+        assert caught.value.code() == grpclib.StatusCode.INVALID_ARGUMENT
+        assert "contents.fp64_contents, not int64_contents" in caught.value.details()
