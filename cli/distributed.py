@@ -52,8 +52,44 @@ def serve(
     node: Annotated[str | None, typer.Option(help="Node label for strict deployments [env MLRM_NODE].")] = None,
     prefetch: Annotated[int | None, typer.Option(min=1, help="Messages taken at once [env MLRM_PREFETCH].")] = None,
     nameko: Annotated[bool, typer.Option(help="predict: also answer nameko RPC (predict.infer).")] = True,
+    http_port: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=65535,
+            envvar="MLRM_HTTP_PORT",
+            help="predict: V2 (Open Inference Protocol) REST port; 0 turns it off.",
+        ),
+    ] = 8080,
+    grpc_port: Annotated[
+        int, typer.Option(min=0, max=65535, envvar="MLRM_GRPC_PORT", help="predict: V2 gRPC port; 0 turns it off.")
+    ] = 8081,
+    host: Annotated[
+        str, typer.Option(envvar="MLRM_HOST", help="predict: address the V2 servers listen on.")
+    ] = "127.0.0.1",
+    max_inflight: Annotated[
+        int,
+        typer.Option(
+            min=1, envvar="MLRM_MAX_INFLIGHT", help="predict: V2 requests in flight before 429 / RESOURCE_EXHAUSTED."
+        ),
+    ] = 64,
+    max_body: Annotated[
+        int,
+        typer.Option(min=1, envvar="MLRM_MAX_BODY", help="predict: largest V2 request body in bytes (413 past it)."),
+    ] = 16 * 1024 * 1024,
+    no_bus: Annotated[
+        bool,
+        typer.Option(
+            "--no-bus",
+            help="predict: no broker at all, serve the volume's models over V2 only (also when MLRM_BUS is memory://).",
+        ),
+    ] = False,
 ) -> None:
-    """Run one service on the shared bus until Ctrl-C (distributed mode)."""
+    """Run one service on the shared bus until Ctrl-C (distributed mode).
+
+    `mlrm serve predict` also answers the Open Inference Protocol (KServe V2) over REST and gRPC; with `--no-bus`
+    (or MLRM_BUS=memory://) it needs no broker: online inference from the models of a local volume.
+    """
     import socket
 
     from mlrm.service import services as registry
@@ -61,7 +97,16 @@ def serve(
 
     cls = registry.get(service)
     settings = common.settings_for()
-    bus = _shared_bus(settings)
+    standalone = service == "predict" and (no_bus or settings.bus.startswith("memory://"))
+    if no_bus and service != "predict":
+        raise typer.BadParameter("--no-bus is for `mlrm serve predict`")
+    if standalone:
+        from mlrm.bus.memory import MemoryBus
+
+        bus: Any = MemoryBus()
+        nameko = False
+    else:
+        bus = _shared_bus(settings)
     volume = open_volume(settings.volume)
     base = worker or f"{service}@{socket.gethostname()}:{os.getpid()}"
     extra: dict[str, Any] = {"node": node or settings.node}
@@ -81,10 +126,24 @@ def serve(
         from services.predict.rpc import methods
 
         responder = NamekoResponder(settings.bus, "predict", methods(services[0])).start()
-    common.err.print(f"{base}: serving {service} ({replicas} consumer(s)) on {bus.url}, volume {volume.url}")
+    v2 = None
+    if service == "predict" and (http_port or grpc_port):
+        from services.predict.v2.serve import V2Servers
+
+        v2 = V2Servers(services[0], host=host, http_port=http_port or None, grpc_port=grpc_port or None,
+                       max_inflight=max_inflight, max_body=max_body).start()  # fmt: skip
+        where = [
+            f"REST http://{host}:{v2.http_port}/v2" if http_port else "",
+            f"gRPC {host}:{v2.grpc_port}" if grpc_port else "",
+        ]
+        common.err.print(f"{base}: Open Inference Protocol (V2) on {', '.join(w for w in where if w)}")
+    on = "no broker (V2 only)" if standalone else bus.url
+    common.err.print(f"{base}: serving {service} ({replicas} consumer(s)) on {on}, volume {volume.url}")
     try:
         _wait_for_signal()
     finally:
+        if v2 is not None:
+            v2.stop()
         if responder is not None:
             responder.stop()
         for s in services:

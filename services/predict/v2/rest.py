@@ -1,0 +1,210 @@
+"""The V2 protocol over REST (Starlette on uvicorn, orjson): a thin adapter over :class:`~.codec.V2`.
+
+JSON bodies and the binary tensor extension (``Inference-Header-Content-Length``: a JSON header,
+then each tensor's raw bytes) in both directions. Every refusal is the V2 error body
+``{"error": "..."}`` with the error's own ``http_status``: a malformed body, a body over
+``max_body`` bytes (413), more than ``max_inflight`` requests in flight (429, answered at once).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio.to_thread
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from mlrm.errors import DataError, MlrmError, TooLargeError
+from services.predict.v2.codec import V2, Tensor, from_list, from_raw, json_data, to_raw
+
+log = logging.getLogger(__name__)
+
+HEADER_LENGTH = "inference-header-content-length"
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status, media_type="application/json")
+
+
+def error_response(message: str, status: int) -> Response:
+    return json_response({"error": message}, status)
+
+
+def rest_app(v2: V2, *, max_body: int = 16 * 1024 * 1024) -> Starlette:
+    """The ASGI application: health, metadata, inference, the model repository extension."""
+
+    def guarded(handler: Handler) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except MlrmError as exc:
+                return error_response(exc.message, exc.http_status)
+            except Exception:  # a bug, not the caller's fault: say so without a traceback, keep serving
+                log.exception("V2 REST: %s %s failed", request.method, request.url.path)
+                return error_response("internal error (logged by the server)", 500)
+
+        return endpoint
+
+    async def read_body(request: Request) -> bytes:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_body:
+            raise TooLargeError(f"the request body has {length} bytes; the limit is {max_body}")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body:
+                raise TooLargeError(f"the request body is over the limit of {max_body} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def live(request: Request) -> Response:
+        return json_response({"live": True})
+
+    async def ready(request: Request) -> Response:
+        return json_response({"ready": True})
+
+    async def server_metadata(request: Request) -> Response:
+        return json_response(v2.server_metadata())
+
+    def _version(request: Request) -> str | None:
+        return request.path_params.get("version")
+
+    async def model_metadata(request: Request) -> Response:
+        name, version = request.path_params["name"], _version(request)
+        return json_response(await anyio.to_thread.run_sync(v2.model_metadata, name, version))
+
+    async def model_ready(request: Request) -> Response:
+        name, version = request.path_params["name"], _version(request)
+        await anyio.to_thread.run_sync(v2.model_ready, name, version)
+        return json_response({"name": name, "ready": True})
+
+    async def infer(request: Request) -> Response:
+        with v2.admit():  # 429 at once when too many are in flight
+            body = await read_body(request)
+            header_length = request.headers.get(HEADER_LENGTH)
+            name, version = request.path_params["name"], _version(request)
+            return await anyio.to_thread.run_sync(_infer, v2, name, version, body, header_length)
+
+    async def index(request: Request) -> Response:
+        return json_response(await anyio.to_thread.run_sync(v2.index))
+
+    async def load(request: Request) -> Response:
+        body = await read_body(request)
+        params = _object(body, "the load request").get("parameters") if body.strip() else None
+        await anyio.to_thread.run_sync(v2.load, request.path_params["name"], params if isinstance(params, dict) else {})
+        return json_response({})
+
+    async def unload(request: Request) -> Response:
+        await anyio.to_thread.run_sync(v2.unload, request.path_params["name"])
+        return json_response({})
+
+    model = "/v2/models/{name}"
+    versioned = "/v2/models/{name}/versions/{version}"
+    routes = [
+        Route("/v2/health/live", guarded(live)),
+        Route("/v2/health/ready", guarded(ready)),
+        Route("/v2", guarded(server_metadata)),
+        Route(model, guarded(model_metadata)),
+        Route(versioned, guarded(model_metadata)),
+        Route(f"{model}/ready", guarded(model_ready)),
+        Route(f"{versioned}/ready", guarded(model_ready)),
+        Route(f"{model}/infer", guarded(infer), methods=["POST"]),
+        Route(f"{versioned}/infer", guarded(infer), methods=["POST"]),
+        Route("/v2/repository/index", guarded(index), methods=["POST"]),
+        Route("/v2/repository/models/{name}/load", guarded(load), methods=["POST"]),
+        Route("/v2/repository/models/{name}/unload", guarded(unload), methods=["POST"]),
+    ]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+        return error_response(f"{request.method} {request.url.path}: {detail}", status)
+
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: http_error})
+
+
+def _object(body: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise DataError(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise DataError(f"{what} must be a JSON object")
+    return value
+
+
+def _infer(v2: V2, name: str, version: str | None, body: bytes, header_length: str | None) -> Response:
+    if header_length is not None:
+        if not header_length.isdigit() or int(header_length) > len(body):
+            raise DataError(f"{HEADER_LENGTH} {header_length!r} is not a length within the body")
+        split = int(header_length)
+        request, binary = _object(body[:split], "the inference request's JSON header"), memoryview(body)[split:]
+    else:
+        request, binary = _object(body, "the inference request"), memoryview(b"")
+    inputs = request.get("inputs")
+    if not isinstance(inputs, list) or not all(isinstance(i, dict) for i in inputs):
+        raise DataError("the inference request needs 'inputs': a list of tensors")
+    parameters = request.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise DataError("'parameters' must be an object")
+    tensors, at = [], 0
+    for spec in inputs:
+        params = spec.get("parameters") or {}
+        size = params.get("binary_data_size") if isinstance(params, dict) else None
+        if size is not None:
+            if not isinstance(size, int) or size < 0 or at + size > len(binary):
+                raise DataError(f"input {spec.get('name')!r}: binary_data_size {size!r} goes past the body's end")
+            tensors.append(from_raw(spec.get("name"), spec.get("datatype"), spec.get("shape"),
+                                    bytes(binary[at : at + size]), params))  # fmt: skip
+            at += size
+        else:
+            data = spec.get("data")
+            tensors.append(from_list(spec.get("name"), spec.get("datatype"), spec.get("shape"), data, params))
+    if at != len(binary):
+        raise DataError(f"the body has {len(binary) - at} byte(s) of binary data that no input claims")
+    requested = request.get("outputs")
+    binary_out: dict[str, bool] = {}
+    names = None
+    if requested is not None:
+        if not isinstance(requested, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
+                                                      for o in requested):  # fmt: skip
+            raise DataError("'outputs' must be a list of objects with a 'name'")
+        names = [o["name"] for o in requested]
+        binary_out = {o["name"]: bool((o.get("parameters") or {}).get("binary_data")) for o in requested}
+    all_binary = bool(parameters.get("binary_data_output"))
+    request_id = request.get("id")
+    result, outputs = v2.infer(
+        name, version, tensors, outputs=names, parameters=parameters,
+        request_id=request_id if isinstance(request_id, str) else None, source="rest",
+    )  # fmt: skip
+    head: dict[str, Any] = {"model_name": result.ref.name, "model_version": str(result.ref.version)}
+    if isinstance(request_id, str):
+        head["id"] = request_id
+    described, raw = [], []
+    for tensor in outputs:
+        out: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape}
+        if all_binary or binary_out.get(tensor.name):
+            data = to_raw(tensor)
+            out["parameters"] = {"binary_data_size": len(data)}
+            raw.append(data)
+        else:
+            out["data"] = _json_values(tensor)
+        described.append(out)
+    head["outputs"] = described
+    text = orjson.dumps(head, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not raw:
+        return Response(text, 200, media_type="application/json")
+    return Response(
+        b"".join([text, *raw]), 200, media_type="application/octet-stream", headers={HEADER_LENGTH: str(len(text))}
+    )
+
+
+def _json_values(tensor: Tensor) -> Any:
+    return tensor.data if tensor.datatype not in ("BYTES",) else json_data(tensor)
