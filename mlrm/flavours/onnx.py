@@ -121,7 +121,13 @@ class OnnxFlavour(Flavour):
         values = answers[0].ravel() if answers[0].ndim > 1 else answers[0]
         if values.dtype.kind == "f":
             values = values.astype(np.float64)
-        return Prediction(values, answers[1].astype(np.float64) if len(answers) > 1 else None)
+        proba_out = None
+        if len(answers) > 1:
+            # float32 graphs (trees) leave rows summing to 1 - 6e-7: put them back in float64, as scikit-learn's
+            proba_out = answers[1].astype(np.float64)
+            total = proba_out.sum(axis=1, keepdims=True)
+            np.divide(proba_out, total, out=proba_out, where=total > 0)
+        return Prediction(values, proba_out)
 
 
 def _tensors(proto: Any) -> list[Any]:
