@@ -9,9 +9,13 @@ run, each in a fresh subprocess so its peak memory (max RSS) is its own:
 - ``mlrm``: ``configs/iris/predict.yaml`` (collect -> clean -> features -> predict -> CSV sink),
   streaming in batches;
 - ``script``: what a team writes without a framework: ``pandas.read_csv`` the whole file,
-  apply the same medians and scaler by hand, ``predict_proba``, ``to_csv``.
+  apply the same medians and scaler by hand, ``predict_proba``, ``to_csv``;
+- ``floor``: a hand-tuned script on the same model: pyarrow CSV read, numpy fill and scaling
+  with the stored statistics, ``predict_proba`` on the scikit-learn model, pyarrow CSV write.
 
-Reports rows/s, peak RSS and the ratios. Results are also written to ``benchmarks/results/``.
+mlrm runs twice: with ``runtime: auto`` (the version's exact ONNX conversion) and with
+``runtime: sklearn``. Reports rows/s, peak RSS and the ratios (``speed``: mlrm / script;
+``floor``: mlrm / floor). Results are also written to ``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -67,6 +71,42 @@ print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxr
 """
 
 
+FLOOR = """
+import json, sys, time, resource
+import numpy as np, pyarrow as pa, pyarrow.csv as pacsv, skops.io as sio
+t0 = time.perf_counter()
+vol, version, src, dst = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+prefix = f"{vol}/models/iris-classifier/{version}/"
+data = open(prefix + "model.skops", "rb").read()
+model = sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+medians = json.load(open(prefix + "state/clean.impute.json"))["state"]["fill"]
+scale = json.load(open(prefix + "state/features.0-standard_scale.json"))["state"]
+cols = scale["columns"]
+table = pacsv.read_csv(src)
+X = np.column_stack([table[c].to_numpy(zero_copy_only=False).astype(np.float64) for c in cols])
+fill = np.array([medians[c] for c in cols])
+X = np.where(np.isnan(X), fill, X)
+X = (X - np.array(scale["mean"])) / np.array(scale["scale"])
+proba = model.predict_proba(X)
+out = {"id": table["id"], "prediction": pa.array(model.classes_.take(proba.argmax(axis=1)))}
+for i, c in enumerate(model.classes_):
+    out[f"proba_{c}"] = pa.array(proba[:, i])
+pacsv.write_csv(pa.table(out), dst)
+print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+SKLEARN_WORKFLOW = """
+kind: Workflow
+name: iris-predict-sklearn
+steps:
+  - {name: collect, service: collector, config: %(iris)s/collect-new.yaml}
+  - name: predict
+    service: predict
+    config: {model: {name: iris-classifier, alias: production}, keep: [id], probabilities: true, runtime: sklearn,
+             sink: {step: csv, key: "predictions/iris/{run_id}.csv"}}
+"""
+
+
 def make_input(path: Path, rows: int) -> None:
     rng = np.random.default_rng(0)
     base = pd.read_csv(IRIS / "iris.csv").drop(columns="species").to_numpy()
@@ -102,34 +142,45 @@ def main() -> None:
             str(IRIS / "train.yaml"),
             env=env,
         )
+        sklearn_workflow = tmp_path / "predict-sklearn.yaml"
+        sklearn_workflow.write_text(SKLEARN_WORKFLOW % {"iris": IRIS})
         for rows in args.rows:
             src = tmp_path / f"in-{rows}.csv"
             make_input(src, rows)
             mb = src.stat().st_size / 1e6
             env_rows = {**env, "IRIS_INPUT": str(src)}
             m_sec, m_rss, output = run(MLRM, str(IRIS / "predict.yaml"), env=env_rows)
+            k_sec, k_rss, _ = run(MLRM, str(sklearn_workflow), env=env_rows)
             s_sec, s_rss = run(SCRIPT, str(tmp_path / "volume"), "1", str(src), str(tmp_path / "out.csv"), env=env)
+            f_sec, f_rss = run(FLOOR, str(tmp_path / "volume"), "1", str(src), str(tmp_path / "floor.csv"), env=env)
             with open(tmp_path / "volume" / output.removeprefix("volume:")) as f:
                 out_rows = sum(1 for _ in f) - 1
             assert out_rows == rows, (out_rows, rows)
             r = {
                 "rows": rows, "input_mb": round(mb, 1),
                 "mlrm_rows_per_s": round(rows / float(m_sec)), "mlrm_peak_rss_mb": round(int(m_rss) / 1e6),
+                "mlrm_sklearn_rows_per_s": round(rows / float(k_sec)),
+                "mlrm_sklearn_peak_rss_mb": round(int(k_rss) / 1e6),
                 "script_rows_per_s": round(rows / float(s_sec)), "script_peak_rss_mb": round(int(s_rss) / 1e6),
+                "floor_rows_per_s": round(rows / float(f_sec)), "floor_peak_rss_mb": round(int(f_rss) / 1e6),
             }  # fmt: skip
             r["speed_ratio"] = round(r["mlrm_rows_per_s"] / r["script_rows_per_s"], 2)
+            r["floor_ratio"] = round(r["mlrm_rows_per_s"] / r["floor_rows_per_s"], 2)
+            r["sklearn_floor_ratio"] = round(r["mlrm_sklearn_rows_per_s"] / r["floor_rows_per_s"], 2)
             r["memory_ratio"] = round(r["mlrm_peak_rss_mb"] / r["script_peak_rss_mb"], 2)
             results.append(r)
             print(json.dumps(r), flush=True)
     out = ROOT / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
     (out / f"batch_predict-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results, indent=2))
-    print(f"\n{'rows':>10} {'input MB':>9} {'mlrm rows/s':>12} {'script rows/s':>14} {'speed':>6} "
-          f"{'mlrm MB':>8} {'script MB':>10} {'memory':>7}")  # fmt: skip
+    print(f"\n{'rows':>10} {'input MB':>9} {'mlrm rows/s':>12} {'(sklearn)':>10} {'script rows/s':>14} "
+          f"{'floor rows/s':>13} {'speed':>6} {'floor':>6} {'mlrm MB':>8} {'script MB':>10} "
+          f"{'floor MB':>9}")  # fmt: skip
     for r in results:
         print(
-            f"{r['rows']:>10,} {r['input_mb']:>9} {r['mlrm_rows_per_s']:>12,} {r['script_rows_per_s']:>14,} "
-            f"{r['speed_ratio']:>6} {r['mlrm_peak_rss_mb']:>8} {r['script_peak_rss_mb']:>10} {r['memory_ratio']:>7}"
+            f"{r['rows']:>10,} {r['input_mb']:>9} {r['mlrm_rows_per_s']:>12,} {r['mlrm_sklearn_rows_per_s']:>10,} "
+            f"{r['script_rows_per_s']:>14,} {r['floor_rows_per_s']:>13,} {r['speed_ratio']:>6} {r['floor_ratio']:>6} "
+            f"{r['mlrm_peak_rss_mb']:>8} {r['script_peak_rss_mb']:>10} {r['floor_peak_rss_mb']:>9}"
         )
 
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mlrm.errors import RegistryError
+from mlrm.errors import RefusedError, RegistryError
 
 SCHEMA_VERSION = 2
 
@@ -64,6 +64,29 @@ class Artefact(_Part):
     python: str | None = None
 
 
+class Runtime(_Part):
+    """A way to serve the version besides its artefact's own flavour, e.g. ``onnx`` converted at registration.
+
+    ``file`` is set only when the version has it: the conversion was exact on the hold-out rows
+    (``check`` says how exact); otherwise ``reason`` says why it was not made or not kept.
+    """
+
+    flavour: str
+    format: str | None = None
+    file: str | None = None
+    exact: bool = False
+    reason: str | None = None
+    check: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def available(self) -> bool:
+        return self.file is not None and self.exact
+
+
+# What ``runtime: auto`` prefers, fastest first, when the version has it; else the artefact's own flavour.
+AUTO_RUNTIMES = ("onnx",)
+
+
 class PipelineStep(_Part):
     """One step of the inference pipeline: the training route's step (``hop``) and position, its config,
     and the key and sha256 of the statistics it learned (``state/<state>.json``), if any."""
@@ -90,6 +113,29 @@ class Inference(_Part):
     """The raw columns a prediction request carries (the pipeline's input, without the target)."""
     outputs: list[Output] = Field(default_factory=list)
     predict_config: dict[str, Any] = Field(default_factory=dict)
+    runtimes: dict[str, Runtime] = Field(default_factory=dict)
+    """Other runtimes, by flavour (``onnx``): the ones the version has, and why it lacks the others.
+    Cards without it (older ones) are served by their artefact's flavour alone."""
+
+    def runtime(self, choice: str = "auto") -> Artefact:
+        """The artefact that serves ``choice``: a flavour name, or ``auto`` (the fastest exact one).
+
+        A RefusedError says why when the version does not have the runtime asked for.
+        """
+        if choice in ("auto", self.artefact.flavour):
+            for name in AUTO_RUNTIMES if choice == "auto" else ():
+                other = self.runtimes.get(name)
+                if other is not None and other.available and name != self.artefact.flavour:
+                    return Artefact(flavour=other.flavour, format=other.format or name, file=other.file)
+            return self.artefact
+        other = self.runtimes.get(choice)
+        if other is None or not other.available:
+            why = other.reason if other is not None and other.reason else "it was not converted at registration"
+            raise RefusedError(
+                f"this version has no {choice} runtime ({why}); serve it with runtime 'auto' or "
+                f"'{self.artefact.flavour}'"
+            )
+        return Artefact(flavour=other.flavour, format=other.format or choice, file=other.file)
 
 
 class ModelCard(_Part):

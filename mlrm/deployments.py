@@ -39,6 +39,28 @@ class Resources(Section):
     """Memory a replica should reserve, e.g. `512Mi`, `2Gi`."""
 
 
+def check_runtime(value: str) -> str:
+    """``auto`` or a registered flavour name (``sklearn``, ``onnx``)."""
+    from mlrm.flavours import flavours
+
+    if value != "auto" and value not in flavours:
+        raise ConfigError(f"runtime {value!r} is not 'auto' or a model flavour ({', '.join(flavours.names())})")
+    return value
+
+
+class Batching(Section):
+    """Adaptive batching of direct requests to one model version: concurrent requests are merged into
+    one model call (after each request's own inference pipeline) and the answers split back.
+
+    A request waits at most `max_batch_time` for others to join, and not at all when no other request
+    for the model is in flight, so a lone client pays nothing for it."""
+
+    max_batch_size: int = Field(64, ge=1)
+    """Most rows in one merged call; a request of this many rows or more is called alone."""
+    max_batch_time: float = Field(0.002, ge=0, le=1)
+    """Seconds the first request of a batch waits, at most, for concurrent ones to join."""
+
+
 class DeployRequest(Section):
     """What to serve, where, and with what."""
 
@@ -55,10 +77,17 @@ class DeployRequest(Section):
     """Node label required in strict mode."""
     resources: Resources = Field(default_factory=Resources)
     """What a replica should reserve for it."""
+    runtime: str = "auto"
+    """Which of the version's runtimes answers: `auto` (its exact ONNX conversion when it has one, else
+    its own flavour), `sklearn` or `onnx`."""
+    batching: Batching | None = None
+    """Merge concurrent direct requests into one model call (`{max_batch_size: 64, max_batch_time: 0.002}`);
+    off by default."""
 
     @model_validator(mode="after")
     def _consistent(self) -> DeployRequest:
         as_value_error(check_name, self.model)
+        as_value_error(check_runtime, self.runtime)
         if self.alias is not None:
             as_value_error(check_alias, self.alias)
         if self.version is not None and self.alias is not None:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from mlrm.card import ModelCard
-from mlrm.errors import ConfigError, CorruptRecordError, NotFoundError, RegistryError
+from mlrm.errors import ConfigError, CorruptRecordError, NotFoundError, RefusedError, RegistryError
 from mlrm.flavours import flavour
 from mlrm.signing import Signer, signer_from_env
 from mlrm.volume import Volume
@@ -213,18 +213,23 @@ class ModelRegistry:
                 "(the file was modified or corrupted); refusing to load it"
             )
 
-    def load_artefact(self, ref: ModelRef, *, trusted: Iterable[str] = ()) -> Any:
+    def load_artefact(self, ref: ModelRef, *, trusted: Iterable[str] = (), runtime: str = "auto") -> Any:
         """Load and verify a model: its card's signature (with a key), its sha256, then its flavour's checks.
 
         The artefact streams to a temporary file (never one in-memory blob) and is
         hashed on the way. The flavour the card names loads it; for skops, every type
         skops does not trust itself must be named exactly: by :data:`mlrm.trust.TRUSTED_TYPES`,
-        by ``trusted``, or by the card of a version whose signature was verified.
+        by ``trusted``, or by the card of a version whose signature was verified. ``runtime``
+        picks which of the version's artefacts (:meth:`mlrm.card.Inference.runtime`): ``auto``
+        is the fastest exact one, e.g. its ONNX conversion.
         """
         raw = self.verified_card(ref)
         what = f"model '{ref.name}' version {ref.version}"
         card = ModelCard.parse(raw, what)
-        artefact = card.inference.artefact
+        try:
+            artefact = card.inference.runtime(runtime)
+        except RefusedError as exc:
+            raise RefusedError(f"{what}: {exc.message}") from None
         loader = flavour(artefact.flavour)
         signed = card.trusted_types if self.signer is not None else []
         with tempfile.TemporaryDirectory(prefix="mlrm-model-") as tmp:
@@ -232,7 +237,7 @@ class ModelRegistry:
             with self.volume.open_read(f"{ref.prefix}{artefact.file}") as src, open(path, "wb") as dst:
                 digest = _copy_hashing(src, dst)
             self._check(ref, artefact.file, raw, digest)
-            return loader.load(path, trusted=[*trusted, *signed], what=what)
+            return loader.load(path, trusted=[*trusted, *signed], what=what, classes=card.inference.classes)
 
     # -- writing -----------------------------------------------------------------------
     def reserve_version(self, name: str) -> int:

@@ -3,7 +3,8 @@
 A flavour is one small class (:class:`~mlrm.flavours.base.Flavour`) registered in
 :data:`flavours` under the name a train config writes in ``model.flavour`` and a card
 records in ``inference.artefact.flavour``; loading a version picks the flavour its card
-names. ``sklearn`` (skops artefacts, exact trusted types) is the first.
+names. ``sklearn`` (skops artefacts, exact trusted types) is the first; ``onnx`` (ONNX Runtime)
+serves the exact conversions the train service makes at registration (a card's ``inference.runtimes``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ __all__ = ["Flavour", "Prediction", "flavour", "flavours"]
 
 flavours: Registry[type[Flavour]] = Registry("model flavour")
 flavours.register("sklearn", "mlrm.flavours.sklearn:SklearnFlavour")
+flavours.register("onnx", "mlrm.flavours.onnx:OnnxFlavour")
 
 _instances: dict[str, Flavour] = {}
 

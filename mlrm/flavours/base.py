@@ -53,8 +53,10 @@ class Flavour(ABC):
 
     # -- serving -----------------------------------------------------------------------
     @abstractmethod
-    def load(self, path: Path, *, trusted: Collection[str], what: str) -> Any:
-        """Load an artefact without running code from it; RegistryError naming ``what`` if refused."""
+    def load(self, path: Path, *, trusted: Collection[str], what: str, classes: list[Any] | None = None) -> Any:
+        """Load an artefact without running code from it; RegistryError naming ``what`` if refused.
+
+        ``classes`` are the card's (for formats that do not carry them)."""
 
     def classes(self, model: Any) -> list[Any] | None:
         """A classifier's classes, in the order of its probability columns; None for a regressor."""

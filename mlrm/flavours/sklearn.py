@@ -53,7 +53,7 @@ class SklearnFlavour(Flavour):
         return {"framework": f"scikit-learn {sklearn.__version__}", "hyperparameters": model.get_params(deep=False)}
 
     # -- serving -----------------------------------------------------------------------
-    def load(self, path: Path, *, trusted: Collection[str], what: str) -> Any:
+    def load(self, path: Path, *, trusted: Collection[str], what: str, classes: list[Any] | None = None) -> Any:
         import skops.io as sio
 
         try:

@@ -8,6 +8,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 import services.predict.sinks  # noqa: F401 - registers the built-in sinks
 from mlrm.config import ConfigModel, Section, as_value_error
+from mlrm.deployments import check_runtime
 from mlrm.registry import check_alias, check_name
 from mlrm.steps import registry
 
@@ -60,9 +61,17 @@ class PredictConfig(ConfigModel):
     node: str | None = None
     """Run on the predict replicas with this node label. Chosen for you when the model is
     deployed in strict mode on exactly one node."""
+    runtime: str = "auto"
+    """Which of the version's runtimes predicts: `auto` (its ONNX conversion when the card says it is exact,
+    else its own flavour), `sklearn`, or `onnx` (refused for a version without an exact conversion)."""
     trusted_types: list[str] = Field(default_factory=list)
     """Exact type names (e.g. `numpy.log1p`) the model artefact may contain beyond scikit-learn's estimators
     and the internal types of `mlrm.trust`; a version with a verified signature also brings its own."""
+
+    @field_validator("runtime")
+    @classmethod
+    def _runtime(cls, v: str) -> str:
+        return as_value_error(check_runtime, v)
 
     # Output columns must not collide: what is knowable from the config is checked here; the
     # probability columns against the model's classes when it is loaded (LoadedModel.predict).

@@ -8,16 +8,20 @@ model, the output columns and the ``on_predict`` hook live here, once.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Collection
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import pandas as pd
 
+from mlrm.deployments import Batching
 from mlrm.errors import RefusedError
 from mlrm.hooks import Hook
 from mlrm.registry import ModelRef
+from services.predict.batching import Batcher, Call, ModelCall
 from services.predict.model import ServedModel
 from services.predict.server import ModelServer, Target
 
@@ -35,6 +39,7 @@ class InferenceRequest:
     column: str = "prediction"
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     source: str = "direct"  # which transport brought it: "nameko", "rest", "grpc", ...
+    runtime: str | None = None  # "auto", "sklearn", "onnx"; None: the deployment's choice (else auto)
 
 
 @dataclass
@@ -61,17 +66,47 @@ class DataPlane:
     def __init__(self, server: ModelServer) -> None:
         self.server = server
         self.on_predict: Hook[Prediction] = Hook("on_predict")
+        self.on_model_call: Hook[ModelCall] = Hook("on_model_call")
+        """Fires for each model call of batched direct requests: how many requests and rows it merged."""
+        self._batchers: dict[tuple[ModelRef, str], Batcher] = {}
+        self._lock = threading.Lock()
+        server.on_unload.append(self._drop_batchers)
 
     def infer(self, request: InferenceRequest) -> InferenceResult:
-        """Answer a direct request with the version it names (an alias is followed as it is re-pointed)."""
-        served = self.server.get(Target(request.model, request.alias, request.version))
+        """Answer a direct request with the version it names (an alias is followed as it is re-pointed).
+
+        With batching configured for its deployment, the model call (after the request's own
+        pipeline) is merged with those of concurrent requests for the same version and runtime.
+        """
+        target = Target(request.model, request.alias, request.version)
+        served = self.server.get(target)
         if served.refusal:
             raise RefusedError(served.refusal)
-        frame = self.run(
-            served, served.coerce(request.frame), keep=request.keep, probabilities=request.probabilities,
-            column=request.column, request_id=request.id, source=request.source,
-        )  # fmt: skip
+        options = self.server.options(target)
+        runtime = request.runtime or options.runtime
+        batcher = self._batcher(served, runtime, options.batching) if options.batching else None
+        with batcher.slot() if batcher is not None else nullcontext() as slot:
+            frame = self.run(
+                served, served.coerce(request.frame), keep=request.keep, probabilities=request.probabilities,
+                column=request.column, request_id=request.id, source=request.source, runtime=runtime,
+                call=slot.call if slot is not None else None,
+            )  # fmt: skip
         return InferenceResult(served.ref, frame, request.id)
+
+    def _batcher(self, served: ServedModel, runtime: str, settings: Batching) -> Batcher:
+        key = (served.ref, runtime)
+        batcher = self._batchers.get(key)
+        if batcher is None or batcher.settings != settings:
+            with self._lock:
+                batcher = self._batchers.get(key)
+                if batcher is None or batcher.settings != settings:
+                    batcher = self._batchers[key] = Batcher(served.call(runtime), settings, self.on_model_call)
+        return batcher
+
+    def _drop_batchers(self, served: ServedModel) -> None:
+        with self._lock:
+            for key in [k for k in self._batchers if k[0] == served.ref]:
+                del self._batchers[key]
 
     def run(
         self,
@@ -84,10 +119,17 @@ class DataPlane:
         column: str = "prediction",
         request_id: str,
         source: str,
+        runtime: str = "auto",
+        call: Call | None = None,
     ) -> pd.DataFrame:
-        """Raw rows -> the version's pipeline (less ``skip_hops``, applied upstream) -> the model -> outputs."""
+        """Raw rows -> the version's pipeline (less ``skip_hops``, applied upstream) -> the model -> outputs.
+
+        ``runtime`` picks the model call (``auto``: the version's exact ONNX conversion when it has one);
+        ``call`` replaces it (a batcher's)."""
         features = served.transform(frame, skip_hops)
-        outputs = served.predict(features, keep=keep, probabilities=probabilities, column=column)
+        outputs = served.predict(
+            features, keep=keep, probabilities=probabilities, column=column, runtime=runtime, call=call
+        )
         if len(self.on_predict):
             event = Prediction(served.ref, request_id, source, frame, features, outputs, time.time())
             self.on_predict.fire(event)

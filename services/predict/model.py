@@ -10,7 +10,8 @@ through the data plane, so the same raw rows get the same answer however they ar
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+import threading
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +20,8 @@ import pandas as pd
 
 from mlrm.bus import Hop
 from mlrm.card import ModelCard
-from mlrm.errors import INPUT_EXCEPTIONS, ConfigError, DataError, RegistryError, one_line
-from mlrm.flavours import flavour
+from mlrm.errors import INPUT_EXCEPTIONS, ConfigError, DataError, RefusedError, RegistryError, one_line
+from mlrm.flavours import Flavour, Prediction, flavour
 from mlrm.pipeline import apply_step, inference_pipeline, same_statistics
 from mlrm.registry import ModelRef, ModelRegistry
 from mlrm.service import services
@@ -38,11 +39,21 @@ class Stage:
 
 
 class ServedModel:
-    """A verified model version with its inference pipeline."""
+    """A verified model version with its inference pipeline, and the runtimes it has loaded.
 
-    def __init__(self, ref: ModelRef, card: ModelCard, model: Any, stages: list[Stage]) -> None:
+    A version may have several runtimes (its artefact's flavour, and an exact ONNX conversion):
+    each is loaded once, when first asked for (the one ``load`` names at once), and shared.
+    """
+
+    def __init__(
+        self, ref: ModelRef, card: ModelCard, model: Any, stages: list[Stage], *, runtime: str = "auto",
+        registry: ModelRegistry | None = None, trusted: Collection[str] = (),
+    ) -> None:  # fmt: skip
         self.ref, self.card, self.model, self.stages = ref, card, model, stages
-        self.flavour = flavour(card.inference.artefact.flavour)
+        self.flavour = flavour(card.inference.runtime(runtime).flavour)
+        self._registry, self._trusted = registry, tuple(trusted)
+        self._runtimes: dict[str, tuple[Flavour, Any]] = {self.flavour.name: (self.flavour, model)}
+        self._lock = threading.Lock()
         self.features = list(card.inference.input) or [f.name for f in card.featurelist]
         self.classes = card.inference.classes
         dropping = next((s for s in stages if not s.step.keeps_rows()), None)
@@ -56,11 +67,50 @@ class ServedModel:
         )
 
     @classmethod
-    def load(cls, registry: ModelRegistry, ref: ModelRef, *, trusted: Collection[str] = ()) -> ServedModel:
+    def load(
+        cls, registry: ModelRegistry, ref: ModelRef, *, trusted: Collection[str] = (), runtime: str = "auto"
+    ) -> ServedModel:
         raw = registry.verified_card(ref)
         card = ModelCard.parse(raw, f"model '{ref.name}' version {ref.version}")
-        model = registry.load_artefact(ref, trusted=trusted)
-        return cls(ref, card, model, _stages(registry, ref, card, raw))
+        model = registry.load_artefact(ref, trusted=trusted, runtime=runtime)
+        stages = _stages(registry, ref, card, raw)
+        return cls(ref, card, model, stages, runtime=runtime, registry=registry, trusted=trusted)
+
+    def runtime(self, choice: str = "auto") -> tuple[Flavour, Any]:
+        """The flavour and loaded model that answer for ``choice`` (``auto``, or a flavour name)."""
+        try:
+            name = self.card.inference.runtime(choice).flavour
+        except RefusedError as exc:
+            raise RefusedError(f"model '{self.ref.name}' version {self.ref.version}: {exc.message}") from None
+        loaded = self._runtimes.get(name)
+        if loaded is None:
+            with self._lock:
+                loaded = self._runtimes.get(name)
+                if loaded is None:
+                    if self._registry is None:
+                        raise RefusedError(f"model '{self.ref.name}' version {self.ref.version}: no {name} runtime")
+                    model = self._registry.load_artefact(self.ref, trusted=self._trusted, runtime=name)
+                    loaded = self._runtimes[name] = (flavour(name), model)
+        return loaded
+
+    def call(self, runtime: str = "auto") -> Callable[[pd.DataFrame, bool], Prediction]:
+        """The model call of ``runtime``: rows of the card's ``inference.input`` columns -> a Prediction.
+
+        With ``auto``, rows a converted runtime refuses (NaN or infinity, which the ONNX
+        runtime does not take) are answered by the artefact's own flavour instead.
+        """
+        chosen, model = self.runtime(runtime)
+        if runtime != "auto" or chosen.name == self.card.inference.artefact.flavour:
+            return lambda X, proba: chosen.predict(model, X, proba=proba)
+        native, native_model = self.runtime(self.card.inference.artefact.flavour)
+
+        def call(X: pd.DataFrame, proba: bool) -> Prediction:
+            try:
+                return chosen.predict(model, X, proba=proba)
+            except INPUT_EXCEPTIONS:
+                return native.predict(native_model, X, proba=proba)
+
+        return call
 
     def coerce(self, df: pd.DataFrame) -> pd.DataFrame:
         """A direct request's columns converted to the types training saw (JSON carries timestamps as text).
@@ -100,9 +150,13 @@ class ServedModel:
         return df
 
     def predict(
-        self, df: pd.DataFrame, *, keep: Collection[str] = (), probabilities: bool = True, column: str = "prediction"
-    ) -> pd.DataFrame:
-        """The model's answers for rows that went through the pipeline, beside the ``keep`` columns."""
+        self, df: pd.DataFrame, *, keep: Collection[str] = (), probabilities: bool = True, column: str = "prediction",
+        runtime: str = "auto", call: Callable[[pd.DataFrame, bool], Prediction] | None = None,
+    ) -> pd.DataFrame:  # fmt: skip
+        """The model's answers for rows that went through the pipeline, beside the ``keep`` columns.
+
+        ``runtime`` picks the model call (see :meth:`call`); ``call`` replaces it (a batcher's).
+        """
         missing = [c for c in self.features if c not in df.columns]
         if missing:
             raise DataError(
@@ -120,14 +174,14 @@ class ServedModel:
             return out
         X = df[self.features]
         try:
-            answer = self.flavour.predict(self.model, X, proba=want_proba)
+            answer = (call or self.call(runtime))(X, want_proba)
         except INPUT_EXCEPTIONS as exc:  # the model refused these values (infinity, text, ...)
             raise DataError(
                 f"model '{self.ref.name}' version {self.ref.version} cannot predict this input: "
                 f"{one_line(str(exc) or type(exc).__name__).rstrip('.')}{_suspects(X)}"
             ) from None
         out[column] = answer.values
-        if answer.proba is not None and self.classes is not None:
+        if want_proba and answer.proba is not None and self.classes is not None:
             for i, cls in enumerate(self.classes):
                 out[f"{PROBA_PREFIX}{cls}"] = answer.proba[:, i]
         return out

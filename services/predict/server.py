@@ -13,7 +13,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from mlrm.deployments import Deployments
+from mlrm.deployments import Batching, Deployments
 from mlrm.errors import CorruptRecordError, MlrmError, NotFoundError, RefusedError
 from mlrm.hooks import Hook
 from mlrm.registry import ModelRef, ModelRegistry
@@ -25,6 +25,17 @@ log = logging.getLogger(__name__)
 
 def _warn(exc: Exception) -> None:
     log.warning("skipped: %s", exc)
+
+
+@dataclass(frozen=True)
+class Serving:
+    """How a deployment asks its requests to be served: which runtime, and batching (None: off)."""
+
+    runtime: str = "auto"
+    batching: Batching | None = None
+
+
+DEFAULT_SERVING = Serving()
 
 
 @dataclass(frozen=True)
@@ -44,20 +55,24 @@ class ModelServer:
         self._by_ref: dict[ModelRef, ServedModel] = {}
         self._by_target: dict[Target, ServedModel] = {}
         self._deployed: dict[str, ModelRef] = {}  # deployment id -> what this replica loaded for it
+        self._options: dict[Target, Serving] = {}  # how a deployment's target is served
         self._lock = threading.Lock()
         self.follow_aliases_on_request = False  # True when no watcher calls sync()
         self.on_load: Hook[ServedModel] = Hook("on_load")
         self.on_unload: Hook[ServedModel] = Hook("on_unload")
 
     # -- loading -----------------------------------------------------------------------
-    def load(self, ref: ModelRef, trusted: tuple[str, ...] = ()) -> ServedModel:
-        """A model version with its pipeline, loaded (and verified) once per replica."""
+    def load(self, ref: ModelRef, trusted: tuple[str, ...] = (), runtime: str = "auto") -> ServedModel:
+        """A model version with its pipeline, loaded (and verified) once per replica; ``runtime`` is the
+        one loaded at once (others are loaded when first asked for: :meth:`ServedModel.runtime`)."""
         loaded = self._by_ref.get(ref)
         if loaded is None:
             with self._lock:
                 loaded = self._by_ref.get(ref)
                 if loaded is None:
-                    loaded = ServedModel.load(self.registry, ref, trusted=self.trusted + tuple(trusted))
+                    loaded = ServedModel.load(
+                        self.registry, ref, trusted=self.trusted + tuple(trusted), runtime=runtime
+                    )
                     self._by_ref[ref] = loaded
                     self.on_load.fire(loaded)
         return loaded
@@ -83,6 +98,10 @@ class ModelServer:
             raise RefusedError(
                 f"model '{model}' is deployed in strict mode for node(s) {nodes}; this replica's node is {self.node!r}"
             )
+
+    def options(self, target: Target) -> Serving:
+        """How requests for ``target`` are served: its deployment's runtime and batching, else the defaults."""
+        return self._options.get(target, DEFAULT_SERVING)
 
     # -- keeping current -----------------------------------------------------------------
     def sync(self) -> None:
@@ -113,15 +132,20 @@ class ModelServer:
             except (NotFoundError, CorruptRecordError) as exc:
                 log.warning("%s: deployment %s: %s", self.worker, dep.id, exc)
         for dep_id, (dep, ref) in wanted.items():
+            target = Target(dep.model, dep.alias, dep.version)
+            self._options[target] = Serving(dep.runtime, dep.batching)  # a changed record applies at once
             if self._deployed.get(dep_id) != ref:
                 try:
-                    loaded = self.load(ref)
+                    loaded = self.load(ref, runtime=dep.runtime)
                 except MlrmError as exc:  # one deployment that cannot load must not stop the others
                     log.warning("%s: deployment %s: %s", self.worker, dep_id, exc)
                     continue
-                self._by_target[Target(dep.model, dep.alias, dep.version)] = loaded
+                self._by_target[target] = loaded
                 self._deployed[dep_id] = ref
                 self.deployments.report_loaded(dep_id, self.worker, self.node, ref.version)
+        targets = {Target(dep.model, dep.alias, dep.version) for dep, _ in wanted.values()}
+        for target in [t for t in self._options if t not in targets]:
+            del self._options[target]
         for dep_id in [d for d in self._deployed if d not in wanted]:
             ref = self._deployed.pop(dep_id)
             self.deployments.report_unloaded(dep_id, self.worker)

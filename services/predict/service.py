@@ -69,7 +69,7 @@ class PredictService(Service):
             self._checked[env.run_id] = None
             if len(self._checked) > 10_000:
                 self._checked.popitem(last=False)
-        served = self.server.load(ctx.model, tuple(config.trusted_types))
+        served = self.server.load(ctx.model, tuple(config.trusted_types), config.runtime)
         upstream = {h.name for h in env.route[: env.hop]}  # hops the route applies itself (older form)
         df = env.payload if env.payload is not None else pd.DataFrame()
         seq, last = env.seq, env.last
@@ -82,6 +82,7 @@ class PredictService(Service):
         out = self.dataplane.run(
             served, df, skip_hops=upstream, keep=config.keep, probabilities=config.probabilities,
             column=config.prediction_column, request_id=f"{env.run_id}/{env.seq}", source="bus",
+            runtime=config.runtime,
         )  # fmt: skip
         yield Batch(out, seq, last)
 

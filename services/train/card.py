@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from mlrm import __version__
-from mlrm.card import Artefact, Feature, Inference, ModelCard, Output, PipelineStep, datatype
+from mlrm.card import Artefact, Feature, Inference, ModelCard, Output, PipelineStep, Runtime, datatype
 from mlrm.flavours import Flavour
 
 
@@ -68,6 +68,7 @@ def build_card(
     runresource: dict[str, Any],
     lineage: dict[str, Any],
     trusted: list[str],
+    runtimes: dict[str, Runtime] | None = None,
 ) -> ModelCard:
     """Every MLaaS description field (modelname .. inference), plus lineage and what predict needs."""
     spec = config.model
@@ -109,6 +110,7 @@ def build_card(
             inputs=inputs,
             outputs=outputs(spec.kind, classes, predictions),
             predict_config={"kind": "PredictConfig", "model": {"name": spec.name, "alias": "production"}},
+            runtimes=runtimes or {},
         ),
         lineage=lineage,
         trusted_types=trusted,

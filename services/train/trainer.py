@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import tempfile
 import time
 from contextlib import suppress
 from pathlib import Path
@@ -14,7 +15,7 @@ import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold, TimeSeriesSplit, train_test_split
 
 from mlrm.bus import Hop
-from mlrm.card import PipelineStep
+from mlrm.card import PipelineStep, Runtime
 from mlrm.context import ModelRef, StepContext
 from mlrm.errors import ConfigError, DataError, ExpressionError, NotFoundError
 from mlrm.expr import compile_condition, evaluate_condition
@@ -24,6 +25,7 @@ from mlrm.registry import ModelRegistry, check_alias, check_name, spool
 from services.train import metrics as M
 from services.train.card import build_card, features
 from services.train.config import TrainConfig
+from services.train.convert import convert
 
 
 def split_xy(df: pd.DataFrame, config: TrainConfig) -> tuple[pd.DataFrame, pd.Series]:
@@ -72,8 +74,11 @@ class _Fitter:
         return M.compute(self.names, y, out.values, out.proba, classes)
 
 
-def evaluate(config: TrainConfig, X: pd.DataFrame, y: pd.Series) -> tuple[Any, dict[str, float], dict[str, Any]]:
-    """Fit and evaluate as configured; return the model to register, metrics and a description."""
+def evaluate(
+    config: TrainConfig, X: pd.DataFrame, y: pd.Series
+) -> tuple[Any, dict[str, float], dict[str, Any], pd.DataFrame]:
+    """Fit and evaluate as configured; return the model to register, metrics, a description, and the
+    hold-out rows (the training rows, up to 1000, when there is no hold-out) to check conversions on."""
     ev, kind, names = config.evaluation, config.model.kind, config.metric_names()
     fitter = _Fitter(config)
     strategy = ev.strategy if ev.strategy != "auto" else ("stratified" if kind == "classification" else "random")
@@ -89,10 +94,12 @@ def evaluate(config: TrainConfig, X: pd.DataFrame, y: pd.Series) -> tuple[Any, d
         ]
         metrics = {n: float(np.mean([f[n] for f in folds])) for n in names}
         metrics |= {f"{n}_std": float(np.std([f[n] for f in folds])) for n in names}
-        return fitter.fit(X, y), metrics, {"method": f"{ev.kfold}-fold {strategy} cross-validation", "rows": len(X)}
+        described = {"method": f"{ev.kfold}-fold {strategy} cross-validation", "rows": len(X)}
+        return fitter.fit(X, y), metrics, described, X.iloc[:1000]
     if ev.split is None:
         model = fitter.fit(X, y)
-        return model, fitter.score(model, X, y), {"method": "training data (no hold-out)", "rows": len(X)}
+        described = {"method": "training data (no hold-out)", "rows": len(X)}
+        return model, fitter.score(model, X, y), described, X.iloc[:1000]
     if strategy == "time":
         cut = len(X) - max(1, round(len(X) * ev.split))
         X_tr, X_te, y_tr, y_te = X.iloc[:cut], X.iloc[cut:], y.iloc[:cut], y.iloc[cut:]
@@ -109,7 +116,7 @@ def evaluate(config: TrainConfig, X: pd.DataFrame, y: pd.Series) -> tuple[Any, d
     if ev.refit:
         model = fitter.fit(X, y)
     described = {"method": f"{strategy} hold-out ({ev.split:.0%})", "train_rows": len(X_tr), "test_rows": len(X_te)}
-    return model, metrics, described
+    return model, metrics, described, X_te
 
 
 def train(
@@ -122,7 +129,7 @@ def train(
     """
     X, y = split_xy(df, config)
     started = time.perf_counter()
-    model, metrics, evaluation = evaluate(config, X, y)
+    model, metrics, evaluation, holdout = evaluate(config, X, y)
     fit_seconds = time.perf_counter() - started
     chosen = flavour(config.model.flavour)
     trusted: list[str] = []
@@ -131,24 +138,33 @@ def train(
         trusted.extend(chosen.save(model, path))
 
     artefact = spool(save)  # streamed to the volume, not held in memory
+    scratch = Path(tempfile.mkdtemp(prefix="mlrm-onnx-"))
     try:
+        extra: dict[str, Path] = {}
+        runtimes: dict[str, Runtime] = {}
+        if chosen.name == "sklearn":  # a faster runtime where the conversion is exact (never fails the training)
+            classes = chosen.classes(model) if config.model.kind == "classification" else None
+            converted, runtimes["onnx"] = convert(model, holdout, config.model.kind, classes, scratch)
+            if converted is not None:
+                extra[converted.name] = converted
         return _register(chosen, model, artefact, df, X, config, ctx, lineage, metrics, evaluation, fit_seconds,
-                         trusted, route or [])  # fmt: skip
+                         trusted, route or [], extra, runtimes)  # fmt: skip
     finally:
         shutil.rmtree(artefact.parent, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _register(
     chosen: Flavour, model: Any, artefact: Path, df: pd.DataFrame, X: pd.DataFrame, config: TrainConfig,
     ctx: StepContext, lineage: dict[str, Any], metrics: dict[str, float], evaluation: dict[str, Any],
-    fit_seconds: float, trusted: list[str], route: list[Hop],
+    fit_seconds: float, trusted: list[str], route: list[Hop], extra: dict[str, Path], runtimes: dict[str, Runtime],
 ) -> dict[str, Any]:  # fmt: skip
     sample = X.iloc[: min(1000, len(X))]
     t0 = time.perf_counter()
     predictions = chosen.predict(model, sample).values
     per_row_ms = (time.perf_counter() - t0) * 1000 / max(1, len(sample))
 
-    files: dict[str, bytes | Path] = {chosen.file: artefact}
+    files: dict[str, bytes | Path] = {chosen.file: artefact, **extra}
     state_prefix = f"runs/{ctx.run_id}/state/"
     for obj in ctx.volume.list(state_prefix):
         files[f"state/{obj.key[len(state_prefix) :]}"] = ctx.volume.get_bytes(obj.key)
@@ -173,7 +189,7 @@ def _register(
     card = build_card(
         config=config, flavour=chosen, model=model, X=X, inputs=_raw_inputs(ctx, pipeline, X, config),
         pipeline=pipeline, classes=classes, predictions=predictions, metrics=metrics, evaluation=evaluation,
-        training=training, runresource=runresource, lineage=lineage, trusted=trusted,
+        training=training, runresource=runresource, lineage=lineage, trusted=trusted, runtimes=runtimes,
     )  # fmt: skip
 
     aliases = aliases_to_set(config, metrics)  # every rule and name checked before anything is written
