@@ -46,7 +46,7 @@ def test_alias_switch_under_load_fails_no_request(volume):
     registry.set_alias("m", "production", v1.version)
     service = PredictService(MemoryBus(), volume, watch_interval=0.02, worker="predict-0")
     service.start()
-    results: list[tuple[float, int, str]] = []
+    results: list[tuple[float, float, int, str]] = []  # (started, finished, version, label)
     errors: list[Exception] = []
     stop = threading.Event()
 
@@ -55,29 +55,36 @@ def test_alias_switch_under_load_fails_no_request(volume):
             started = time.monotonic()
             try:
                 out, ref = service.infer("m", X, alias="production")
-                results.append((started, ref.version, out["prediction"].iloc[0]))
+                results.append((started, time.monotonic(), ref.version, out["prediction"].iloc[0]))
             except Exception as exc:  # any failure is a test failure
                 errors.append(exc)
 
     threads = [threading.Thread(target=client) for _ in range(3)]
     for t in threads:
         t.start()
-    time.sleep(0.3)
-    registry.set_alias("m", "production", v2.version)
+    wait_until(lambda: len(results) >= 20, "answers from version 1")
     switched = time.monotonic()
-    time.sleep(0.5)
+    registry.set_alias("m", "production", v2.version)
+    wait_until(lambda: any(r[2] == 2 for r in results), "the watcher to switch to version 2")
+    first_v2 = min(r[1] for r in list(results) if r[2] == 2)
+    wait_until(lambda: sum(r[0] > first_v2 for r in list(results)) >= 20, "answers after the switch")
     stop.set()
     for t in threads:
         t.join()
     service.stop()
 
     assert errors == []
-    before = [r for r in results if r[0] < switched]
-    after = [r for r in results if r[0] > switched + 0.2]  # well after a watcher tick
-    assert before and after
-    assert {v for _, v, _ in before} == {1}
-    assert {(v, label) for _, v, label in after} == {(2, "b")}
-    assert all((v, label) in {(1, "a"), (2, "b")} for _, v, label in results)  # never a mixed answer
+    assert {r[2] for r in results if r[0] < switched} == {1}
+    # Once one request was answered by version 2, every request started later is too.
+    assert {(r[2], r[3]) for r in results if r[0] > first_v2} == {(2, "b")}
+    assert all((v, label) in {(1, "a"), (2, "b")} for _, _, v, label in results)  # never a mixed answer
+
+
+def wait_until(condition, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
 
 
 def test_strict_deployments_load_only_on_their_node(volume):
