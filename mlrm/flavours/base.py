@@ -30,6 +30,11 @@ class Flavour(ABC):
     file: ClassVar[str]  # the artefact's file name in the version folder
     example: ClassVar[tuple[str, dict[str, Any]] | None] = None
     """An estimator and hyperparameters this flavour builds: what the conformance suite trains with."""
+    trains: ClassVar[bool] = True  # False for a flavour that only serves models made elsewhere (onnx)
+
+    def conformance_model(self, X: pd.DataFrame, y: pd.Series) -> tuple[Any, list[Any] | None]:
+        """A serving-only flavour's model fitted on ``X``/``y`` (and its classes), for the conformance suite."""
+        raise NotImplementedError(f"flavour {self.name!r} neither trains nor gives a conformance model")
 
     # -- training ----------------------------------------------------------------------
     @abstractmethod

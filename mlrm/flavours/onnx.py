@@ -61,6 +61,23 @@ class OnnxFlavour(Flavour):
     name = "onnx"
     format = "onnx"
     file = "model.onnx"
+    trains = False
+
+    def conformance_model(self, X: pd.DataFrame, y: pd.Series) -> tuple[Any, list[Any] | None]:
+        import warnings
+
+        from skl2onnx import convert_sklearn
+        from skl2onnx.common.data_types import DoubleTensorType
+        from sklearn.linear_model import LogisticRegression
+
+        model = LogisticRegression().fit(X, y)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            onx = convert_sklearn(
+                model, initial_types=[(INPUT, DoubleTensorType([None, X.shape[1]]))],
+                options={id(model): {"zipmap": False}},
+            )  # fmt: skip
+        return onx, list(model.classes_)
 
     # -- training: ONNX models are converted (services/train/convert.py) or brought, not fitted here --
     def build(self, estimator: str, hyperparameters: dict[str, Any]) -> Any:
