@@ -105,6 +105,29 @@ def models_search(
     common.report_skipped(skipped)
 
 
+@common.models_app.command("register")
+@common.user_errors
+def models_register(
+    name: Annotated[str, typer.Argument(help="Registry name of the model.")],
+    artefact: Annotated[str, typer.Option(help="The model file: skops (.skops) or ONNX (.onnx).")],
+    card: Annotated[str, typer.Option(help="YAML description of the model (the MLaaS fields).")],
+    alias: Annotated[str | None, typer.Option(help="Point this alias at the new version.")] = None,
+    volume: common.VolumeOpt = None,
+) -> None:
+    """Register a model trained outside mlrm (a safe format only; pickle and joblib are refused)."""
+    from pathlib import Path
+
+    from mlrm.byom import register_model
+    from mlrm.registry import ModelRegistry
+    from mlrm.volume import open_volume
+
+    registry = ModelRegistry(open_volume(common.settings_for(volume).volume))
+    published = register_model(registry, name, Path(artefact), Path(card), alias=alias)
+    where = f" ({alias})" if alias else ""
+    common.out.print(f"{name} version {published['version']}{where}: {published['inference']['artefact']['format']}, "
+                     f"sha256 {published['sha256'][published['inference']['artefact']['file']]}")  # fmt: skip
+
+
 @common.models_app.command("alias")
 @common.user_errors
 def models_alias(

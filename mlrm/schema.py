@@ -9,11 +9,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from mlrm.byom import ModelDescription
 from mlrm.card import ModelCard
 from mlrm.config import kinds
 
 # Documents that are not config files but whose schema users and tools want too.
-DOCUMENTS: dict[str, type[BaseModel]] = {"ModelCard": ModelCard}
+DOCUMENTS: dict[str, type[BaseModel]] = {"ModelCard": ModelCard, "ModelDescription": ModelDescription}
 
 
 def schema_file(kind: str) -> str:

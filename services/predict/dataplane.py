@@ -11,18 +11,20 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import pandas as pd
 
+from mlrm.context import StepContext
 from mlrm.deployments import Batching
 from mlrm.errors import RefusedError
 from mlrm.hooks import Hook
 from mlrm.registry import ModelRef
 from services.predict.batching import Batcher, Call, ModelCall
 from services.predict.model import ServedModel
+from services.predict.reference import ReferenceRequest, ReferenceResult, check_refs, sink_for, source_for
 from services.predict.server import ModelServer, Target
 
 
@@ -92,6 +94,39 @@ class DataPlane:
                 call=slot.call if slot is not None else None,
             )  # fmt: skip
         return InferenceResult(served.ref, frame, request.id)
+
+    def infer_reference(self, request: ReferenceRequest) -> ReferenceResult:
+        """Predict a volume object's rows into another object, batch by batch (see :mod:`.reference`).
+
+        Like a batch workflow, the version may drop rows (no answer is matched to a request row),
+        and a pipeline that needs every row at once (a sort, a window) sees the whole input
+        gathered first; otherwise one batch is in memory at a time.
+        """
+        check_refs(request)
+        source = source_for(request)
+        sink, fmt = sink_for(request)
+        target = Target(request.model, request.alias, request.version)
+        served = self.server.get(target)
+        runtime = request.runtime or self.server.options(target).runtime
+        ctx = StepContext(self.server.volume, run_id=request.id, step="predict", mode="predict", model=served.ref)
+        rows = 0
+
+        def predicted() -> Iterator[pd.DataFrame]:
+            nonlocal rows
+            batches: Iterable[pd.DataFrame] = source.read(ctx, request.batch_size)
+            if served.needs_whole_stream():
+                batches = [pd.concat(list(batches), ignore_index=True)]
+            for number, batch in enumerate(batches):
+                out = self.run(
+                    served, served.coerce(batch), keep=request.keep, probabilities=request.probabilities,
+                    column=request.column, request_id=f"{request.id}/{number}", source=request.source,
+                    runtime=runtime,
+                )  # fmt: skip
+                rows += len(out)
+                yield out
+
+        sink.write(ctx, predicted())
+        return ReferenceResult(served.ref, request.output_ref, rows, fmt, request.id)
 
     def _batcher(self, served: ServedModel, runtime: str, settings: Batching) -> Batcher:
         key = (served.ref, runtime)

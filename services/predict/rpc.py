@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from mlrm.errors import DataError
+from services.predict.reference import ReferenceRequest
 from services.predict.service import PredictService
 
 
@@ -40,11 +41,35 @@ def methods(service: PredictService) -> dict[str, Callable[..., Any]]:
         )  # fmt: skip
         return {"model": ref.name, "version": ref.version, "predictions": records_of(out)}
 
+    def infer_ref(
+        model: str,
+        input_ref: str,
+        output_ref: str,
+        alias: str | None = None,
+        version: int | None = None,
+        format: str | None = None,
+        output_format: str | None = None,
+        probabilities: bool = True,
+        keep: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Inference by reference: predict the rows of volume object ``input_ref`` into ``output_ref``.
+
+        The rows stream from the volume through the version's inference pipeline, batch by batch,
+        never through the call; the answer says where the predictions went and how many rows.
+        """
+        if keep is not None and not (isinstance(keep, list) and all(isinstance(k, str) for k in keep)):
+            raise DataError("keep must be a list of column names")
+        result = service.dataplane.infer_reference(ReferenceRequest(
+            model, input_ref, output_ref, alias=alias, version=version, format=format, output_format=output_format,
+            probabilities=probabilities, keep=keep or [], source="nameko",
+        ))  # fmt: skip
+        return {"model": result.ref.name, "version": result.ref.version, **result.parameters()}
+
     def models() -> list[dict[str, Any]]:
         """The model versions this replica has loaded."""
         return [{"model": r.name, "version": r.version} for r in service.server.loaded()]
 
-    return {"infer": infer, "models": models}
+    return {"infer": infer, "infer_ref": infer_ref, "models": models}
 
 
 def records_of(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ from mlrm.errors import DataError, NotFoundError, OverloadedError
 from services.predict.config import PROBA_PREFIX
 from services.predict.dataplane import DataPlane, InferenceRequest, InferenceResult
 from services.predict.model import ServedModel
+from services.predict.reference import ReferenceRequest, ReferenceResult
 from services.predict.server import Target
 
 SERVER_NAME = "mlrm"
@@ -337,6 +338,36 @@ class V2:
         served = self.server.load(result.ref)  # the version that answered (an alias may have moved meanwhile)
         return result, encode(served, result.frame, wanted)
 
+    def infer_reference(
+        self,
+        model: str,
+        version: str | None,
+        parameters: dict[str, Any],
+        *,
+        outputs: list[str] | None = None,
+        request_id: str | None = None,
+        source: str,
+    ) -> ReferenceResult:
+        """Inference by reference: the request's ``parameters`` name ``input_ref`` and ``output_ref``
+        (optionally ``format``, ``output_format``, ``keep``, ``batch_size``); nothing else is carried."""
+        target = self.target(model, version)
+        served = self.server.get(target)
+        available = outputs_of(served)
+        unknown = [o for o in outputs or [] if o not in available]
+        if unknown:
+            raise DataError(f"unknown output(s) {', '.join(unknown)}: the model has {', '.join(available)}")
+        request = ReferenceRequest(
+            model, _text(parameters, "input_ref", required=True), _text(parameters, "output_ref", required=True),
+            alias=target.alias, version=target.version, format=_text(parameters, "format"),
+            output_format=_text(parameters, "output_format"), keep=_names(parameters.get("keep")),
+            probabilities=outputs is None or "probabilities" in outputs, source=source,
+        )  # fmt: skip
+        if "batch_size" in parameters:
+            request.batch_size = parameters["batch_size"]
+        if request_id:
+            request.id = request_id
+        return self.dataplane.infer_reference(request)
+
     def server_metadata(self) -> dict[str, Any]:
         return {"name": SERVER_NAME, "version": self.version, "extensions": EXTENSIONS}
 
@@ -394,6 +425,27 @@ class V2:
             self.server.deployments.unload(dep.id)
         self.server.sync()
         return {"deployments": [d.id for d in deps]}
+
+
+def _text(parameters: dict[str, Any], name: str, *, required: bool = False) -> Any:
+    value = parameters.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise DataError(f"parameter '{name}' must be a non-empty string (a volume object, e.g. 'raw/new.csv')"
+                        if required else f"parameter '{name}' must be a string")  # fmt: skip
+    return value
+
+
+def _names(value: Any) -> list[str]:
+    """``keep``: a list of column names, or (gRPC parameters are scalars) one comma-separated string."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise DataError("parameter 'keep' must be a list of column names or a comma-separated string")
 
 
 def _first_line(exc: Exception) -> str:

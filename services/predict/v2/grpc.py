@@ -107,6 +107,8 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
         return self._call(context, answer)
 
     def _infer(self, request: Any) -> Any:
+        if "input_ref" in request.parameters:
+            return self._infer_reference(request)
         raw = list(request.raw_input_contents)
         if raw and len(raw) != len(request.inputs):
             raise DataError(f"{len(raw)} raw_input_contents for {len(request.inputs)} input(s); give one per input")
@@ -130,6 +132,24 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
                 out.contents.bytes_contents.extend(v if isinstance(v, bytes) else str(v).encode() for v in tensor.data)
             else:
                 getattr(out.contents, CONTENTS[tensor.datatype]).extend(tensor.data.tolist())
+        return response
+
+    def _infer_reference(self, request: Any) -> Any:
+        """Inference by reference: no tensors in, none out; the answer's ``parameters`` say where the rows went."""
+        if len(request.inputs) or len(request.raw_input_contents):
+            raise DataError("a request with 'input_ref' carries no inputs: the rows are read from the volume")
+        result = self.v2.infer_reference(
+            request.model_name, request.model_version or None, _params(request.parameters),
+            outputs=[o.name for o in request.outputs] or None, request_id=request.id or None, source="grpc",
+        )  # fmt: skip
+        response = pb.ModelInferResponse(
+            model_name=result.ref.name, model_version=str(result.ref.version), id=request.id
+        )
+        for key, value in result.parameters().items():
+            if isinstance(value, int):
+                response.parameters[key].int64_param = value
+            else:
+                response.parameters[key].string_param = str(value)
         return response
 
     def RepositoryIndex(self, request: Any, context: grpc.ServicerContext) -> Any:

@@ -148,6 +148,8 @@ def _infer(v2: V2, name: str, version: str | None, body: bytes, header_length: s
         request, binary = _object(body[:split], "the inference request's JSON header"), memoryview(body)[split:]
     else:
         request, binary = _object(body, "the inference request"), memoryview(b"")
+    if isinstance(request.get("parameters"), dict) and "input_ref" in request["parameters"]:
+        return _infer_reference(v2, name, version, request, len(binary))
     inputs = request.get("inputs")
     if not isinstance(inputs, list) or not all(isinstance(i, dict) for i in inputs):
         raise DataError("the inference request needs 'inputs': a list of tensors")
@@ -204,6 +206,28 @@ def _infer(v2: V2, name: str, version: str | None, body: bytes, header_length: s
     return Response(
         b"".join([text, *raw]), 200, media_type="application/octet-stream", headers={HEADER_LENGTH: str(len(text))}
     )
+
+
+def _infer_reference(v2: V2, name: str, version: str | None, request: dict[str, Any], binary: int) -> Response:
+    """Inference by reference: no tensors in, none out; the answer's ``parameters`` say where the rows went."""
+    if request.get("inputs") or binary:
+        raise DataError("a request with 'input_ref' carries no inputs: the rows are read from the volume")
+    requested = request.get("outputs")
+    if requested is not None and not (
+        isinstance(requested, list) and all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in requested)
+    ):
+        raise DataError("'outputs' must be a list of objects with a 'name'")
+    request_id = request.get("id")
+    result = v2.infer_reference(
+        name, version, request["parameters"], outputs=[o["name"] for o in requested] if requested else None,
+        request_id=request_id if isinstance(request_id, str) else None, source="rest",
+    )  # fmt: skip
+    head: dict[str, Any] = {"model_name": result.ref.name, "model_version": str(result.ref.version)}
+    if isinstance(request_id, str):
+        head["id"] = request_id
+    head["parameters"] = result.parameters()
+    head["outputs"] = []
+    return json_response(head)
 
 
 def _json_values(tensor: Tensor) -> Any:
