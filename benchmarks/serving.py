@@ -22,7 +22,9 @@ The load generator is the same for every server: N client threads, each on its o
 connection (a minimal HTTP/1.1 client over a socket for REST, a grpcio stub on its own channel
 for gRPC), each sending a fixed number of requests; the payload is one 2-D ``FP64`` input
 ``[rows, features]`` (JSON ``data`` on REST, typed ``fp64_contents`` on gRPC) and asks for the
-prediction only (mlrm: output ``prediction``; MLServer: its default output ``predict``).
+class probabilities only (mlrm: output ``probabilities``; MLServer: output ``predict_proba``): the same
+work on both sides, and a numeric answer (MLServer 1.7.1's gRPC answers a string ``predict`` output
+of a classifier with INTERNAL "expected bytes, str found").
 Loads: rows=1 at concurrency 1 and 8, rows=256 at concurrency 4. Servers run one after the
 other (never two at once), the load generator in this process.
 
@@ -296,6 +298,10 @@ class HttpConnection:
         self.sock.close()
 
 
+def output_name(label: str) -> str:
+    return "probabilities" if label == "mlrm" else "predict_proba"
+
+
 def rest_payload(model: str, rows: np.ndarray, output: str | None) -> bytes:
     body: dict[str, Any] = {"inputs": [{"name": "x", "datatype": "FP64", "shape": list(rows.shape),
                                         "data": rows.tolist()}]}  # fmt: skip
@@ -407,7 +413,7 @@ def check_answers(label: str, port: int, protocol: str, model: str, rows: np.nda
 
 
 def measure(server: Server, data: dict[str, np.ndarray], per: dict[int, int], cap: float, only: list[str]) -> list[dict]:
-    output = "prediction" if server.label == "mlrm" else None
+    output = output_name(server.label)
     results = []
     for key in only:
         model = MODELS[key]
@@ -429,7 +435,7 @@ def measure(server: Server, data: dict[str, np.ndarray], per: dict[int, int], ca
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run: few requests per cell")
-    parser.add_argument("--requests", type=int, default=600, help="requests per rows=1 cell (rows=256: a sixth)")
+    parser.add_argument("--requests", type=int, default=400, help="requests per rows=1 cell (rows=256: a sixth)")
     parser.add_argument("--cap", type=float, default=12.0, help="seconds at most per cell")
     parser.add_argument("--models", default="abc", help="which models (a, b, c)")
     parser.add_argument("--servers", default="mlrm,mlserver-default,mlserver-tuned")
@@ -466,9 +472,9 @@ def main() -> None:
                 for key in only:
                     for protocol in ("rest", "grpc"):
                         port = server.http if protocol == "rest" else server.grpc
-                        out = "prediction" if label == "mlrm" else None
+                        out = output_name(label)
                         got = check_answers(label, port, protocol, MODELS[key], data[key][:32], out)
-                        answers.setdefault(f"{key}-{protocol}", {})[label] = [str(v) for v in got]
+                        answers.setdefault(f"{key}-{protocol}", {})[label] = [round(float(v), 5) for v in got]
                 results.extend(measure(server, data, per, cap, only))
             finally:
                 server.stop()
