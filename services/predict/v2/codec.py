@@ -311,9 +311,10 @@ class V2:
     def inline(self, model: str, version: str | None, size: int) -> bool:
         """Whether a request may be answered on the event loop rather than in a worker thread: a small body
         (``INLINE_BODY`` bytes at most) for a model already loaded and not batched. Such a request takes well
-        under a millisecond, less than the hop to a thread and back; loading a model, a large batch, or a
-        batcher's wait for other requests would stall the loop, so those still go to a thread."""
-        if size > INLINE_BODY:
+        under a millisecond, less than the hop to a thread and back; loading a model, a large batch, a
+        batcher's wait for other requests or an ``on_predict`` subscriber (user code, which may block) would
+        stall the loop, and with it the 429 answered at once, so those still go to a thread."""
+        if size > INLINE_BODY or len(self.dataplane.on_predict):
             return False
         target = self.target(model, version)
         return self.server.is_loaded(target) and self.server.options(target).batching is None
