@@ -190,7 +190,7 @@ def export_for_mlserver(volume: Path, repo: Path, env: dict[str, str]) -> None:
 class Server:
     def __init__(self, label: str, cmd: list[str], env: dict[str, str], http: int, grpc_port: int, log: Path) -> None:
         self.label, self.http, self.grpc = label, http, grpc_port
-        self.log = open(log, "wb")
+        self.log = open(log, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, models: list[str], timeout: float = 120) -> None:
@@ -384,7 +384,8 @@ def run_cell(protocol: str, port: int, payload: Any, concurrency: int, per_clien
     flat = np.array([x for lat in latencies for x in lat])
     return {
         "requests": int(flat.size), "errors": sum(errors),
-        "p50_ms": round(float(np.percentile(flat, 50)) * 1000, 2), "p99_ms": round(float(np.percentile(flat, 99)) * 1000, 2),
+        "p50_ms": round(float(np.percentile(flat, 50)) * 1000, 2),
+        "p99_ms": round(float(np.percentile(flat, 99)) * 1000, 2),
         "rps": round(flat.size / wall, 1),
     }  # fmt: skip
 
@@ -407,12 +408,16 @@ def check_answers(label: str, port: int, protocol: str, model: str, rows: np.nda
     out = answer.outputs[0]
     if answer.raw_output_contents:
         raise SystemExit(f"{label} answered in raw_output_contents; this benchmark reads typed contents")
-    return [v.decode() for v in out.contents.bytes_contents] or list(out.contents.int64_contents) or list(
-        out.contents.fp64_contents
+    return (
+        [v.decode() for v in out.contents.bytes_contents]
+        or list(out.contents.int64_contents)
+        or list(out.contents.fp64_contents)
     )
 
 
-def measure(server: Server, data: dict[str, np.ndarray], per: dict[int, int], cap: float, only: list[str]) -> list[dict]:
+def measure(
+    server: Server, data: dict[str, np.ndarray], per: dict[int, int], cap: float, only: list[str]
+) -> list[dict]:
     output = output_name(server.label)
     results = []
     for key in only:
