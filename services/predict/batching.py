@@ -82,6 +82,11 @@ class Batcher:
 
     def submit(self, slot: Slot, X: pd.DataFrame, proba: bool) -> Prediction:
         rows, limit = len(X), self.settings.max_batch_size
+        if rows < limit:
+            # Yield the GIL once: requests that arrived together but have not yet taken their slot get to take
+            # it, so a leader sees them coming and waits. Without it a fast pipeline (a few hundred
+            # microseconds) runs to its model call inside one GIL turn and leads alone.
+            time.sleep(0)
         with self._cond:
             slot.pending = False
             self._coming -= 1

@@ -118,10 +118,12 @@ class ServedModel:
         Batch workflows need no such step: their collector types the columns as configured.
         """
         converted: dict[str, pd.Series] = {}
+        dtypes = dict(zip(df.columns, df.dtypes, strict=True))  # one look at the types, not a column per input
         for feature in self.card.inference.inputs:
-            column = df.get(feature.name)
-            if column is None or str(column.dtype) == feature.type:
+            dtype = dtypes.get(feature.name)
+            if dtype is None or str(dtype) == feature.type:
                 continue
+            column = df[feature.name]
             try:
                 target = pd.api.types.pandas_dtype(feature.type)
             except TypeError:
@@ -168,11 +170,13 @@ class ServedModel:
             raise DataError(f"keep: column(s) {', '.join(absent)} not in the input")
         want_proba = probabilities and self.classes is not None
         self._check_outputs(list(keep), column, want_proba)
-        out = df[list(keep)].reset_index(drop=True) if keep else pd.DataFrame(index=range(len(df)))
         if len(df) == 0:
+            out = df[list(keep)].reset_index(drop=True) if keep else pd.DataFrame(index=range(0))
             out[column] = pd.Series(dtype="object" if self.classes else "float64")
             return out
-        X = df[self.features]
+        # the rows as they are when their columns already are the model's, in order (a V2 request's usually
+        # are): selecting them again would copy every value
+        X = df if list(df.columns) == self.features else df[self.features]
         try:
             answer = (call or self.call(runtime))(X, want_proba)
         except INPUT_EXCEPTIONS as exc:  # the model refused these values (infinity, text, ...)
@@ -180,11 +184,13 @@ class ServedModel:
                 f"model '{self.ref.name}' version {self.ref.version} cannot predict this input: "
                 f"{one_line(str(exc) or type(exc).__name__).rstrip('.')}{_suspects(X)}"
             ) from None
-        out[column] = answer.values
+        # every output column at once: one DataFrame built from a dict, not a column assigned at a time
+        columns: dict[str, Any] = {name: df[name].reset_index(drop=True) for name in keep}  # dtypes kept
+        columns[column] = answer.values
         if want_proba and answer.proba is not None and self.classes is not None:
             for i, cls in enumerate(self.classes):
-                out[f"{PROBA_PREFIX}{cls}"] = answer.proba[:, i]
-        return out
+                columns[f"{PROBA_PREFIX}{cls}"] = answer.proba[:, i]
+        return pd.DataFrame(columns, copy=False)
 
     def _check_outputs(self, keep: list[str], column: str, with_proba: bool) -> None:
         """No output column may be written twice (one would silently overwrite the other)."""

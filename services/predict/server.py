@@ -90,6 +90,10 @@ class ModelServer:
             self._by_target[target] = loaded
         return loaded
 
+    def is_loaded(self, target: Target) -> bool:
+        """Whether :meth:`get` would answer from memory (no registry read, no loading)."""
+        return target in self._by_target and not (self.follow_aliases_on_request and target.alias is not None)
+
     def check_allowed(self, model: str) -> None:
         """Refuse a model deployed only in strict mode for other nodes."""
         deps = [d for d in self.deployments.active(on_corrupt=_warn) if d.model == model]

@@ -90,6 +90,8 @@ def rest_app(v2: V2, *, max_body: int = 16 * 1024 * 1024) -> Starlette:
             body = await read_body(request)
             header_length = request.headers.get(HEADER_LENGTH)
             name, version = request.path_params["name"], _version(request)
+            if v2.inline(name, version, len(body)):  # a small request for a loaded model: no thread hop
+                return _infer(v2, name, version, body, header_length)
             return await anyio.to_thread.run_sync(_infer, v2, name, version, body, header_length)
 
     async def index(request: Request) -> Response:

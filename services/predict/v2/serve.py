@@ -40,7 +40,10 @@ class V2Servers:
 
     def start(self) -> V2Servers:
         if self.http_port is not None:
-            sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+            # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on connections of a socket that says it
+            # is TCP; without it a response's head and body wait on Nagle + delayed ACK (~40 ms a request)
+            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((self.host, self.http_port))
