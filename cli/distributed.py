@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import sys
 import time
 from pathlib import Path
@@ -19,14 +21,15 @@ dlq_app = typer.Typer(help="Dead-lettered messages: list them, replay them.", no
 common.app.add_typer(dlq_app, name="dlq")
 
 
-def _wait_for_signal() -> None:
-    """Block until SIGINT or SIGTERM."""
-    import signal
-    import threading
-
+def _stop_on_signal() -> threading.Event:
+    """An event SIGINT or SIGTERM sets; installed first, so a signal during start-up stops cleanly too."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _wait_for(stop: threading.Event) -> None:
     while not stop.wait(0.5):
         pass
 
@@ -92,6 +95,8 @@ def serve(
     """
     import socket
 
+    stop = _stop_on_signal()
+
     from mlrm.service import services as registry
     from mlrm.volume import open_volume
 
@@ -140,7 +145,7 @@ def serve(
     on = "no broker (V2 only)" if standalone else bus.url
     common.err.print(f"{base}: serving {service} ({replicas} consumer(s)) on {on}, volume {volume.url}")
     try:
-        _wait_for_signal()
+        _wait_for(stop)
     finally:
         if v2 is not None:
             v2.stop()
@@ -156,6 +161,7 @@ def serve(
 @common.user_errors
 def orchestrator_cmd(state: common.StateOpt = None) -> None:
     """Run the orchestrator on the shared bus until Ctrl-C (distributed mode)."""
+    stop = _stop_on_signal()
     from mlrm.volume import open_volume
     from orchestrator.orchestrator import Orchestrator
     from orchestrator.store import RunStore
@@ -168,7 +174,7 @@ def orchestrator_cmd(state: common.StateOpt = None) -> None:
     bus.start()
     common.err.print(f"orchestrator: runs in {settings.state}, bus {bus.url}, volume {volume.url}")
     try:
-        _wait_for_signal()
+        _wait_for(stop)
     finally:
         bus.close()
         store.close()

@@ -380,9 +380,10 @@ def test_mlrm_serve_predict_needs_no_broker(iris, tmp_path):
          "--grpc-port", str(grpc_port)], env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 120
+        while True:
             assert server.poll() is None, (tmp_path / "serve.log").read_text()
+            assert time.monotonic() < deadline, "the server did not get ready: " + (tmp_path / "serve.log").read_text()
             try:
                 if httpx.get(f"http://127.0.0.1:{http_port}/v2/health/ready").status_code == 200:
                     break
