@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any
