@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -157,10 +156,9 @@ class ModelRegistry:
         import skops.io as sio
 
         card = self.verified_card(ref)
-        with tempfile.TemporaryDirectory(prefix="mlrm-model-") as tmp:
-            path = Path(tmp) / ARTEFACT
-            with self.volume.open_read(f"{ref.prefix}{ARTEFACT}") as src, open(path, "wb") as dst:
-                digest = _copy_hashing(src, dst)
+        with tempfile.TemporaryFile(prefix="mlrm-model-") as path:  # nameless: a killed process leaves nothing
+            with self.volume.open_read(f"{ref.prefix}{ARTEFACT}") as src:
+                digest = _copy_hashing(src, path)
             self._check(ref, ARTEFACT, card, digest)
             try:
                 untrusted = sio.get_untrusted_types(file=path)
@@ -195,8 +193,10 @@ class ModelRegistry:
             version += 1
         return version
 
-    def publish(self, ref: ModelRef, files: dict[str, bytes | Path], card: dict[str, Any]) -> dict[str, Any]:
-        """Write a version's files (bytes, or paths streamed from disk), then its card last."""
+    def publish(
+        self, ref: ModelRef, files: dict[str, bytes | Path | IO[bytes]], card: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Write a version's files (bytes, or paths and open files streamed from disk), then its card last."""
         digests: dict[str, str] = {}
         try:
             for rel, content in files.items():
@@ -204,6 +204,9 @@ class ModelRegistry:
                     if isinstance(content, Path):
                         with open(content, "rb") as src:
                             digests[rel] = _copy_hashing(src, dst)
+                    elif not isinstance(content, bytes):
+                        content.seek(0)
+                        digests[rel] = _copy_hashing(content, dst)
                     else:
                         dst.write(content)
                         digests[rel] = sha256(content)
@@ -248,13 +251,17 @@ class ModelRegistry:
         self.volume.delete_prefix(ref.prefix)
 
 
-def spool(write: Any) -> Path:
-    """Run ``write(path)`` into a fresh temporary file and return its path (caller removes its folder)."""
-    folder = Path(tempfile.mkdtemp(prefix="mlrm-artefact-"))
-    path = folder / "artefact"
+def spool(write: Any) -> IO[bytes]:
+    """Run ``write(file)`` into a fresh temporary file and return it, open (the caller closes it).
+
+    The file has no name (it is unlinked at once), so the system reclaims it even when the
+    process is killed: a dead trainer leaves nothing in the temp folder.
+    """
+    file = tempfile.TemporaryFile(prefix="mlrm-artefact-")  # noqa: SIM115 - handed to the caller, open
     try:
-        write(path)
+        write(file)
+        file.flush()
     except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
+        file.close()
         raise
-    return path
+    return file

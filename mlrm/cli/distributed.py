@@ -110,12 +110,14 @@ def orchestrator_cmd(state: common.StateOpt = None) -> None:
     bus = _shared_bus(settings)
     volume = open_volume(settings.volume)
     store = RunStore(settings.state)
-    Orchestrator(bus, volume, store).start()
+    orchestrator = Orchestrator(bus, volume, store)
+    orchestrator.start()
     bus.start()
     common.err.print(f"orchestrator: runs in {settings.state}, bus {bus.url}, volume {volume.url}")
     try:
         _wait_for_signal()
     finally:
+        orchestrator.stop()
         bus.close()
         store.close()
         volume.close()

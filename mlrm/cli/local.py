@@ -78,6 +78,7 @@ def runs(
     from orchestrator.store import RunStore
 
     store = RunStore(common.settings_for(state=state).state)
+    store.reap()  # runs whose owner died show as abandoned, not running for ever
     table = Table()
     for col in ("run", "workflow", "mode", "status", "started", "seconds", "error"):
         table.add_column(col)
@@ -97,7 +98,9 @@ def runs_show(
     """Show one run: per-step status, timings, row counts, results and errors."""
     from orchestrator.store import RunStore
 
-    record = RunStore(common.settings_for(state=ctx.obj).state).find(run_id)
+    store = RunStore(common.settings_for(state=ctx.obj).state)
+    store.reap()
+    record = store.find(run_id)
     common.print_run(record)
     for step in record.steps:
         if step.error:

@@ -193,6 +193,9 @@ def gc(
             f"--older-than must be seconds or a number with s/m/h/d, e.g. 24h; got {older_than!r}"
         ) from None
     settings = common.settings_for(volume, state)
-    done = collect(open_volume(settings.volume), RunStore(settings.state).finished_at, older_than=seconds)
+    store = RunStore(settings.state)
+    store.reap()  # runs whose owner died are finished (abandoned): their payloads can go
+    done = collect(open_volume(settings.volume), store.finished_at, older_than=seconds)
     common.out.print(f"collected {len(done.runs)} run(s), {len(done.abandoned_versions)} abandoned version(s), "
-              f"{done.objects} object(s)")  # fmt: skip
+                     f"{done.objects} object(s), {done.temporary} temporary file(s); "
+                     f"{len(done.live)} live run(s) left alone")  # fmt: skip

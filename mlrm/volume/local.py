@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,8 +14,16 @@ from mlrm.errors import NotFoundError, VolumeError
 from mlrm.volume.base import ObjectInfo, Volume, check_key, check_prefix
 
 # Temporary files live beside their target (same filesystem, so rename is atomic)
-# under a name no valid key can collide with listing-wise.
+# under a name no valid key can collide with listing-wise, which names the writing
+# process: `mlrm gc` removes those whose writer was killed (collect_temporary).
 _TMP_SUFFIX = ".mlrm-tmp"
+_FOREIGN_TMP_AGE = 3600.0  # a temporary file of a process gc cannot check is stale after this long untouched
+
+
+def _tmp_prefix(path: Path) -> str:
+    from mlrm.lease import process_tag
+
+    return f".{path.name}.{process_tag()}."
 
 
 class LocalVolume(Volume):
@@ -39,7 +48,7 @@ class LocalVolume(Volume):
     def open_write(self, key: str) -> Iterator[IO[bytes]]:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_tmp_prefix(path), suffix=_TMP_SUFFIX)
         try:
             with os.fdopen(fd, "wb") as f:
                 yield f
@@ -53,7 +62,7 @@ class LocalVolume(Volume):
         path.parent.mkdir(parents=True, exist_ok=True)
         # Write a temporary file, then hard-link it into place: link() fails if the target
         # exists, so the create is exclusive AND a reader never sees it half-written.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_tmp_prefix(path), suffix=_TMP_SUFFIX)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -91,6 +100,28 @@ class LocalVolume(Volume):
                     st = os.stat(os.path.join(dirpath, name))
                     found.append(ObjectInfo(key, st.st_size, st.st_mtime))
         yield from sorted(found, key=lambda o: o.key)
+
+    def collect_temporary(self, older_than: float, now: float | None = None) -> int:
+        """Delete temporary files of writers that died mid-write; returns how many."""
+        from mlrm.lease import tagged_process_gone
+
+        now = time.time() if now is None else now
+        removed = 0
+        for dirpath, _dirnames, filenames in os.walk(self.root):
+            for name in filenames:
+                if not name.endswith(_TMP_SUFFIX):
+                    continue
+                path = Path(dirpath, name)
+                parts = name.removesuffix(_TMP_SUFFIX).rsplit(".", 2)
+                try:
+                    age = now - path.stat().st_mtime
+                except FileNotFoundError:
+                    continue  # renamed into place meanwhile
+                gone = len(parts) == 3 and tagged_process_gone(parts[1])
+                if (gone and age >= older_than) or age >= max(older_than, _FOREIGN_TMP_AGE):
+                    path.unlink(missing_ok=True)
+                    removed += 1
+        return removed
 
     def delete(self, key: str) -> None:
         path = self._path(key)

@@ -65,12 +65,17 @@ class PredictService(Service):
         yield Batch(out, env.seq, env.last)
 
         sink = config.sink or ParquetSink(step="parquet", key="predictions/{run_id}.parquet")
+        result: dict[str, Any] = {"model": model.ref.name, "version": model.ref.version}
         if env.seq == 0 and env.last:  # a one-batch stream: nothing to put in order (and rewriting is harmless)
-            location = sink.write(ctx, iter([out]))
-        else:  # parts keep the output in input order whichever replica predicted them
-            gather = Gather(self.volume, env.run_id, f"{ctx.step}.sink")
-            if not gather.add(env.seq, env.last, out):
-                return
-            location = sink.write(ctx, gather.batches())
-            gather.clear()
-        ctx.extra["result"] = {"output": location, "model": model.ref.name, "version": model.ref.version}
+            ctx.extra["result"] = {"output": sink.write(ctx, iter([out])), **result}
+            return
+        # Parts keep the output in input order whichever replica predicted them; one handler writes it.
+        gather = Gather(self.volume, env.run_id, f"{ctx.step}.sink", self.holder)
+        claim = gather.add(env.seq, env.last, out)
+        if claim is None:  # incomplete, or written (or being written) by another message's handler
+            ctx.extra["report"] = gather.outcome(env.seq)
+            return
+        with claim:
+            result = {"output": sink.write(ctx, gather.batches()), **result}
+            gather.clear(claim, {"seq": env.seq, "result": result})
+        ctx.extra["result"] = result

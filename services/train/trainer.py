@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
+import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -105,17 +105,14 @@ def train(df: pd.DataFrame, config: TrainConfig, ctx: StepContext, lineage: dict
     started = time.perf_counter()
     model, metrics, evaluation = evaluate(config, X, y)
     fit_seconds = time.perf_counter() - started
-    artefact = spool(lambda path: sio.dump(model, path))  # streamed to the volume, not held in memory
-    try:
+    with spool(lambda file: sio.dump(model, file)) as artefact:  # streamed to the volume, not held in memory
         # The types this model needs beyond skops' own trusted ones; a signed card vouches for them.
-        trusted = sio.get_untrusted_types(file=artefact)
+        trusted = sio.get_untrusted_types(file=artefact)  # type: ignore[arg-type]  # a zip file object works
         return _register(model, artefact, df, X, config, ctx, lineage, metrics, evaluation, fit_seconds, trusted)
-    finally:
-        shutil.rmtree(artefact.parent, ignore_errors=True)
 
 
 def _register(
-    model: Any, artefact: Path, df: pd.DataFrame, X: pd.DataFrame, config: TrainConfig, ctx: StepContext,
+    model: Any, artefact: IO[bytes], df: pd.DataFrame, X: pd.DataFrame, config: TrainConfig, ctx: StepContext,
     lineage: dict[str, Any], metrics: dict[str, float], evaluation: dict[str, Any], fit_seconds: float,
     trusted: list[str],
 ) -> dict[str, Any]:  # fmt: skip
@@ -124,7 +121,7 @@ def _register(
     model.predict(sample)
     per_row_ms = (time.perf_counter() - t0) * 1000 / max(1, len(sample))
 
-    files: dict[str, bytes | Path] = {ARTEFACT: artefact}
+    files: dict[str, bytes | Path | IO[bytes]] = {ARTEFACT: artefact}
     state_prefix = f"runs/{ctx.run_id}/state/"
     for obj in ctx.volume.list(state_prefix):
         files[f"state/{obj.key[len(state_prefix) :]}"] = ctx.volume.get_bytes(obj.key)
@@ -138,7 +135,7 @@ def _register(
         "fingerprint": str(int(pd.util.hash_pandas_object(df, index=False).sum() & 0xFFFFFFFFFFFF)),
         "fit_seconds": fit_seconds,
     }
-    runresource = {"artefact_bytes": artefact.stat().st_size, "predict_ms_per_row": round(per_row_ms, 5)}
+    runresource = {"artefact_bytes": artefact.seek(0, os.SEEK_END), "predict_ms_per_row": round(per_row_ms, 5)}
     card = build_card(
         config=config, estimator=model, X=X, classes=classes, metrics=metrics, evaluation=evaluation,
         training=training, runresource=runresource, lineage=lineage,
