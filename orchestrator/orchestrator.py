@@ -17,11 +17,11 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-from mlrm.bus import EVENTS_QUEUE, Bus, Delivery, Envelope, Hop, message_id
+from mlrm.bus import EVENTS_QUEUE, Bus, Delivery, Envelope, Hop, dead_letter_queue, message_id, service_queue
 from mlrm.deployments import Deployments
 from mlrm.errors import ConfigError, MlrmError, describe
 from mlrm.lease import Holder, Keeper, Lease
@@ -265,6 +265,32 @@ class Orchestrator:
                 return record
             with self._changed:
                 self._changed.wait(0.1)
+
+
+def replay_dead_letters(bus: Bus, services: Iterable[str], run_id: str | None = None) -> int:
+    """Put the dead letters of ``services`` (of one run, or all) back on their queues; returns how many.
+
+    Their runs are reopened. The reopen message (on the orchestrator's queue) and the
+    replayed messages (on the services' queues) may reach the orchestrator in any order,
+    so all of them carry this replay's epoch, and the first to arrive reopens the run:
+    the replayed messages pass it on to the messages they produce, whose events carry it.
+    """
+    epoch = time.time()
+    replayed = 0
+    for name in services:
+        dlq = dead_letter_queue(service_queue(name))
+        for env in bus.drain(dlq):
+            if run_id is not None and env.run_id != run_id:
+                bus.publish(dlq, env)  # not ours: put it back
+                continue
+            reopen = Envelope(id=f"{env.run_id}/reopen/{epoch}", run_id=env.run_id,
+                              body={"op": "reopen", "epoch": epoch})  # fmt: skip
+            bus.publish(SUBMIT_QUEUE, reopen)
+            env.body, env.attempt = {}, env.attempt + 1  # a new attempt, not a duplicate
+            env.context = {**env.context, "reopen": epoch}
+            bus.publish(env.current.queue, env)
+            replayed += 1
+    return replayed
 
 
 def strict_node(deployments: Deployments, model: str) -> str | None:

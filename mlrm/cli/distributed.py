@@ -237,23 +237,11 @@ def dlq_replay(
     run: Annotated[str | None, typer.Option(help="Only messages of this run.")] = None,
 ) -> None:
     """Put dead-lettered messages back on their service's queue; their runs are reopened."""
-    from mlrm.bus import Envelope, dead_letter_queue, service_queue
-    from orchestrator.orchestrator import SUBMIT_QUEUE
+    from orchestrator.orchestrator import replay_dead_letters
 
     bus = _shared_bus(common.settings_for())
-    replayed = 0
     try:
-        for name in services or SERVICE_NAMES:
-            dlq = dead_letter_queue(service_queue(name))
-            for env in bus.drain(dlq):
-                if run is not None and env.run_id != run:
-                    bus.publish(dlq, env)  # not ours: put it back
-                    continue
-                reopen = Envelope(id=f"{env.run_id}/reopen", run_id=env.run_id, body={"op": "reopen"})
-                bus.publish(SUBMIT_QUEUE, reopen)
-                env.body, env.attempt = {}, env.attempt + 1  # a new attempt, not a duplicate
-                bus.publish(env.current.queue, env)
-                replayed += 1
+        replayed = replay_dead_letters(bus, services or SERVICE_NAMES, run)
     finally:
         bus.close()
     common.out.print(f"replayed {replayed} message(s)")
