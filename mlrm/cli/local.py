@@ -105,6 +105,8 @@ def runs_show(
     for step in record.steps:
         if step.error:
             common.out.print(f"[red]{step.name}[/red]: {step.error}", highlight=False)
+    if record.error and not any(step.error for step in record.steps):  # e.g. abandoned by its dead owner
+        common.out.print(f"[red]{record.status}[/red]: {record.error}", highlight=False)
 
 
 @common.app.command()
