@@ -159,6 +159,7 @@ class Lease:
         self.lost = False  # the lease was taken over while we held it: stop touching what it guards
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # a renewal never writes the record back after it was let go
 
     # -- reading ---------------------------------------------------------------------
     def read(self) -> dict[str, Any] | None:
@@ -209,13 +210,16 @@ class Lease:
     # -- holding ---------------------------------------------------------------------
     def renew(self) -> bool:
         """Refresh the heartbeat; False (and ``lost``) if someone else holds the lease now."""
-        current = self.read()
-        if self.token is None or current is None or current.get("token") != self.token or not current.get("held"):
-            self.lost = True
-            return False
-        current["heartbeat"] = time.time()
-        self.volume.put_json(self.key, current)
-        return True
+        with self._lock:
+            if self.token is None:
+                return False  # let go of
+            current = self.read()
+            if current is None or current.get("token") != self.token or not current.get("held"):
+                self.lost = True
+                return False
+            current["heartbeat"] = time.time()
+            self.volume.put_json(self.key, current)
+            return True
 
     def still_held(self) -> bool:
         """Check (one read) that nobody took the lease over; call before touching what it guards."""
@@ -226,22 +230,25 @@ class Lease:
     def finish(self, **fields: Any) -> None:
         """Keep the record (a job's outcome) but let go of it: it is no longer held by anyone."""
         self._stop_renewing()
-        current = self.read()
-        if current is None or current.get("token") != self.token:
-            return
-        current.update(fields, held=False, heartbeat=time.time())
-        self.volume.put_json(self.key, current)
+        with self._lock:
+            current = self.read()
+            if current is None or current.get("token") != self.token:
+                return
+            current.update(fields, held=False, heartbeat=time.time())
+            self.volume.put_json(self.key, current)
+            self.token = None
 
     def release(self) -> None:
         """Drop the lease (delete its record) if it is still ours."""
         self._stop_renewing()
-        try:
-            current = self.read()
-            if current is not None and current.get("token") == self.token:
-                self.volume.delete(self.key)
-        except MlrmError as exc:  # it goes stale on its own; a waiter takes it over then
-            log.warning("could not release %s: %s", self.key, exc)
-        self.token = None
+        with self._lock:
+            try:
+                current = self.read()
+                if current is not None and current.get("token") == self.token:
+                    self.volume.delete(self.key)
+            except MlrmError as exc:  # it goes stale on its own; a waiter takes it over then
+                log.warning("could not release %s: %s", self.key, exc)
+            self.token = None
 
     def start_renewing(self) -> None:
         if self._thread is not None:

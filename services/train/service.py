@@ -12,14 +12,32 @@ from typing import Any
 
 import pandas as pd
 
-from mlrm.bus import Envelope
+from mlrm.bus import Envelope, Hop
+from mlrm.config import SERVICES, config_class
 from mlrm.context import StepContext
 from mlrm.errors import MlrmError, describe
 from mlrm.gather import Gather
+from mlrm.pipeline import state_key
 from mlrm.service import Batch, Service
 from services.train.config import TrainConfig
 from services.train.jobs import JobRunner
 from services.train.trainer import train
+
+
+def fitted_statistics(route: list[Hop]) -> list[str]:
+    """The statistics (state keys) the transform steps of ``route`` fit and save in a training run.
+
+    As :class:`mlrm.pipeline.TransformService` does: a hop with a step that needs the whole
+    stream runs all its steps on it, and every stateful one saves what it learned.
+    """
+    keys: list[str] = []
+    for hop in route:
+        if hop.service not in ("handler", "features"):
+            continue
+        steps = config_class(SERVICES[hop.service][0]).model_validate(hop.config).steps
+        if any(step.needs_whole_stream(True) for step in steps):
+            keys += [state_key(hop.name, i, step) for i, step in enumerate(steps) if step.stateful]
+    return keys
 
 
 class TrainService(Service):
@@ -62,7 +80,7 @@ class TrainService(Service):
             lineage = {"run_id": env.run_id, "workflow": env.context.get("workflow"),
                        "steps": [h.to_dict() for h in env.route]}  # fmt: skip
             frame = gather.frame()
-            result = train(frame, config, ctx, lineage)
+            result = train(frame, config, ctx, lineage, fitted_statistics(env.route[: env.hop]))
         except Exception as exc:
             self._event(env, "failed", started=started, error=f"step '{ctx.step}' ({self.name}): {describe(exc)}")
             if not isinstance(exc, MlrmError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -13,7 +14,7 @@ from sklearn.base import clone
 from sklearn.model_selection import KFold, StratifiedKFold, TimeSeriesSplit, train_test_split
 
 from mlrm.context import ModelRef, StepContext
-from mlrm.errors import DataError
+from mlrm.errors import DataError, StepError
 from mlrm.expr import compile_expression, evaluate_condition
 from mlrm.registry import ARTEFACT, ModelRegistry, spool
 from services.train import metrics as M
@@ -97,8 +98,14 @@ def evaluate(config: TrainConfig, X: pd.DataFrame, y: pd.Series) -> tuple[Any, d
     return model, metrics, described
 
 
-def train(df: pd.DataFrame, config: TrainConfig, ctx: StepContext, lineage: dict[str, Any]) -> dict[str, Any]:
-    """Train on ``df`` and register a new version; returns the run-summary result."""
+def train(
+    df: pd.DataFrame, config: TrainConfig, ctx: StepContext, lineage: dict[str, Any], statistics: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Train on ``df`` and register a new version; returns the run-summary result.
+
+    ``statistics``: the state keys the run's earlier steps fitted; the version is refused if any is
+    missing (it could not predict), rather than registered without them.
+    """
     import skops.io as sio
 
     X, y = split_xy(df, config)
@@ -108,13 +115,15 @@ def train(df: pd.DataFrame, config: TrainConfig, ctx: StepContext, lineage: dict
     with spool(lambda file: sio.dump(model, file)) as artefact:  # streamed to the volume, not held in memory
         # The types this model needs beyond skops' own trusted ones; a signed card vouches for them.
         trusted = sio.get_untrusted_types(file=artefact)  # type: ignore[arg-type]  # a zip file object works
-        return _register(model, artefact, df, X, config, ctx, lineage, metrics, evaluation, fit_seconds, trusted)
+        return _register(
+            model, artefact, df, X, config, ctx, lineage, metrics, evaluation, fit_seconds, trusted, statistics
+        )
 
 
 def _register(
     model: Any, artefact: IO[bytes], df: pd.DataFrame, X: pd.DataFrame, config: TrainConfig, ctx: StepContext,
     lineage: dict[str, Any], metrics: dict[str, float], evaluation: dict[str, Any], fit_seconds: float,
-    trusted: list[str],
+    trusted: list[str], statistics: Iterable[str],
 ) -> dict[str, Any]:  # fmt: skip
     sample = X.iloc[: min(1000, len(X))]
     t0 = time.perf_counter()
@@ -125,6 +134,12 @@ def _register(
     state_prefix = f"runs/{ctx.run_id}/state/"
     for obj in ctx.volume.list(state_prefix):
         files[f"state/{obj.key[len(state_prefix) :]}"] = ctx.volume.get_bytes(obj.key)
+    missing = [key for key in statistics if f"state/{key}.json" not in files]
+    if missing:
+        raise StepError(
+            f"the statistics of {', '.join(missing)} are missing from {state_prefix} (deleted while the run "
+            "was training?); no version was registered, since it could not predict"
+        )
 
     classes = list(model.classes_) if config.model.kind == "classification" and hasattr(model, "classes_") else None
     training = {

@@ -67,6 +67,23 @@ def test_gc_during_a_training_run_leaves_everything_the_run_owns(mlrm, monkeypat
     assert predicted.status == "succeeded", predicted.error
 
 
+def test_a_training_whose_statistics_vanished_fails_instead_of_registering_a_version_that_cannot_predict(
+    mlrm, monkeypatch
+):
+    evaluate = trainer.evaluate
+
+    def delete_then_evaluate(config, X, y):  # whatever deleted them (not gc: it leaves live runs alone)
+        run_id = next(r for r in {o.key.split("/")[1] for o in mlrm.volume.list("runs/")})
+        mlrm.volume.delete_prefix(f"runs/{run_id}/state/")
+        return evaluate(config, X, y)
+
+    monkeypatch.setattr(trainer, "evaluate", delete_then_evaluate)
+    run = mlrm.run(CONFIGS / "iris" / "train.yaml", timeout=120)
+    assert run.status == "failed"
+    assert "the statistics of clean.impute, features.0-standard_scale are missing" in run.error
+    assert ModelRegistry(mlrm.volume).versions("iris-classifier") == []
+
+
 @pytest.mark.parametrize("lease", ["run", "job.train", "gather.predict.sink"])
 def test_a_live_lease_keeps_a_run_whatever_the_store_says_and_a_dead_one_does_not(volume, lease):
     """The class of what a run may hold: its owner's lease, a training job, a claimed stream."""
