@@ -80,19 +80,6 @@ steps:
 """
 
 
-class QuietSupervisor(Supervisor):
-    """`mlrm up`'s supervisor, with the replicas' logs in a file instead of this terminal."""
-
-    log_path: Path | None = None
-
-    def _spawn(self, child: Any) -> None:
-        import subprocess
-
-        with open(self.log_path or os.devnull, "ab") as log:
-            child.proc = subprocess.Popen(child.cmd, env=self.deployment.env(), start_new_session=True,
-                                          stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-
-
 @dataclass
 class Fault:
     kind: str
@@ -146,10 +133,9 @@ class Chaos:
             bus=f"{self.url}?heartbeat=10", volume=f"s3://{BUCKET}", state=str(self.tmp / "runs.sqlite"),
             services={s: ServiceReplicas(replicas=REPLICAS[s]) for s in SERVICES},
         )  # fmt: skip
-        self.supervisor = QuietSupervisor(self.deployment)
-        self.supervisor.log_path = self.tmp / "replicas.log"
+        self.supervisor = Supervisor(self.deployment, output=str(self.tmp / "replicas.log"))
         self.supervisor.start()
-        self.log(f"chaos: vhost {self.vhost}, S3 {self.s3.endpoint}, logs in {self.supervisor.log_path}")
+        self.log(f"chaos: vhost {self.vhost}, S3 {self.s3.endpoint}, logs in {self.supervisor.output}")
         self.bus = open_bus(self.url)
         self.ready()
         trained = self.run(IRIS / "train.yaml")
