@@ -269,12 +269,14 @@ class RunStore:
 
         ``epoch`` names the replay (its time): a run is reopened once per replay, by
         whichever comes first of the replay's reopen message and the events of the
-        replayed messages; False if it already was.
+        replayed messages; False if it already was, or is not failed (a run that
+        succeeded although a stray message was dead-lettered stays succeeded).
         """
         with self._lock, self._db:
             self._db.execute("BEGIN")
             cur = self._db.execute(
-                "UPDATE runs SET status='running', error=NULL, finished=NULL, reopened=? WHERE id=? AND reopened < ?",
+                """UPDATE runs SET status='running', error=NULL, finished=NULL, reopened=?
+                   WHERE id=? AND reopened < ? AND status='failed'""",
                 (epoch, run_id, epoch),
             )
             if cur.rowcount == 0:

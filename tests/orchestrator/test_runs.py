@@ -190,3 +190,26 @@ def test_a_replayed_run_ends_whichever_of_its_messages_arrives_first(mlrm, workf
     wait_for(lambda: mlrm.store.exists(later.run_id), 60, "the orchestrator to take the reopen message")
     record = mlrm.orchestrator.wait(failed.id, timeout=60)
     assert record.status == ("succeeded" if fixed else "failed"), record
+
+
+def test_replaying_a_stray_dead_letter_of_a_run_that_succeeded_leaves_it_succeeded(mlrm, workflow):
+    """A batch dead-lettered although its run completed (a stray redelivery): replaying it must not
+    reopen the run for good (its events are repeats, which never complete anything)."""
+    from mlrm.bus import Envelope, message_id
+    from orchestrator.compile import compile_workflow
+    from orchestrator.orchestrator import SUBMIT_QUEUE, replay_dead_letters, submission
+    from tests.support import wait_for
+
+    path = workflow("[{step: drop_na}]")
+    run = mlrm.run(path, timeout=60)
+    assert run.status == "succeeded"
+    stray = Envelope(id=message_id(run.id, "clean", 0), run_id=run.id, route=compile_workflow(path).route, hop=1,
+                     seq=0, last=False, payload=pd.DataFrame({"id": [0], "x": [0.0]}))  # fmt: skip
+    mlrm.bus.publish(dead_letter_queue(service_queue("handler")), stray)
+    handled = mlrm.service("handler").processed
+    assert replay_dead_letters(mlrm.bus, ["handler"], run.id) == 1
+    wait_for(lambda: mlrm.service("handler").processed > handled, 60, "the replayed batch")
+    later = submission(compile_workflow(path))  # once a later submission started, the reopen was handled
+    mlrm.bus.publish(SUBMIT_QUEUE, later)
+    wait_for(lambda: mlrm.store.exists(later.run_id), 60, "the orchestrator to take the reopen message")
+    assert mlrm.store.get(run.id).status == "succeeded"
