@@ -36,6 +36,7 @@ import signal
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -88,6 +89,8 @@ class Fault:
     target: str | None = None
     recovered_after: float | None = None  # seconds from the fault until the run progressed again
     due: float | None = None  # sink faults: when to strike, once the write has begun
+    ended: bool = False  # the fault is over (S3 back up; signals sent)
+    baseline: int | None = None  # the run's progress when it ended: recovered once it moves on
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "at_s": _r(self.at), "target": self.target,
@@ -108,6 +111,7 @@ class Chaos:
     kinds: tuple[str, ...] = KINDS
     seed: int = 0
     round_timeout: float = 900.0
+    latest: float = 0.95  # the latest point of progress a fault may be set for
     log: Any = None  # where to print progress (stderr by default)
     tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mlrm-chaos-")))
 
@@ -207,6 +211,21 @@ class Chaos:
         else:
             raise ValueError(f"unknown fault {fault.kind}")
 
+    def parts(self, run_id: str) -> int:
+        """Batches predict has stored for the run's output so far (0 once it is written, or if S3 is down)."""
+        try:
+            return sum(1 for o in self.volume.list(f"runs/{run_id}/gather/predict.sink/") if o.key.endswith(".arrow"))
+        except Exception:
+            return 0
+
+    def _strike(self, fault: Fault, run_id: str) -> None:
+        try:
+            self.strike(fault, run_id)
+        except Exception as error:  # e.g. the output was written before its writer could be killed
+            fault.target = f"missed: {type(error).__name__}"
+        finally:
+            fault.ended = True
+
     def writing(self, run_id: str) -> bool:
         """The run's output is being written (predict holds the claim on its gathered parts)."""
         try:
@@ -218,27 +237,31 @@ class Chaos:
     def round(self, number: int) -> dict[str, Any]:
         kinds = self.random.sample(self.kinds, k=min(self.faults, len(self.kinds)))  # distinct kinds per round
         kinds += self.random.choices(self.kinds, k=self.faults - len(kinds))
-        faults = [Fault(kind, self.random.uniform(0.05, 0.95)) for kind in kinds]
+        faults = [Fault(kind, self.random.uniform(0.05, self.latest)) for kind in kinds]
         batches = -(-self.rows // self.batch_size)
         run_id = self.submit(self.workflow)
         t0 = time.monotonic()
-        progress = -1
+        predicted = 0
         pending = sorted(faults, key=lambda f: f.trigger)
         struck: list[Fault] = []
+        strikes: list[threading.Thread] = []
         record = None
         while time.monotonic() - t0 < self.round_timeout:
             record = self.status(run_id)
             now = time.monotonic()
             if record is not None:
-                done = sum(s.batches_in for s in record.steps)
-                if done > progress:
-                    progress = done
-                    for fault in struck:
-                        if fault.recovered_after is None:
-                            fault.recovered_after = now - t0 - (fault.at or 0.0)
+                # Progress as the run records it, and as predict's output parts show it (those go on
+                # while the orchestrator is down; its record catches up when it is back).
+                predicted = max(predicted, self.parts(run_id))
+                progress = sum(s.batches_in for s in record.steps) + predicted
+                for fault in struck:
+                    if fault.ended and fault.baseline is None:
+                        fault.baseline = progress
+                    elif fault.baseline is not None and fault.recovered_after is None and progress > fault.baseline:
+                        fault.recovered_after = now - t0 - (fault.at or 0.0)
                 if record.done:
                     break
-                share = record.steps[-1].batches_in / batches
+                share = max(record.steps[-1].batches_in, predicted) / batches
                 for fault in list(pending):
                     if fault.kind in SINK_FAULTS:  # some time into the write (up to half a second)
                         if fault.due is None and self.writing(run_id):
@@ -249,14 +272,14 @@ class Chaos:
                     if not due:
                         continue
                     pending.remove(fault)
-                    fault.at = time.monotonic() - t0
-                    try:
-                        self.strike(fault, run_id)
-                    except Exception as error:  # e.g. the sink writer finished before we read its lease
-                        fault.target = f"missed: {type(error).__name__}"
+                    fault.at = now - t0
                     struck.append(fault)
-                    progress = sum(s.batches_in for s in record.steps)  # progress must resume after the fault
+                    # Faults strike in the background: the run goes on, and so does watching it.
+                    strikes.append(threading.Thread(target=self._strike, args=(fault, run_id), daemon=True))
+                    strikes[-1].start()
             time.sleep(0.05 if any(f.kind in SINK_FAULTS for f in pending) else 0.2)
+        for thread in strikes:
+            thread.join()
         seconds = time.monotonic() - t0
         out = self.check(run_id, record)
         out.update(round=number, run_id=run_id, seconds=round(seconds, 1), faults=[f.to_dict() for f in struck],
