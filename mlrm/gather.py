@@ -15,6 +15,7 @@ never handles the stream a second time beside a live holder.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -25,6 +26,8 @@ import pyarrow as pa
 from mlrm.errors import NotFoundError
 from mlrm.lease import TTL, Holder, Lease, live
 from mlrm.volume import Volume
+
+log = logging.getLogger(__name__)
 
 POLL = 0.25  # seconds between looks at a stream another handler holds
 
@@ -72,6 +75,7 @@ class Gather:
     def claim(self, seq: int) -> Lease | None:
         """Claim the complete stream for batch ``seq`` (see :meth:`add`)."""
         lease = Lease(self.volume, self.claim_key, self.holder, ttl=self.ttl)
+        waiting = False
         while True:
             if self.volume.exists(self.done_key):
                 return None
@@ -86,6 +90,10 @@ class Gather:
                 if lease.take_over(current):
                     return lease
                 continue
+            if not waiting:
+                waiting = True
+                log.info("%s: batch %d of %s was delivered again while %s handles the stream; waiting for it",
+                         self.holder.name, seq, self.prefix, Holder.from_dict(current.get("holder", {})))  # fmt: skip
             time.sleep(POLL)  # the same batch, delivered twice: wait for the live holder
 
     def outcome(self, seq: int) -> dict[str, Any] | None:
