@@ -196,7 +196,7 @@ def steps_table(record: Any) -> Table:
     table = Table(title=f"run {record.id} · {record.workflow} · {record.status}", title_justify="left")
     for col in ("step", "service", "status", "batches", "rows in", "rows out", "seconds", "workers"):
         table.add_column(col, justify="right" if col in ("batches", "rows in", "rows out", "seconds") else "left")
-    colours = {"succeeded": "green", "failed": "red", "running": "yellow", "pending": "dim"}
+    colours = {"succeeded": "green", "failed": "red", "abandoned": "red", "running": "yellow", "pending": "dim"}
     for s in record.steps:
         seconds = f"{s.seconds:.2f}" if s.seconds is not None else ""
         table.add_row(
@@ -225,13 +225,15 @@ def describe_result(result: dict[str, Any]) -> str:
         parts.append("aliases: " + (", ".join(result["aliases"]) or "none"))
     if "output" in result:
         parts.append(f"predictions written to {result['output']}")
+    for adoption in result.get("adopted") or []:  # a job taken over from a dead replica
+        parts.append(f"adopted by {adoption['by']} from {adoption['from']}")
     return "; ".join(parts)
 
 
 def report_end(record: Any, timeout: float | None) -> None:
     """Print a finished (or timed-out) run; exit 1 unless it succeeded."""
     print_run(record)
-    if record.status == "failed":
+    if record.status in ("failed", "abandoned"):
         print_error(str(record.error))
         raise typer.Exit(1)
     if not record.done:

@@ -170,12 +170,14 @@ def orchestrator_cmd(state: common.StateOpt = None) -> None:
     bus = _shared_bus(settings)
     volume = open_volume(settings.volume)
     store = RunStore(settings.state)
-    Orchestrator(bus, volume, store).start()
+    orchestrator = Orchestrator(bus, volume, store)
+    orchestrator.start()
     bus.start()
     common.err.print(f"orchestrator: runs in {settings.state}, bus {bus.url}, volume {volume.url}")
     try:
         _wait_for(stop)
     finally:
+        orchestrator.stop()
         bus.close()
         store.close()
         volume.close()
@@ -187,23 +189,40 @@ def submit(
     workflow: Annotated[Path, typer.Argument(help="Workflow YAML file.")],
     follow: Annotated[bool, typer.Option(help="Follow progress until the run ends.")] = True,
     timeout: Annotated[float | None, typer.Option(help="Stop following after this many seconds.")] = None,
+    start_timeout: Annotated[
+        float,
+        typer.Option(
+            help="An orchestrator must start the run within this many seconds, or the submission expires "
+            "and never runs (0: wait for ever).",
+        ),
+    ] = 60.0,
 ) -> None:
     """Submit a workflow to a running orchestrator; prints the run id and follows it."""
+    from mlrm.errors import ConfigError
+    from mlrm.volume import open_volume
     from orchestrator.compile import compile_workflow
     from orchestrator.orchestrator import SUBMIT_QUEUE, submission
 
     common.check_seconds(timeout, "--timeout")
+    if not start_timeout >= 0:  # also refuses nan
+        raise ConfigError(f"--start-timeout must be 0 or more seconds, not {start_timeout}")
     settings = common.settings_for()
-    compiled = compile_workflow(workflow)  # every config is validated here, before anything is sent
+    # Everything that can fail is checked before anything is sent: a submission, once published,
+    # would run whenever an orchestrator takes it, whatever this command reported.
+    compiled = compile_workflow(workflow)  # every config
+    volume = open_volume(settings.volume)  # the volume the run will use and report to (the bucket exists ...)
     bus = _shared_bus(settings)
+    # The run must start while we wait for it; a client that gave up never sees it start behind its back.
+    waits = [t for t in (start_timeout or None, timeout if follow else None) if t is not None]
+    expires = time.time() + min(waits) if waits else None
     try:
-        message = submission(compiled)
+        message = submission(compiled, expires=expires)
         bus.publish(SUBMIT_QUEUE, message)
     finally:
         bus.close()
     common.err.print(f"submitted run {message.run_id}")
     if follow:
-        _follow(message.run_id, settings, timeout)
+        _follow(message.run_id, volume, timeout, expires=expires, bus=bus.url)
     else:
         sys.stdout.write(message.run_id + "\n")
 
@@ -216,33 +235,44 @@ def status(
     volume: common.VolumeOpt = None,
 ) -> None:
     """Show a run's state as the orchestrator last published it (works from any machine)."""
-    settings = common.settings_for(volume)
-    if follow:
-        _follow(run_id, settings, None)
-        return
     from mlrm.volume import open_volume
     from orchestrator.orchestrator import read_status
 
+    settings = common.settings_for(volume)
+    if follow:
+        _follow(run_id, open_volume(settings.volume), None)
+        return
     record = read_status(open_volume(settings.volume), run_id)
     common.print_run(record)
     if record.error:
         common.print_error(record.error)
 
 
-def _follow(run_id: str, settings: Settings, timeout: float | None) -> None:
-    from mlrm.errors import NotFoundError
-    from mlrm.volume import open_volume
+def _follow(run_id: str, volume: Any, timeout: float | None, *, expires: float | None = None, bus: str = "") -> None:
+    """Follow a run's published status until it ends, ``timeout`` passes, or it did not start by ``expires``."""
+    from mlrm.errors import MlrmError, NotFoundError
     from orchestrator.orchestrator import read_status
 
-    volume = open_volume(settings.volume)
     deadline = None if timeout is None else time.monotonic() + timeout
     record = None
+    waiting = False
     with Live(console=common.out, refresh_per_second=4, transient=True) as live:
         while deadline is None or time.monotonic() < deadline:
             try:
                 record = read_status(volume, run_id)
             except NotFoundError:
-                live.update(f"waiting for the orchestrator to start run {run_id} ...")
+                if not waiting:
+                    waiting = True
+                    until = "" if expires is None else f"; giving up in {max(0.0, expires - time.time()):.0f}s"
+                    common.err.print(f"waiting for an orchestrator to start run {run_id} (`mlrm orchestrator` or "
+                                     f"`mlrm up` on bus {bus or 'MLRM_BUS'}, volume {volume.url}){until} ...",
+                                     highlight=False, soft_wrap=True)  # fmt: skip
+                if expires is not None and time.time() > expires + 2.0:  # (a start just before expiry shows late)
+                    raise MlrmError(
+                        f"no orchestrator started run {run_id} by its start deadline: the submission expired and "
+                        f"will not run. Start one (`mlrm orchestrator`, or `mlrm up`) on the same bus and volume, "
+                        f"then submit again"
+                    ) from None
             else:
                 live.update(common.steps_table(record))
                 if record.done:
@@ -307,23 +337,11 @@ def dlq_replay(
     run: Annotated[str | None, typer.Option(help="Only messages of this run.")] = None,
 ) -> None:
     """Put dead-lettered messages back on their service's queue; their runs are reopened."""
-    from mlrm.bus import Envelope, dead_letter_queue, service_queue
-    from orchestrator.orchestrator import SUBMIT_QUEUE
+    from orchestrator.orchestrator import replay_dead_letters
 
     bus = _shared_bus(common.settings_for())
-    replayed = 0
     try:
-        for name in services or _service_names():
-            dlq = dead_letter_queue(service_queue(name))
-            for env in bus.drain(dlq):
-                if run is not None and env.run_id != run:
-                    bus.publish(dlq, env)  # not ours: put it back
-                    continue
-                reopen = Envelope(id=f"{env.run_id}/reopen", run_id=env.run_id, body={"op": "reopen"})
-                bus.publish(SUBMIT_QUEUE, reopen)
-                env.body, env.attempt = {}, env.attempt + 1  # a new attempt, not a duplicate
-                bus.publish(env.current.queue, env)
-                replayed += 1
+        replayed = replay_dead_letters(bus, services or _service_names(), run)
     finally:
         bus.close()
     common.out.print(f"replayed {replayed} message(s)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.live import Live
@@ -81,9 +81,8 @@ def runs(
     if ctx.invoked_subcommand is not None:
         ctx.obj = state
         return
-    from orchestrator.store import RunStore
 
-    records = RunStore(common.settings_for(state=state).state, read_only=True).list(limit)
+    records = _store(state).list(limit)
     if as_json:
         common.print_json([
             {"id": r.id, "workflow": r.workflow, "path": r.path, "mode": r.mode, "status": r.status,
@@ -106,13 +105,14 @@ def runs_show(
     run_id: Annotated[str | None, typer.Argument(help="Run id or a unique prefix (default: the newest run).")] = None,
 ) -> None:
     """Show one run: per-step status, timings, row counts, results and errors."""
-    from orchestrator.store import RunStore
 
-    record = RunStore(common.settings_for(state=ctx.obj).state, read_only=True).find(run_id)
+    record = _store(ctx.obj).find(run_id)
     common.print_run(record)
     for step in record.steps:
         if step.error:
             common.out.print(f"[red]{step.name}[/red]: {step.error}", highlight=False)
+    if record.error and not any(step.error for step in record.steps):  # e.g. abandoned by its dead owner
+        common.out.print(f"[red]{record.status}[/red]: {record.error}", highlight=False)
 
 
 @common.app.command()
@@ -160,3 +160,15 @@ def version() -> None:
     from mlrm import __version__
 
     common.out.print(__version__)
+
+
+def _store(state: str | None) -> Any:
+    """The run store for a look: runs whose owner died are marked abandoned first; a missing store is empty."""
+    from orchestrator.store import RunStore
+
+    path = common.settings_for(state=state).state
+    if not Path(path).is_file():  # nothing to mark, and looking creates nothing
+        return RunStore(path, read_only=True)
+    store = RunStore(path)
+    store.reap()  # runs whose owner died show as abandoned, not running for ever
+    return store

@@ -235,6 +235,9 @@ def gc(
 
     seconds = common.parse_duration(older_than, "--older-than", zero=True)  # an age: 0 means every finished run
     settings = common.settings_for(volume, state)
-    done = collect(open_volume(settings.volume), RunStore(settings.state).finished_at, older_than=seconds)
+    store = RunStore(settings.state)
+    store.reap()  # runs whose owner died are finished (abandoned): their payloads can go
+    done = collect(open_volume(settings.volume), store.finished_at, older_than=seconds)
     common.out.print(f"collected {len(done.runs)} run(s), {len(done.abandoned_versions)} abandoned version(s), "
-              f"{done.objects} object(s)")  # fmt: skip
+                     f"{done.objects} object(s), {done.temporary} temporary file(s); "
+                     f"{len(done.live)} live run(s) left alone")  # fmt: skip

@@ -158,17 +158,25 @@ class TransformService(Service):
         if not any(s.needs_whole_stream(ctx.fitting) for s in steps):
             yield Batch(self.runner.run(steps, df, ctx, whole=False), env.seq, env.last)
             return
-        gather = None
-        if not (env.seq == 0 and env.last):  # a one-batch stream is already whole: nothing to gather
-            gather = Gather(self.volume, env.run_id, ctx.step)
-            if not gather.add(env.seq, env.last, df):
-                return
-            df = gather.frame()
-        out = self.runner.run(steps, df, ctx, whole=True)
+        if env.seq == 0 and env.last:  # a one-batch stream is already whole: nothing to gather
+            yield from self._whole(df, config, ctx)
+            return
+        gather = Gather(self.volume, env.run_id, ctx.step, self.holder)
+        claim = gather.add(env.seq, env.last, df)
+        if claim is None:  # incomplete, or handled (or being handled) with another message
+            ctx.extra["report"] = gather.outcome(env.seq)
+            return
+        with claim:
+            batches = rows = 0
+            for batch in self._whole(gather.frame(), config, ctx):
+                batches, rows = batches + 1, rows + len(batch.frame)
+                yield batch
+            gather.clear(claim, {"seq": env.seq, "rows_out": rows, "batches_out": batches})
+
+    def _whole(self, df: pd.DataFrame, config: Any, ctx: StepContext) -> Iterator[Batch]:
+        out = self.runner.run(list(config.steps), df, ctx, whole=True)
         for frame, seq, last in rebatch(out, config.batch_size or self.batch_size):
             yield Batch(frame, seq, last)
-        if gather is not None:
-            gather.clear()
 
 
 def describe_columns(df: pd.DataFrame) -> list[dict[str, str]]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -232,12 +231,12 @@ class ModelRegistry:
             raise RefusedError(f"{what}: {exc.message}") from None
         loader = flavour(artefact.flavour)
         signed = card.trusted_types if self.signer is not None else []
-        with tempfile.TemporaryDirectory(prefix="mlrm-model-") as tmp:
-            path = Path(tmp) / artefact.file
-            with self.volume.open_read(f"{ref.prefix}{artefact.file}") as src, open(path, "wb") as dst:
-                digest = _copy_hashing(src, dst)
+        with tempfile.TemporaryFile(prefix="mlrm-model-") as file:  # nameless: a killed process leaves nothing
+            with self.volume.open_read(f"{ref.prefix}{artefact.file}") as src:
+                digest = _copy_hashing(src, file)
             self._check(ref, artefact.file, raw, digest)
-            return loader.load(path, trusted=[*trusted, *signed], what=what, classes=card.inference.classes)
+            file.seek(0)
+            return loader.load(file, trusted=[*trusted, *signed], what=what, classes=card.inference.classes)
 
     # -- writing -----------------------------------------------------------------------
     def reserve_version(self, name: str) -> int:
@@ -255,9 +254,9 @@ class ModelRegistry:
         return version
 
     def publish(
-        self, ref: ModelRef, files: dict[str, bytes | Path], card: dict[str, Any] | ModelCard
+        self, ref: ModelRef, files: dict[str, bytes | Path | IO[bytes]], card: dict[str, Any] | ModelCard
     ) -> dict[str, Any]:
-        """Write a version's files (bytes, or paths streamed from disk), then its card last (signed, with a key)."""
+        """Write a version's files (bytes, paths or open files, streamed), then its card last (signed, with a key)."""
         if isinstance(card, ModelCard):
             card = card.model_dump(mode="json", exclude_none=True)
         digests: dict[str, str] = {}
@@ -267,6 +266,9 @@ class ModelRegistry:
                     if isinstance(content, Path):
                         with open(content, "rb") as src:
                             digests[rel] = _copy_hashing(src, dst)
+                    elif not isinstance(content, bytes):
+                        content.seek(0)
+                        digests[rel] = _copy_hashing(content, dst)
                     else:
                         dst.write(content)
                         digests[rel] = sha256(content)
@@ -313,13 +315,17 @@ class ModelRegistry:
         self.volume.delete_prefix(ref.prefix)
 
 
-def spool(write: Any) -> Path:
-    """Run ``write(path)`` into a fresh temporary file and return its path (caller removes its folder)."""
-    folder = Path(tempfile.mkdtemp(prefix="mlrm-artefact-"))
-    path = folder / "artefact"
+def spool(write: Any) -> IO[bytes]:
+    """Run ``write(file)`` into a fresh temporary file and return it, open (the caller closes it).
+
+    The file has no name (it is unlinked at once), so the system reclaims it even when the
+    process is killed: a dead trainer leaves nothing in the temp folder.
+    """
+    file = tempfile.TemporaryFile(prefix="mlrm-artefact-")  # noqa: SIM115 - handed to the caller, open
     try:
-        write(path)
+        write(file)
+        file.flush()
     except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
+        file.close()
         raise
-    return path
+    return file

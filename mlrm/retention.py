@@ -1,11 +1,15 @@
 """Garbage collection of what finished runs leave in the volume.
 
 Runs use ``runs/<run id>/`` for scratch (gathered batches, sink parts) and for the
-statistics they learn. Once a run has finished and its retention has passed, that
-prefix is deleted. Model versions are never collected: everything a version needs
-was copied under ``models/`` when it was registered. A version whose trainer died
+statistics they learn. Once a run has finished (or was abandoned by its dead owner)
+and its retention has passed, that prefix is deleted. A run that holds a live lease
+(:mod:`mlrm.lease`: its orchestrator, a training job, a sink being written) is never
+collected, whatever the run store says: gc may read another store than the run's.
+Model versions are never collected: everything a version needs was copied under
+``models/`` when it was registered. A version whose trainer died
 before writing its card (a reservation with no card) is collected after the same
-retention. Predictions and other outputs are left alone: they are results, not payloads.
+retention, and so are temporary files of writers killed mid-write. Predictions and other
+outputs are left alone: they are results, not payloads.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mlrm.lease import Holder, Lease, live
 from mlrm.volume import Volume
 
 # Given a run id, when it finished (seconds since the epoch), None while it runs,
@@ -26,6 +31,8 @@ class Collected:
     runs: list[str] = field(default_factory=list)
     abandoned_versions: list[str] = field(default_factory=list)
     objects: int = 0
+    live: list[str] = field(default_factory=list)  # runs left alone: something alive still works on them
+    temporary: int = 0
 
 
 def collect(volume: Volume, finished_at: FinishedAt, *, older_than: float, now: float | None = None) -> Collected:
@@ -33,10 +40,16 @@ def collect(volume: Volume, finished_at: FinishedAt, *, older_than: float, now: 
     now = time.time() if now is None else now
     out = Collected()
     newest: dict[str, float] = {}
+    leases: dict[str, list[str]] = {}
     for obj in volume.list("runs/"):
         run_id = obj.key.split("/")[1]
         newest[run_id] = max(newest.get(run_id, 0.0), obj.modified)
+        if obj.key.startswith(f"runs/{run_id}/leases/") and obj.key.endswith(".json"):
+            leases.setdefault(run_id, []).append(obj.key)
     for run_id, touched in sorted(newest.items()):
+        if any(live(Lease(volume, key, Holder.here("gc")).read()) for key in leases.get(run_id, [])):
+            out.live.append(run_id)  # its owner, a job or a claim is alive: what it holds is in use
+            continue
         finished = finished_at(run_id)
         if finished is None:
             continue  # still running: its payloads are in use
@@ -60,4 +73,5 @@ def collect(volume: Volume, finished_at: FinishedAt, *, older_than: float, now: 
         if prefix not in carded and now - when >= older_than:
             out.objects += volume.delete_prefix(prefix)
             out.abandoned_versions.append(prefix.rstrip("/"))
+    out.temporary = volume.collect_temporary(older_than)
     return out

@@ -37,6 +37,7 @@ from mlrm.bus import Bus, Delivery, Envelope, Hop, dead_letter_queue, service_qu
 from mlrm.context import ModelRef, StepContext
 from mlrm.errors import ConfigError, MlrmError, describe
 from mlrm.extensions import Registry
+from mlrm.lease import Holder
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class Service(ABC):
         self.retries = retries
         self.prefetch = prefetch or self.default_prefetch
         self.worker = worker or f"{self.name}@{os.getpid()}"
+        self.holder = Holder.here(self.worker, bus.url)  # who holds the leases this replica takes
         self.processed = 0
         self._configs: OrderedDict[tuple[str, int, str], BaseModel] = OrderedDict()
         self._done: OrderedDict[tuple[str, int], None] = OrderedDict()
@@ -164,13 +166,19 @@ class Service(ABC):
             has_next = env.hop + 1 < len(env.route)
             if env.payload is None and env.payload_ref:
                 env.payload = claim_checks.fetch(self.volume, env.payload_ref)
-            for batch in self.process(env, config, ctx):
-                batches_out += 1
-                rows_out += 0 if batch.frame is None else len(batch.frame)
-                if has_next:
-                    nxt = env.forward(seq=batch.seq, last=batch.last, payload=batch.frame)
-                    claim_checks.check_in(self.volume, self.bus.inline_limit, nxt)
-                    self.bus.publish(nxt.current.queue, nxt)
+            outputs = self.process(env, config, ctx)
+            try:
+                for batch in outputs:
+                    batches_out += 1
+                    rows_out += 0 if batch.frame is None else len(batch.frame)
+                    if has_next:
+                        nxt = env.forward(seq=batch.seq, last=batch.last, payload=batch.frame)
+                        claim_checks.check_in(self.volume, self.bus.inline_limit, nxt)
+                        self.bus.publish(nxt.current.queue, nxt)
+            finally:  # a step holding a claim (on a gathered stream) lets go of it now, not at GC
+                close = getattr(outputs, "close", None)
+                if close is not None:
+                    close()
         except Exception as exc:
             self._failed(delivery, exc, started)
             return
@@ -182,14 +190,16 @@ class Service(ABC):
         if ctx.extra.get("deferred"):  # a background job reports this step's outcome when it ends
             delivery.ack()
             return
+        # A redelivered message whose stream was handled before reports what was done then.
+        report = ctx.extra.get("report") or {}
         self._event(
             env,
             "processed",
             started=started,
             rows_in=0 if env.payload is None else len(env.payload),
-            rows_out=rows_out,
-            batches_out=batches_out,
-            result=ctx.extra.get("result"),
+            rows_out=report.get("rows_out", rows_out),
+            batches_out=report.get("batches_out", batches_out),
+            result=ctx.extra.get("result") or report.get("result"),
         )
         delivery.ack()
 
@@ -244,6 +254,8 @@ class Service(ABC):
             "finished": time.time(),
             **fields,
         }
+        if env.context.get("reopen"):  # a replayed message's events reopen its run (see `mlrm dlq replay`)
+            body["reopen"] = env.context["reopen"]
         self.bus.publish_event(Envelope(id=f"{env.id}#{event}", run_id=env.run_id, body=body))
 
 

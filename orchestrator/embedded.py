@@ -36,7 +36,8 @@ class Embedded:
                 self.services.append(
                     cls(self.bus, self.volume, retries=self.settings.retries, worker=f"{name}-{i}", background=False)
                 )
-        self.orchestrator = Orchestrator(self.bus, self.volume, self.store, publish_status=False)
+        # Its runs live and die with this process: a later `mlrm run` finds them abandoned, never adopts them.
+        self.orchestrator = Orchestrator(self.bus, self.volume, self.store, name="embedded", publish_status=False)
 
     def __enter__(self) -> Embedded:
         for service in self.services:
@@ -51,6 +52,7 @@ class Embedded:
     def close(self) -> None:
         for service in self.services:
             service.stop()
+        self.orchestrator.stop()
         self.bus.close()
         self.store.close()
         self.volume.close()

@@ -81,6 +81,7 @@ class Child:
     proc: subprocess.Popen | None = None
     restarts: int = 0
     next_start: float = 0.0
+    started: float = 0.0  # time.monotonic() of the last start
 
 
 @dataclass
@@ -88,6 +89,8 @@ class Supervisor:
     deployment: LocalDeployment
     children: list[Child] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
+    healthy_after: float = 60.0  # a child up this long has recovered: its next crash restarts it at once again
+    output: str | None = None  # a file for the children's stdout and stderr (default: this process's)
 
     def start(self) -> None:
         """Start every process, and a thread that restarts any that die."""
@@ -101,13 +104,23 @@ class Supervisor:
             self.poll()
 
     def _spawn(self, child: Child) -> None:
-        child.proc = subprocess.Popen(child.cmd, env=self.deployment.env(), start_new_session=True)
+        child.started = time.monotonic()
+        if self.output is None:
+            child.proc = subprocess.Popen(child.cmd, env=self.deployment.env(), start_new_session=True)
+            return
+        with open(self.output, "ab") as out:
+            child.proc = subprocess.Popen(child.cmd, env=self.deployment.env(), start_new_session=True,
+                                          stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
 
     def poll(self) -> None:
         """Restart children that died, with exponential backoff."""
         now = time.monotonic()
         for child in self.children:
-            if self.stopping.is_set() or child.proc is None or child.proc.poll() is None:
+            if self.stopping.is_set() or child.proc is None:
+                continue
+            if child.proc.poll() is None:
+                if child.restarts and now - child.started >= self.healthy_after:
+                    child.restarts = 0  # the backoff is for crash loops, not for a crash a day
                 continue
             if child.next_start == 0.0:
                 delay = min(30.0, 0.5 * 2 ** min(child.restarts, 6))

@@ -19,17 +19,18 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-from mlrm.bus import Bus, Delivery, Envelope, Hop, message_id
+from mlrm.bus import Bus, Delivery, Envelope, Hop, dead_letter_queue, message_id, service_queue
 from mlrm.deployments import Deployments
 from mlrm.errors import ConfigError, MlrmError, describe
+from mlrm.lease import Holder, Keeper, Lease
 from mlrm.registry import ModelRegistry
 from mlrm.volume import Volume
 from orchestrator.compile import CompiledWorkflow, route_mode
-from orchestrator.store import RunRecord, RunStore
+from orchestrator.store import RunRecord, RunStore, abandoned_reason
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +47,30 @@ def status_key(run_id: str) -> str:
     return f"runs/{run_id}/status.json"
 
 
-def submission(workflow: CompiledWorkflow, run_id: str | None = None) -> Envelope:
-    """The message ``mlrm submit`` sends to a running orchestrator."""
+def run_lease_key(run_id: str) -> str:
+    return f"runs/{run_id}/leases/run.json"
+
+
+def submission(workflow: CompiledWorkflow, run_id: str | None = None, *, expires: float | None = None) -> Envelope:
+    """The message ``mlrm submit`` sends to a running orchestrator.
+
+    ``expires`` (seconds since the epoch): an orchestrator that receives the submission
+    later refuses it, so a client that gave up waiting never sees its run start behind its back.
+    """
     run_id = run_id or new_run_id()
-    body = {"op": "submit", "workflow": workflow.name, "path": workflow.path}
+    body: dict[str, Any] = {"op": "submit", "workflow": workflow.name, "path": workflow.path}
+    if expires is not None:
+        body["expires"] = expires
     return Envelope(id=f"{run_id}/submit", run_id=run_id, route=workflow.route, body=body)
 
 
 class Orchestrator:
-    def __init__(self, bus: Bus, volume: Volume, store: RunStore, *, publish_status: bool = True) -> None:
+    """Follows runs; ``name`` is how it appears as their owner (``embedded`` for ``mlrm run``)."""
+
+    def __init__(
+        self, bus: Bus, volume: Volume, store: RunStore, *, name: str = "orchestrator", lease: float = 60.0,
+        publish_status: bool = True,
+    ) -> None:  # fmt: skip
         self.bus, self.volume, self.store = bus, volume, store
         # Snapshots in the volume let `mlrm status` follow a run from another machine; an embedded
         # run is followed in its own process (and `mlrm runs show` reads the run store).
@@ -65,10 +81,55 @@ class Orchestrator:
         self.on_finish: list[Callable[[RunRecord], None]] = []
         # In-process followers (monitoring): each step event once it is recorded, as (run id, event body).
         self.on_recorded: list[Callable[[str, dict[str, Any]], None]] = []
+        # Every running run holds a lease in the volume (runs/<id>/leases/run.json), renewed here:
+        # `mlrm gc` leaves live runs alone whatever run store it reads.
+        self.holder = Holder.here(name, bus.url)
+        self.lease_ttl = lease
+        self._leases = Keeper(interval=max(0.5, lease / 6))
 
     def start(self) -> None:
+        self.reap()
+        self._resume()
         self.bus.subscribe_events(EVENTS_GROUP, self.on_event)
         self.bus.subscribe(SUBMIT_QUEUE, self.on_submission)
+
+    def stop(self) -> None:
+        self._leases.stop()
+
+    # -- owning runs -----------------------------------------------------------------------
+    def reap(self) -> list[str]:
+        """Mark abandoned the runs whose owner died and that nobody else can finish (see the store)."""
+        abandoned = self.store.reap()
+        for run_id in abandoned:
+            log.warning("run %s: %s", run_id, self.store.get(run_id).error)
+            self._publish_status(run_id, force=True)
+        return abandoned
+
+    def _resume(self) -> None:
+        """After a restart: hold the runs of this deployment (same shared bus) again."""
+        if not self.holder.bus:
+            return
+        for run_id, owner in self.store.running():
+            if owner and Holder.from_dict(owner).bus == self.holder.bus:
+                self.store.set_owner(run_id, self.holder.to_dict())
+                self._hold(run_id)
+
+    def _hold(self, run_id: str) -> None:
+        lease = Lease(self.volume, run_lease_key(run_id), self.holder, ttl=self.lease_ttl)
+        try:
+            if not lease.acquire(run_id=run_id):
+                current = lease.read()
+                if current is None or not lease.take_over(current):
+                    log.warning("run %s: its lease is held by another live orchestrator", run_id)
+                    return
+            self._leases.add(lease)
+        except MlrmError as exc:  # the store still knows the run is live; the keeper retries renewals
+            log.warning("run %s: could not take its lease: %s", run_id, exc)
+
+    def _let_go(self, run_id: str) -> None:
+        lease = self._leases.pop(run_lease_key(run_id))
+        if lease is not None:
+            lease.release()
 
     # -- starting runs -------------------------------------------------------------------
     def submit(self, workflow: CompiledWorkflow, run_id: str | None = None) -> str:
@@ -87,7 +148,8 @@ class Orchestrator:
             ref = registry.resolve(model["name"], alias=model.get("alias"), version=model.get("version"))
             context["model"] = {"name": ref.name, "version": ref.version}
         route = self._placed(route, context)
-        self.store.create(run_id, name, path, mode, route, context)
+        self.store.create(run_id, name, path, mode, route, context, owner=self.holder.to_dict())
+        self._hold(run_id)
         self._steps[run_id] = len(route)
         self._send_start(run_id, route, context)
         self._publish_status(run_id, force=True)
@@ -110,7 +172,15 @@ class Orchestrator:
         body = env.body
         try:
             if body.get("op") == "submit":
-                if not self.store.exists(env.run_id):
+                expires = body.get("expires")
+                if not self.store.exists(env.run_id) and expires is not None and time.time() > float(expires):
+                    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(expires)))
+                    self._fail_submission(
+                        env,
+                        f"the submission expired at {when} before an orchestrator "
+                        "picked it up (`mlrm submit` gave up waiting); submit it again",
+                    )
+                elif not self.store.exists(env.run_id):
                     self.start_run(env.run_id, body["workflow"], body.get("path", ""), env.route)
                 elif not self.store.get(env.run_id).done:
                     # A redelivered submission: the start message may never have gone out (a crash
@@ -118,8 +188,7 @@ class Orchestrator:
                     context = self.store.context(env.run_id)
                     self._send_start(env.run_id, self._placed(env.route, context), context)
             elif body.get("op") == "reopen":
-                self.store.reopen(env.run_id)
-                self._publish_status(env.run_id, force=True)
+                self._reopen(env.run_id, float(body.get("epoch", time.time())))
         except MlrmError as exc:  # e.g. no model version has the alias: the run fails, visibly
             self._fail_submission(env, describe(exc))
         delivery.ack()
@@ -142,8 +211,18 @@ class Orchestrator:
         with self._changed:
             self._changed.notify_all()
 
+    def _reopen(self, run_id: str, epoch: float) -> None:
+        """Reopen a run for a replay of its dead letters, once, whichever arrives first:
+        the replay's reopen message or an event of a replayed message (they travel on different queues)."""
+        if self.store.reopen(run_id, epoch):
+            self._steps.pop(run_id, None)
+            self._hold(run_id)
+            self._publish_status(run_id, force=True)
+
     def _record(self, run_id: str, body: dict) -> None:
         idx = int(body["hop"])
+        if body.get("reopen"):  # an event of a replayed message: its run runs again
+            self._reopen(run_id, float(body["reopen"]))
         if body["event"] == "failed":
             self.store.fail_step(run_id, idx, body["error"])
             self._recorded(run_id, body)
@@ -170,6 +249,7 @@ class Orchestrator:
     def _finish(self, run_id: str, status: str, error: str | None = None) -> None:
         if not self.store.finish(run_id, status, error):
             return
+        self._let_go(run_id)
         try:
             self.volume.delete_prefix(f"runs/{run_id}/gather/")  # scratch space of steps that gathered
         except MlrmError as exc:  # `mlrm gc` collects it later
@@ -208,6 +288,32 @@ class Orchestrator:
                 self._changed.wait(0.1)
 
 
+def replay_dead_letters(bus: Bus, services: Iterable[str], run_id: str | None = None) -> int:
+    """Put the dead letters of ``services`` (of one run, or all) back on their queues; returns how many.
+
+    Their runs are reopened. The reopen message (on the orchestrator's queue) and the
+    replayed messages (on the services' queues) may reach the orchestrator in any order,
+    so all of them carry this replay's epoch, and the first to arrive reopens the run:
+    the replayed messages pass it on to the messages they produce, whose events carry it.
+    """
+    epoch = time.time()
+    replayed = 0
+    for name in services:
+        dlq = dead_letter_queue(service_queue(name))
+        for env in bus.drain(dlq):
+            if run_id is not None and env.run_id != run_id:
+                bus.publish(dlq, env)  # not ours: put it back
+                continue
+            reopen = Envelope(id=f"{env.run_id}/reopen/{epoch}", run_id=env.run_id,
+                              body={"op": "reopen", "epoch": epoch})  # fmt: skip
+            bus.publish(SUBMIT_QUEUE, reopen)
+            env.body, env.attempt = {}, env.attempt + 1  # a new attempt, not a duplicate
+            env.context = {**env.context, "reopen": epoch}
+            bus.publish(env.current.queue, env)
+            replayed += 1
+    return replayed
+
+
 def strict_node(deployments: Deployments, model: str) -> str | None:
     """The node a model's batch predictions must run on, if it is deployed only in strict mode."""
     deps = [d for d in deployments.active(on_corrupt=lambda exc: log.warning("skipped: %s", exc)) if d.model == model]
@@ -227,6 +333,10 @@ def read_status(volume: Volume, run_id: str) -> RunRecord:
     from mlrm.errors import NotFoundError
 
     try:
-        return RunRecord.from_dict(volume.get_json(status_key(run_id)))
+        record = RunRecord.from_dict(volume.get_json(status_key(run_id)))
     except NotFoundError:
         raise NotFoundError(f"no run with id '{run_id}' in volume {volume.url}") from None
+    reason = None if record.done else abandoned_reason(record.owner)
+    if reason is not None:  # its owner died before it could publish that: say so
+        record.status, record.error = "abandoned", reason
+    return record

@@ -13,11 +13,12 @@ from typing import Any
 
 from mlrm.bus import Hop
 from mlrm.errors import ConfigError, NotFoundError
+from mlrm.lease import Holder
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, workflow TEXT NOT NULL, path TEXT, mode TEXT, status TEXT NOT NULL,
-    created REAL NOT NULL, finished REAL, error TEXT, context TEXT
+    created REAL NOT NULL, finished REAL, error TEXT, context TEXT, owner TEXT, reopened REAL NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS steps (
     run_id TEXT NOT NULL, idx INTEGER NOT NULL, name TEXT NOT NULL, service TEXT NOT NULL,
@@ -32,7 +33,26 @@ CREATE TABLE IF NOT EXISTS batches (
 );
 """
 
-FINISHED = ("succeeded", "failed")
+# abandoned: its owner (an embedded `mlrm run`) died, and nobody else can finish it
+FINISHED = ("succeeded", "failed", "abandoned")
+_NOT_FINISHED = f"status NOT IN ({', '.join(repr(s) for s in FINISHED)})"
+# Columns added after the first release: (name, definition), added to older databases on open.
+_ADDED_COLUMNS = (("runs", "owner", "TEXT"), ("runs", "reopened", "REAL NOT NULL DEFAULT 0"))
+
+
+def abandoned_reason(owner: dict[str, Any] | None) -> str | None:
+    """Why a running run can never finish, if its owner is gone and no one else can take it over.
+
+    A run owned by an orchestrator on a shared bus is not abandoned when that process dies:
+    a restarted orchestrator picks it up. A run of an embedded `mlrm run` lives on that
+    process's private bus: once the process is gone, nothing will ever finish it.
+    """
+    if not owner:
+        return None
+    holder = Holder.from_dict(owner)
+    if holder.bus or holder.alive() is not False:
+        return None
+    return f"abandoned: its owner {holder} stopped before the run finished"
 
 
 @dataclass
@@ -68,6 +88,7 @@ class RunRecord:
     finished: float | None
     error: str | None
     steps: list[StepRecord] = field(default_factory=list)
+    owner: dict[str, Any] | None = None  # the lease holder that runs it (see orchestrator.store.abandoned_reason)
 
     @property
     def done(self) -> bool:
@@ -114,7 +135,9 @@ class RunStore:
                 uri = f"file:{urllib.parse.quote(str(file.resolve()))}?mode=ro"
                 self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
                 self._db.execute("SELECT COUNT(*) FROM runs JOIN steps ON 0").fetchone()  # the tables are there
-                return
+                if not self._missing_columns():
+                    return
+                self._db.close()  # a store from an older mlrm: add its new columns, as a writer does
             if self.path != ":memory:":
                 file.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -123,6 +146,8 @@ class RunStore:
             # which the services' events (redelivered until acked) make good again.
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            for table, column, definition in self._missing_columns():
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
         except sqlite3.DatabaseError as exc:
             raise ConfigError(
                 f"run store {self.path}: not an mlrm run store (SQLite says: {exc}); "
@@ -131,17 +156,30 @@ class RunStore:
         except OSError as exc:
             raise ConfigError(f"run store {self.path}: cannot create it: {exc.strerror or exc}") from None
 
+    def _missing_columns(self) -> list[tuple[str, str, str]]:
+        """Columns added since a store was created (an older mlrm wrote it)."""
+        missing = []
+        for table, column, definition in _ADDED_COLUMNS:
+            have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                missing.append((table, column, definition))
+        return missing
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def create(self, run_id: str, workflow: str, path: str, mode: str, route: list[Hop], context: dict) -> None:
+    def create(
+        self, run_id: str, workflow: str, path: str, mode: str, route: list[Hop], context: dict,
+        owner: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
         with self._lock, self._db:
             self._db.execute("BEGIN")
             self._db.execute(
-                "INSERT INTO runs (id, workflow, path, mode, status, created, context) VALUES (?,?,?,?,?,?,?)",
-                (run_id, workflow, path, mode, "running", time.time(), json.dumps(context)),
-            )
+                "INSERT INTO runs (id, workflow, path, mode, status, created, context, owner) VALUES (?,?,?,?,?,?,?,?)",
+                (run_id, workflow, path, mode, "running", time.time(), json.dumps(context),
+                 json.dumps(owner) if owner else None),
+            )  # fmt: skip
             self._db.executemany(
                 "INSERT INTO steps (run_id, idx, name, service) VALUES (?,?,?,?)",
                 [(run_id, i, h.name, h.service) for i, h in enumerate(route)],
@@ -202,19 +240,39 @@ class RunStore:
         """Finish a run once; False if it had already finished."""
         with self._lock, self._db:
             cur = self._db.execute(
-                "UPDATE runs SET status=?, error=?, finished=? WHERE id=? AND status NOT IN ('succeeded','failed')",
+                f"UPDATE runs SET status=?, error=?, finished=? WHERE id=? AND {_NOT_FINISHED}",
                 (status, error, time.time(), run_id),
             )
             return cur.rowcount == 1
 
+    def running(self) -> list[tuple[str, dict[str, Any] | None]]:
+        """(id, owner) of every run not finished yet."""
+        with self._lock:
+            rows = self._db.execute(f"SELECT id, owner FROM runs WHERE {_NOT_FINISHED}").fetchall()
+        return [(r[0], json.loads(r[1]) if r[1] else None) for r in rows]
+
+    def set_owner(self, run_id: str, owner: dict[str, Any]) -> None:
+        with self._lock, self._db:
+            self._db.execute("UPDATE runs SET owner=? WHERE id=?", (json.dumps(owner), run_id))
+
+    def reap(self) -> list[str]:
+        """Mark ``abandoned`` the running runs whose owner is gone for good; returns their ids."""
+        out = []
+        for run_id, owner in self.running():
+            reason = abandoned_reason(owner)
+            if reason is not None and self.finish(run_id, "abandoned", reason):
+                out.append(run_id)
+        return out
+
     def get(self, run_id: str) -> RunRecord:
         with self._lock:
             row = self._db.execute(
-                "SELECT id, workflow, path, mode, status, created, finished, error FROM runs WHERE id=?", (run_id,)
+                "SELECT id, workflow, path, mode, status, created, finished, error, owner FROM runs WHERE id=?",
+                (run_id,),
             ).fetchone()
             if row is None:
                 raise NotFoundError(f"no run with id '{run_id}'")
-            run = RunRecord(*row)
+            run = RunRecord(*row[:8], owner=json.loads(row[8]) if row[8] else None)
             for s in self._db.execute(
                 """SELECT idx, name, service, status, started, finished, busy, batches_in, batches_out,
                    rows_in, rows_out, error, result, workers FROM steps WHERE run_id=? ORDER BY idx""",
@@ -243,13 +301,27 @@ class RunStore:
         with self._lock:
             return self._db.execute("SELECT 1 FROM runs WHERE id=?", (run_id,)).fetchone() is not None
 
-    def reopen(self, run_id: str) -> None:
-        """A failed run whose dead-lettered messages are replayed runs again."""
+    def reopen(self, run_id: str, epoch: float) -> bool:
+        """A failed run whose dead-lettered messages are replayed runs again.
+
+        ``epoch`` names the replay (its time): a run is reopened once per replay, by
+        whichever comes first of the replay's reopen message and the events of the
+        replayed messages; False if it already was, or is not failed (a run that
+        succeeded although a stray message was dead-lettered stays succeeded).
+        """
         with self._lock, self._db:
-            self._db.execute("UPDATE runs SET status='running', error=NULL, finished=NULL WHERE id=?", (run_id,))
+            self._db.execute("BEGIN")
+            cur = self._db.execute(
+                """UPDATE runs SET status='running', error=NULL, finished=NULL, reopened=?
+                   WHERE id=? AND reopened < ? AND status='failed'""",
+                (epoch, run_id, epoch),
+            )
+            if cur.rowcount == 0:
+                return False
             self._db.execute(
                 "UPDATE steps SET status='running', error=NULL WHERE run_id=? AND status='failed'", (run_id,)
             )
+            return True
 
     def finished_at(self, run_id: str) -> float | str | None:
         """When a run finished; None while it runs; "unknown" if this store never saw it."""

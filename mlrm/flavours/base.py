@@ -5,8 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Collection
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -49,8 +48,8 @@ class Flavour(ABC):
         return model.fit(X, y)
 
     @abstractmethod
-    def save(self, model: Any, path: Path) -> list[str]:
-        """Write the artefact; return the type names its loading will need trusted (recorded in the card)."""
+    def save(self, model: Any, file: IO[bytes]) -> list[str]:
+        """Write the artefact to ``file``; return the type names its loading will need trusted (for the card)."""
 
     def describe(self, model: Any) -> dict[str, Any]:
         """The card's ``traincode.framework`` and ``hyperparameters`` for a fitted model."""
@@ -58,8 +57,8 @@ class Flavour(ABC):
 
     # -- serving -----------------------------------------------------------------------
     @abstractmethod
-    def load(self, path: Path, *, trusted: Collection[str], what: str, classes: list[Any] | None = None) -> Any:
-        """Load an artefact without running code from it; RegistryError naming ``what`` if refused.
+    def load(self, file: IO[bytes], *, trusted: Collection[str], what: str, classes: list[Any] | None = None) -> Any:
+        """Load an artefact from ``file`` without running code from it; RegistryError naming ``what`` if refused.
 
         ``classes`` are the card's (for formats that do not carry them)."""
 

@@ -17,8 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Collection
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -89,8 +88,9 @@ class OnnxFlavour(Flavour):
     def check(self, estimator: str, hyperparameters: dict[str, Any]) -> None:
         self.build(estimator, hyperparameters)
 
-    def save(self, model: Any, path: Path) -> list[str]:
-        path.write_bytes(model if isinstance(model, bytes) else model.SerializeToString())
+    def save(self, model: Any, file: IO[bytes]) -> list[str]:
+        file.write(model if isinstance(model, bytes) else model.SerializeToString())
+        file.flush()
         return []
 
     def describe(self, model: Any) -> dict[str, Any]:
@@ -100,13 +100,14 @@ class OnnxFlavour(Flavour):
 
     # -- serving -----------------------------------------------------------------------
     def load(
-        self, path: Path, *, trusted: Collection[str], what: str, classes: list[Any] | None = None
+        self, file: IO[bytes], *, trusted: Collection[str], what: str, classes: list[Any] | None = None
     ) -> OnnxModel:
         import onnx
         import onnxruntime as ort
 
         try:
-            proto = onnx.load(str(path), load_external_data=False)
+            file.seek(0)
+            proto = onnx.load(file, load_external_data=False)
         except Exception as exc:
             raise RegistryError(f"{what}: {self.file} is not a readable ONNX model ({exc})") from None
         external = [t.name for t in _tensors(proto) if t.data_location == onnx.TensorProto.EXTERNAL]

@@ -9,8 +9,7 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections.abc import Collection
-from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -41,11 +40,13 @@ class SklearnFlavour(Flavour):
     def check(self, estimator: str, hyperparameters: dict[str, Any]) -> None:
         check_estimator(estimator, hyperparameters)  # resolved and bound, not built: training builds
 
-    def save(self, model: Any, path: Path) -> list[str]:
+    def save(self, model: Any, file: IO[bytes]) -> list[str]:
         import skops.io as sio
 
-        sio.dump(model, path)
-        return sorted(sio.get_untrusted_types(file=path))
+        sio.dump(model, file)
+        file.flush()
+        file.seek(0)
+        return sorted(sio.get_untrusted_types(file=file))  # type: ignore[arg-type]  # a zip file object works
 
     def describe(self, model: Any) -> dict[str, Any]:
         import sklearn
@@ -53,11 +54,12 @@ class SklearnFlavour(Flavour):
         return {"framework": f"scikit-learn {sklearn.__version__}", "hyperparameters": model.get_params(deep=False)}
 
     # -- serving -----------------------------------------------------------------------
-    def load(self, path: Path, *, trusted: Collection[str], what: str, classes: list[Any] | None = None) -> Any:
+    def load(self, file: IO[bytes], *, trusted: Collection[str], what: str, classes: list[Any] | None = None) -> Any:
         import skops.io as sio
 
         try:
-            untrusted = sio.get_untrusted_types(file=path)
+            file.seek(0)
+            untrusted = sio.get_untrusted_types(file=file)  # type: ignore[arg-type]  # a zip file object works
         except Exception as exc:  # not a skops file, or a protocol this skops does not read
             raise RegistryError(f"{what}: {self.file} is not a readable skops file ({exc})") from None
         refused = refused_types(untrusted, trusted)
@@ -67,7 +69,8 @@ class SklearnFlavour(Flavour):
                 "list them under trusted_types in the predict config if you trust them"
             )
         try:
-            return sio.load(path, trusted=untrusted)
+            file.seek(0)
+            return sio.load(file, trusted=untrusted)
         except Exception as exc:
             raise RegistryError(f"{what} could not be loaded: {exc}") from None
 

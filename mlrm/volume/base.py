@@ -170,6 +170,10 @@ class Volume(ABC):
             self.delete(key)
         return len(keys)
 
+    def collect_temporary(self, older_than: float) -> int:
+        """Delete what writers killed mid-write left (temporary files, unfinished uploads); returns how many."""
+        return 0
+
     def close(self) -> None:  # noqa: B027 - optional hook, most volumes hold nothing to release
         """Release connections; the local volume has none."""
 

@@ -15,6 +15,7 @@ import errno
 import os
 import secrets
 import stat
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -24,11 +25,13 @@ from mlrm.errors import InvalidKeyError, NotFoundError, VolumeError, VolumeRefus
 from mlrm.volume.base import ObjectInfo, Volume, check_key, check_prefix
 
 # Temporary files live beside their target (same filesystem, so rename is atomic)
-# under a name no valid key can collide with listing-wise.
+# under a name no valid key can collide with listing-wise, which names the writing
+# process: `mlrm gc` removes those whose writer was killed (collect_temporary).
 _TMP_SUFFIX = ".mlrm-tmp"
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE = os.O_NOFOLLOW | os.O_CLOEXEC
 _MISSING = (errno.ENOENT, errno.ENOTDIR)
+_FOREIGN_TMP_AGE = 3600.0  # a temporary file of a process gc cannot check is stale after this long untouched
 
 
 class LocalVolume(Volume):
@@ -94,8 +97,12 @@ class LocalVolume(Volume):
             raise self._link_error(key, parts)
 
     def _tmp(self, dir_fd: int, name: str) -> tuple[str, int]:
-        short = name.encode()[:200].decode(errors="ignore")  # the temporary name stays within the file system's limit
-        tmp = f".{short}.{secrets.token_hex(4)}{_TMP_SUFFIX}"
+        from mlrm.lease import process_tag
+
+        # Within the file system's name limit; names the writing process, so `mlrm gc` can remove
+        # what a writer killed mid-write left (collect_temporary).
+        short = name.encode()[:160].decode(errors="ignore")
+        tmp = f".{short}.{process_tag()}.{secrets.token_hex(4)}{_TMP_SUFFIX}"
         return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FILE, 0o600, dir_fd=dir_fd)
 
     # -- the Volume operations --------------------------------------------------------------
@@ -188,6 +195,28 @@ class LocalVolume(Volume):
             if exc.errno not in _MISSING:
                 raise
         yield from sorted(found, key=lambda o: o.key)
+
+    def collect_temporary(self, older_than: float, now: float | None = None) -> int:
+        """Delete temporary files of writers that died mid-write; returns how many."""
+        from mlrm.lease import tagged_process_gone
+
+        now = time.time() if now is None else now
+        removed = 0
+        for dirpath, _dirnames, filenames in os.walk(self.root):
+            for name in filenames:
+                if not name.endswith(_TMP_SUFFIX):
+                    continue
+                path = Path(dirpath, name)
+                parts = name.removesuffix(_TMP_SUFFIX).rsplit(".", 2)
+                try:
+                    age = now - path.stat().st_mtime
+                except FileNotFoundError:
+                    continue  # renamed into place meanwhile
+                gone = len(parts) == 3 and tagged_process_gone(parts[1])
+                if (gone and age >= older_than) or age >= max(older_than, _FOREIGN_TMP_AGE):
+                    path.unlink(missing_ok=True)
+                    removed += 1
+        return removed
 
     def _walk(self, dir_fd: int, rel: str, prefix: str, found: list[ObjectInfo]) -> None:
         """Collect the objects under ``dir_fd`` (key prefix ``rel``) matching ``prefix``; links are refused."""

@@ -72,13 +72,22 @@ class PredictService(Service):
         served = self.server.load(ctx.model, tuple(config.trusted_types), config.runtime)
         upstream = {h.name for h in env.route[: env.hop]}  # hops the route applies itself (older form)
         df = env.payload if env.payload is not None else pd.DataFrame()
-        seq, last = env.seq, env.last
-        gather = None
-        if served.needs_whole_stream(upstream) and not (seq == 0 and last):  # a sort or a window: every row at once
-            gather = Gather(self.volume, env.run_id, ctx.step)
-            if not gather.add(seq, last, df):
+        if served.needs_whole_stream(upstream) and not (env.seq == 0 and env.last):  # a sort, a window: every row
+            gather = Gather(self.volume, env.run_id, ctx.step, self.holder)
+            claim = gather.add(env.seq, env.last, df)
+            if claim is None:  # incomplete, or handled (or being handled) with another message
+                ctx.extra["report"] = gather.outcome(env.seq)
                 return
-            df, seq, last = gather.frame(), 0, True
+            with claim:
+                yield from self._predict(env, config, ctx, served, upstream, gather.frame(), 0, True)
+                gather.clear(claim, {"seq": env.seq, "result": ctx.extra.get("result")})
+            return
+        yield from self._predict(env, config, ctx, served, upstream, df, env.seq, env.last)
+
+    def _predict(
+        self, env: Envelope, config: PredictConfig, ctx: StepContext, served: Any, upstream: set[str],
+        df: pd.DataFrame, seq: int, last: bool,
+    ) -> Iterator[Batch]:  # fmt: skip
         out = self.dataplane.run(
             served, df, skip_hops=upstream, keep=config.keep, probabilities=config.probabilities,
             column=config.prediction_column, request_id=f"{env.run_id}/{env.seq}", source="bus",
@@ -87,14 +96,17 @@ class PredictService(Service):
         yield Batch(out, seq, last)
 
         sink = config.sink or ParquetSink(step="parquet", key="predictions/{run_id}.parquet")
+        result: dict[str, Any] = {"model": served.ref.name, "version": served.ref.version}
         if seq == 0 and last:  # a one-batch stream: nothing to put in order (and rewriting is harmless)
-            location = sink.write(ctx, iter([out]))
-        else:  # parts keep the output in input order whichever replica predicted them
-            parts = Gather(self.volume, env.run_id, f"{ctx.step}.sink")
-            if not parts.add(seq, last, out):
-                return
-            location = sink.write(ctx, parts.batches())
-            parts.clear()
-        if gather is not None:
-            gather.clear()
-        ctx.extra["result"] = {"output": location, "model": served.ref.name, "version": served.ref.version}
+            ctx.extra["result"] = {"output": sink.write(ctx, iter([out])), **result}
+            return
+        # Parts keep the output in input order whichever replica predicted them; one handler writes it.
+        parts = Gather(self.volume, env.run_id, f"{ctx.step}.sink", self.holder)
+        claim = parts.add(seq, last, out)
+        if claim is None:  # incomplete, or written (or being written) by another message's handler
+            ctx.extra["report"] = parts.outcome(seq)
+            return
+        with claim:
+            result = {"output": sink.write(ctx, parts.batches()), **result}
+            parts.clear(claim, {"seq": seq, "result": result})
+        ctx.extra["result"] = result

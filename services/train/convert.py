@@ -20,8 +20,7 @@ the reason; it never fails the training.
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -29,16 +28,16 @@ import pandas as pd
 from mlrm.card import Runtime
 from mlrm.errors import one_line
 from mlrm.flavours import Prediction, flavour
+from mlrm.registry import spool
 
 PROBA_TOLERANCE = 1e-5
 VALUE_TOLERANCE = 1e-5
 _TREES = ("sklearn.tree.", "sklearn.ensemble.")
 
 
-def convert(
-    model: Any, check: pd.DataFrame, kind: str, classes: list[Any] | None, folder: Path
-) -> tuple[Path | None, Runtime]:
-    """``folder/model.onnx`` and its card entry when exact on ``check``; else None and the reason."""
+def convert(model: Any, check: pd.DataFrame, kind: str, classes: list[Any] | None) -> tuple[IO[bytes] | None, Runtime]:
+    """The ONNX artefact (an open, nameless temporary file) and its card entry when exact on ``check``;
+    else None and the reason."""
     onnx = flavour("onnx")
     try:
         reason = _unsupported(check)
@@ -51,12 +50,12 @@ def convert(
                 proto = _to_onnx(model, check.shape[1], dtype)
             except Exception as exc:
                 return None, Runtime(flavour="onnx", reason=f"skl2onnx cannot convert it: {_why(exc)}")
-            path = folder / onnx.file
-            onnx.save(proto, path)
+            file = spool(lambda f, proto=proto: onnx.save(proto, f))
             try:
-                loaded = onnx.load(path, trusted=(), what="the converted model", classes=classes)
+                loaded = onnx.load(file, trusted=(), what="the converted model", classes=classes)
                 answer = onnx.predict(loaded, check, proba=classes is not None)
             except Exception as exc:
+                file.close()
                 tried.append(f"{np.dtype(dtype).name}: ONNX Runtime cannot run it ({_why(exc)})")
                 continue
             measured = _compare(reference, answer, kind)
@@ -64,10 +63,9 @@ def convert(
             if exact:
                 details = {"rows": len(check), "input_dtype": np.dtype(dtype).name, **measured}
                 details["converter"] = _versions()
-                return path, Runtime(flavour="onnx", format=onnx.format, file=onnx.file, exact=True, check=details)
+                return file, Runtime(flavour="onnx", format=onnx.format, file=onnx.file, exact=True, check=details)
+            file.close()
             tried.append(f"{np.dtype(dtype).name}: {differs}")
-        path = folder / onnx.file
-        path.unlink(missing_ok=True)
         return None, Runtime(flavour="onnx", reason=f"not exact on the {len(check)} hold-out rows: {'; '.join(tried)}")
     except Exception as exc:  # whatever happens, the training stands: the reason goes in the card
         return None, Runtime(flavour="onnx", reason=f"conversion failed: {_why(exc)}")

@@ -28,9 +28,10 @@ class TrainService(Service):
     config_model = TrainConfig
     default_prefetch = 1  # gathering is cheap, but never queue work behind one replica
 
-    def __init__(self, *args: Any, lease: float = 60.0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, lease: float = 60.0, adopt: bool | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.jobs = JobRunner(self.volume, self.worker, self.run_job, lease=lease)
+        # adopt=None: adopt orphaned jobs only on a shared bus (distributed mode), never embedded
+        self.jobs = JobRunner(self.volume, self.holder, self.run_job, lease=lease, adopt=adopt)
 
     def start(self) -> None:
         super().start()
@@ -43,10 +44,14 @@ class TrainService(Service):
         super().stop()
 
     def process(self, env: Envelope, config: TrainConfig, ctx: StepContext) -> Iterator[Batch]:
-        gather = Gather(self.volume, env.run_id, ctx.step)
-        if gather.add(env.seq, env.last, env.payload if env.payload is not None else pd.DataFrame()):
-            self.jobs.submit(env)
-            ctx.extra["deferred"] = True  # the job reports the step's outcome
+        gather = Gather(self.volume, env.run_id, ctx.step, self.holder)
+        claim = gather.add(env.seq, env.last, env.payload if env.payload is not None else pd.DataFrame())
+        if claim is None:  # incomplete, or trained (or training) with another message
+            ctx.extra["report"] = gather.outcome(env.seq)
+        else:
+            with claim:  # the job record, created once per run, takes over from the claim
+                if self.jobs.submit(env):
+                    ctx.extra["deferred"] = True  # the job reports the step's outcome
         yield from ()
 
     def run_job(self, env: Envelope) -> None:
@@ -65,6 +70,8 @@ class TrainService(Service):
             if not isinstance(exc, MlrmError):
                 raise
             return
-        gather.clear()
+        if env.body.get("adopted"):  # visible in the run: who finished whose training
+            result["adopted"] = env.body["adopted"]
+        gather.clear(report={"seq": env.seq, "result": result})
         rows_in = env.body.get("rows_in", 0)
         self._event(env, "processed", started=started, rows_in=rows_in, rows_out=0, batches_out=0, result=result)

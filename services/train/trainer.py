@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
-import tempfile
+import os
 import time
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -17,7 +16,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, TimeSeriesSplit, tra
 from mlrm.bus import Hop
 from mlrm.card import PipelineStep, Runtime
 from mlrm.context import ModelRef, StepContext
-from mlrm.errors import ConfigError, DataError, ExpressionError, NotFoundError
+from mlrm.errors import ConfigError, DataError, ExpressionError, NotFoundError, StepError
 from mlrm.expr import compile_condition, evaluate_condition
 from mlrm.flavours import Flavour, flavour
 from mlrm.pipeline import inference_pipeline, schema_key
@@ -134,45 +133,52 @@ def train(
     chosen = flavour(config.model.flavour)
     trusted: list[str] = []
 
-    def save(path: Path) -> None:
-        trusted.extend(chosen.save(model, path))
+    def save(file: IO[bytes]) -> None:
+        trusted.extend(chosen.save(model, file))
 
-    artefact = spool(save)  # streamed to the volume, not held in memory
-    scratch = Path(tempfile.mkdtemp(prefix="mlrm-onnx-"))
-    try:
-        extra: dict[str, Path] = {}
-        runtimes: dict[str, Runtime] = {}
-        if chosen.name == "sklearn":  # a faster runtime where the conversion is exact (never fails the training)
-            classes = chosen.classes(model) if config.model.kind == "classification" else None
-            converted, runtimes["onnx"] = convert(model, holdout, config.model.kind, classes, scratch)
-            if converted is not None:
-                extra[converted.name] = converted
-        return _register(chosen, model, artefact, df, X, config, ctx, lineage, metrics, evaluation, fit_seconds,
-                         trusted, route or [], extra, runtimes)  # fmt: skip
-    finally:
-        shutil.rmtree(artefact.parent, ignore_errors=True)
-        shutil.rmtree(scratch, ignore_errors=True)
+    runtimes: dict[str, Runtime] = {}
+    extra: dict[str, IO[bytes]] = {}
+    with spool(save) as artefact:  # streamed to the volume, not held in memory; nameless, so never left behind
+        try:
+            if chosen.name == "sklearn":  # a faster runtime where the conversion is exact (never fails the training)
+                classes = chosen.classes(model) if config.model.kind == "classification" else None
+                converted, runtimes["onnx"] = convert(model, holdout, config.model.kind, classes)
+                if converted is not None:
+                    extra[flavour("onnx").file] = converted
+            return _register(chosen, model, artefact, df, X, config, ctx, lineage, metrics, evaluation, fit_seconds,
+                             trusted, route or [], extra, runtimes)  # fmt: skip
+        finally:
+            for file in extra.values():
+                file.close()
 
 
 def _register(
-    chosen: Flavour, model: Any, artefact: Path, df: pd.DataFrame, X: pd.DataFrame, config: TrainConfig,
+    chosen: Flavour, model: Any, artefact: IO[bytes], df: pd.DataFrame, X: pd.DataFrame, config: TrainConfig,
     ctx: StepContext, lineage: dict[str, Any], metrics: dict[str, float], evaluation: dict[str, Any],
-    fit_seconds: float, trusted: list[str], route: list[Hop], extra: dict[str, Path], runtimes: dict[str, Runtime],
+    fit_seconds: float, trusted: list[str], route: list[Hop], extra: dict[str, IO[bytes]],
+    runtimes: dict[str, Runtime],
 ) -> dict[str, Any]:  # fmt: skip
     sample = X.iloc[: min(1000, len(X))]
     t0 = time.perf_counter()
     predictions = chosen.predict(model, sample).values
     per_row_ms = (time.perf_counter() - t0) * 1000 / max(1, len(sample))
 
-    files: dict[str, bytes | Path] = {chosen.file: artefact, **extra}
+    files: dict[str, bytes | Path | IO[bytes]] = {chosen.file: artefact, **extra}
     state_prefix = f"runs/{ctx.run_id}/state/"
     for obj in ctx.volume.list(state_prefix):
         files[f"state/{obj.key[len(state_prefix) :]}"] = ctx.volume.get_bytes(obj.key)
+    statistics = [s.state for s in inference_pipeline(route) if s.state]  # what the version needs to predict
+    missing = [key for key in statistics if f"state/{key}.json" not in files]
+    if missing:
+        raise StepError(
+            f"the statistics of {', '.join(missing)} are missing from {state_prefix} (deleted while the run "
+            "was training?); no version was registered, since it could not predict"
+        )
 
     pipeline = [
         PipelineStep(
             hop=s.hop, service=s.service, position=s.position, config=s.step.model_dump(mode="json"), state=s.state,
-            sha256=_digest(files.get(f"state/{s.state}.json")) if s.state else None,
+            sha256=_digest(files.get(f"state/{s.state}.json")) if s.state else None,  # type: ignore[arg-type]
         )
         for s in inference_pipeline(route)
     ]  # fmt: skip
@@ -185,7 +191,7 @@ def _register(
         "fingerprint": str(int(pd.util.hash_pandas_object(df, index=False).sum() & 0xFFFFFFFFFFFF)),
         "fit_seconds": fit_seconds,
     }
-    runresource = {"artefact_bytes": artefact.stat().st_size, "predict_ms_per_row": round(per_row_ms, 5)}
+    runresource = {"artefact_bytes": artefact.seek(0, os.SEEK_END), "predict_ms_per_row": round(per_row_ms, 5)}
     card = build_card(
         config=config, flavour=chosen, model=model, X=X, inputs=_raw_inputs(ctx, pipeline, X, config),
         pipeline=pipeline, classes=classes, predictions=predictions, metrics=metrics, evaluation=evaluation,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from sklearn.dummy import DummyClassifier
+
 from mlrm.steps import TransformStep
 
 
@@ -39,3 +41,15 @@ class FailsUntilFixed(TransformStep):
         if not os.path.exists(self.fixed):
             raise RuntimeError("not fixed yet")
         return df
+
+
+class SlowClassifier(DummyClassifier):
+    """A classifier whose fit takes `seconds`: a training a test can kill, or gc, half-way."""
+
+    def __init__(self, *, seconds: float = 60.0, strategy: str = "prior", random_state=None, constant=None):
+        super().__init__(strategy=strategy, random_state=random_state, constant=constant)
+        self.seconds = seconds
+
+    def fit(self, X, y, sample_weight=None):
+        time.sleep(self.seconds)
+        return super().fit(X, y, sample_weight)

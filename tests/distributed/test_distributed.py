@@ -261,3 +261,21 @@ def test_mlrm_up_starts_everything_and_ctrl_c_stops_everything(vhost, tmp_path):
     assert proc.returncode == 0, stderr
     assert "stopped" in stderr
     assert consumers(url, "mlrm.handler") == 0 and consumers(url, "mlrm.orchestrator") == 0
+
+
+def test_a_train_replica_killed_mid_training_has_its_job_adopted_and_the_run_says_so(cluster_factory, tmp_path):
+    from tests.support import SLOW_TRAIN, wait_for
+
+    cluster = cluster_factory(train=2)
+    slow = tmp_path / "slow-train.yaml"
+    slow.write_text(SLOW_TRAIN.format(iris=IRIS / "iris.csv").replace("seconds: 600", "seconds: 4"))
+    run_id = cluster.submit(slow)
+    job = f"runs/{run_id}/leases/job.train.json"
+    wait_for(lambda: cluster.volume.exists(job), 120, "the training job")
+    holder = cluster.volume.get_json(job)["holder"]["name"]
+    os.kill(cluster.pid(holder), signal.SIGKILL)  # mid-training
+    record = cluster.wait(run_id, 180)
+    assert record.status == "succeeded", record.error
+    adopted = record.result("train")["adopted"]
+    assert len(adopted) == 1 and adopted[0]["from"].startswith(f"{holder} (pid")
+    assert cluster.volume.get_json(job)["taken_over"] == adopted

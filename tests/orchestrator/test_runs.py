@@ -274,3 +274,68 @@ def test_an_embedded_run_does_only_the_work_it_needs(mlrm):
     assert mlrm.run(CONFIGS / "iris" / "train.yaml", timeout=120).status == "succeeded"  # production -> 2
     assert ModelRegistry(mlrm.volume).resolve("iris-classifier", alias="production").version == 2
     assert predict.infer("iris-classifier", rows, alias="production")[1].version == 2  # followed on request
+
+
+@pytest.mark.parametrize("first", ["reopen message first", "replayed events first"])
+@pytest.mark.parametrize("fixed", [True, False], ids=["replay succeeds", "replay fails again"])
+def test_a_replayed_run_ends_whichever_of_its_messages_arrives_first(mlrm, workflow, tmp_path, first, fixed):
+    """`mlrm dlq replay` sends a reopen message to the orchestrator and the dead letters to their services:
+    different queues, so the replayed batch's events may be recorded before the run is reopened."""
+    import time
+
+    from orchestrator.compile import compile_workflow
+    from orchestrator.orchestrator import SUBMIT_QUEUE, replay_dead_letters, submission
+    from tests.support import wait_for
+
+    marker = tmp_path / "count"  # settings.retries is 1: two failures dead-letter the batch
+    steps = f'[{{step: "run_steps:Flaky", failures: {2 if fixed else 10}, marker: "{marker}"}}]'
+    failed = mlrm.run(workflow(steps, 1000), timeout=60)
+    assert failed.status == "failed"
+
+    held: list = []
+
+    class Broker:  # the bus, delivering the reopen message late when asked to
+        def publish(self, queue, env):
+            if queue == SUBMIT_QUEUE and first == "replayed events first":
+                held.append((queue, env))
+            else:
+                mlrm.bus.publish(queue, env)
+
+        def drain(self, queue):
+            return mlrm.bus.drain(queue)
+
+    replayed_at = time.time()
+    assert replay_dead_letters(Broker(), ["handler"], failed.id) == 1
+    clean = lambda: mlrm.store.get(failed.id).steps[1]  # noqa: E731
+    wait_for(lambda: (clean().finished or 0) > replayed_at, 60, "the replayed batch's event to be recorded")
+    for queue, env in held:
+        mlrm.bus.publish(queue, env)
+    # The orchestrator takes submissions in order: once a later one has started, the reopen was handled.
+    later = submission(compile_workflow(workflow("[{step: drop_na}]")))
+    mlrm.bus.publish(SUBMIT_QUEUE, later)
+    wait_for(lambda: mlrm.store.exists(later.run_id), 60, "the orchestrator to take the reopen message")
+    record = mlrm.orchestrator.wait(failed.id, timeout=60)
+    assert record.status == ("succeeded" if fixed else "failed"), record
+
+
+def test_replaying_a_stray_dead_letter_of_a_run_that_succeeded_leaves_it_succeeded(mlrm, workflow):
+    """A batch dead-lettered although its run completed (a stray redelivery): replaying it must not
+    reopen the run for good (its events are repeats, which never complete anything)."""
+    from mlrm.bus import Envelope, message_id
+    from orchestrator.compile import compile_workflow
+    from orchestrator.orchestrator import SUBMIT_QUEUE, replay_dead_letters, submission
+    from tests.support import wait_for
+
+    path = workflow("[{step: drop_na}]")
+    run = mlrm.run(path, timeout=60)
+    assert run.status == "succeeded"
+    stray = Envelope(id=message_id(run.id, "clean", 0), run_id=run.id, route=compile_workflow(path).route, hop=1,
+                     seq=0, last=False, payload=pd.DataFrame({"id": [0], "x": [0.0]}))  # fmt: skip
+    mlrm.bus.publish(dead_letter_queue(service_queue("handler")), stray)
+    handled = mlrm.service("handler").processed
+    assert replay_dead_letters(mlrm.bus, ["handler"], run.id) == 1
+    wait_for(lambda: mlrm.service("handler").processed > handled, 60, "the replayed batch")
+    later = submission(compile_workflow(path))  # once a later submission started, the reopen was handled
+    mlrm.bus.publish(SUBMIT_QUEUE, later)
+    wait_for(lambda: mlrm.store.exists(later.run_id), 60, "the orchestrator to take the reopen message")
+    assert mlrm.store.get(run.id).status == "succeeded"
