@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import statistics
 import sys
@@ -40,7 +41,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -113,9 +114,12 @@ class Chaos:
     round_timeout: float = 900.0
     latest: float = 0.95  # the latest point of progress a fault may be set for
     log: Any = None  # where to print progress (stderr by default)
-    tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mlrm-chaos-")))
+    tmp: Path | None = None  # where the S3 data, the run store and the replicas' log go (default: removed after)
 
     def __post_init__(self) -> None:
+        self.own_tmp = self.tmp is None
+        self.tmp = Path(tempfile.mkdtemp(prefix="mlrm-chaos-")) if self.tmp is None else self.tmp
+        self.tmp.mkdir(parents=True, exist_ok=True)
         self.random = random.Random(self.seed)
         self.log = self.log or (lambda text: print(text, file=sys.stderr, flush=True))
 
@@ -157,6 +161,8 @@ class Chaos:
             except Exception as error:  # keep tearing down
                 self.log(f"teardown: {type(error).__name__}: {error}")
         rabbitmqctl("delete_vhost", self.vhost)
+        if self.own_tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
     def ready(self, timeout: float = 120.0) -> None:
         """Every replica consumes its queue (after restarts)."""
@@ -369,6 +375,7 @@ def main() -> None:
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated fault kinds")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--round-timeout", type=float, default=900.0)
+    parser.add_argument("--keep", type=Path, help="keep the S3 data, run store and replicas' log in this folder")
     args = parser.parse_args()
     kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
     unknown = sorted(set(kinds) - set(KINDS))
@@ -376,7 +383,7 @@ def main() -> None:
         parser.error(f"unknown fault kind(s): {', '.join(unknown)}; known: {', '.join(KINDS)}")
     rounds: list[dict[str, Any]] = []
     chaos = Chaos(rows=args.rows, batch_size=args.batch_size, faults=args.faults, kinds=kinds, seed=args.seed,
-                  round_timeout=args.round_timeout)  # fmt: skip
+                  round_timeout=args.round_timeout, tmp=args.keep)  # fmt: skip
     out = ROOT / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
     path = out / f"chaos-{time.strftime('%Y%m%d-%H%M%S')}.json"

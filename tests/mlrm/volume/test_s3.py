@@ -253,3 +253,17 @@ def test_server_going_away_fails_writes_and_leaves_no_partial_object(seaweedfs_f
         assert vol.stat("lost.bin") is None
     finally:
         vol.close()
+
+
+def test_gc_aborts_uploads_a_killed_writer_left_unfinished(s3_volume):
+    """A writer killed mid multipart upload leaves an invisible upload holding storage: gc aborts it,
+    once it is old enough that no live writer can still be sending it."""
+    client = s3_volume._client
+    key = s3_volume.prefix + "predictions/big.csv"
+    upload = client._create_multipart_upload(s3_volume.bucket, key, {})
+    listed = lambda: [u.upload_id for u in client._list_multipart_uploads(s3_volume.bucket).uploads]  # noqa: E731
+    assert upload in listed()
+    assert s3_volume.collect_temporary(0) == 0  # a young upload may belong to a live writer
+    assert s3_volume.collect_temporary(0, now=time.time() + 7200) == 1
+    assert upload not in listed()
+    assert list(s3_volume.list()) == []
