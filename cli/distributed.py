@@ -198,14 +198,12 @@ def submit(
     ] = 60.0,
 ) -> None:
     """Submit a workflow to a running orchestrator; prints the run id and follows it."""
-    from mlrm.errors import ConfigError
     from mlrm.volume import open_volume
     from orchestrator.compile import compile_workflow
     from orchestrator.orchestrator import SUBMIT_QUEUE, submission
 
     common.check_seconds(timeout, "--timeout")
-    if not start_timeout >= 0:  # also refuses nan
-        raise ConfigError(f"--start-timeout must be 0 or more seconds, not {start_timeout}")
+    common.check_seconds(start_timeout, "--start-timeout", zero=True)  # 0: wait for ever
     settings = common.settings_for()
     # Everything that can fail is checked before anything is sent: a submission, once published,
     # would run whenever an orchestrator takes it, whatever this command reported.

@@ -242,7 +242,8 @@ def register_model(
                 "in the description if you vouch for them"
             )
         trusted = untrusted
-    model = serving.load(path, trusted=desc.trusted_types, what=what, classes=desc.inference.classes)
+    with open(path, "rb") as file:
+        model = serving.load(file, trusted=desc.trusted_types, what=what, classes=desc.inference.classes)
     card = _card(name, desc, doc, serving, model, trusted)
     card.lineage = {"registered": {"by": "mlrm models register", "artefact": path.name, "format": fmt}}
     ref = ModelRef(name, registry.reserve_version(name))

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -142,11 +142,11 @@ def check_flavour(chosen: Flavour) -> None:
     else:
         model, classes = chosen.conformance_model(X, y)
         before = None
-    with tempfile.TemporaryDirectory(prefix="mlrm-conformance-") as tmp:
-        path = Path(tmp) / chosen.file
-        trusted = chosen.save(model, path)
+    with tempfile.TemporaryFile(prefix="mlrm-conformance-") as file:
+        trusted = chosen.save(model, file)
         assert all(isinstance(t, str) for t in trusted), "save returns the type names loading must trust"
-        loaded = _load(chosen, path, trusted, classes)
+        file.seek(0)
+        loaded = _load(chosen, file, trusted, classes)
     after = chosen.predict(loaded, X, proba=True)
     assert len(after.values) == len(X), "one prediction per row"
     assert chosen.classes(loaded) == ["a", "b"]
@@ -159,13 +159,8 @@ def check_flavour(chosen: Flavour) -> None:
     assert {"framework", "hyperparameters"} <= set(described)
 
 
-def _load(chosen: Flavour, path: Path, trusted: list[str], classes: list[Any] | None) -> Any:
-    import inspect
-
-    what = f"the {chosen.name} conformance model"
-    if "classes" in inspect.signature(chosen.load).parameters:  # a flavour whose artefact does not hold them
-        return chosen.load(path, trusted=trusted, what=what, classes=classes)  # type: ignore[call-arg]
-    return chosen.load(path, trusted=trusted, what=what)
+def _load(chosen: Flavour, file: IO[bytes], trusted: list[str], classes: list[Any] | None) -> Any:
+    return chosen.load(file, trusted=trusted, what=f"the {chosen.name} conformance model", classes=classes)
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,7 @@ class OnnxFlavour(Flavour):
 
         try:
             file.seek(0)
-            proto = onnx.load(file, load_external_data=False)
+            proto = onnx.load_model_from_string(file.read())  # external data is refused below, never read
         except Exception as exc:
             raise RegistryError(f"{what}: {self.file} is not a readable ONNX model ({exc})") from None
         external = [t.name for t in _tensors(proto) if t.data_location == onnx.TensorProto.EXTERNAL]

@@ -111,7 +111,8 @@ def test_piped_output_is_not_laid_out_for_80_columns(monkeypatch):
     assert cli_module.make_console(width=80).width == 80
 
 
-DURATIONS = {("run", "--timeout"), ("submit", "--timeout"), ("gc", "--older-than")}
+DURATIONS = {("run", "--timeout"), ("submit", "--timeout"), ("submit", "--start-timeout"), ("gc", "--older-than")}
+ZERO_MEANS = {"--older-than": "every finished run", "--start-timeout": "wait for ever"}
 
 
 def _duration_options() -> set[tuple[str, str]]:
@@ -135,8 +136,9 @@ def test_every_duration_option_refuses_non_positive_and_non_finite_values(cli, t
         args = [command, option, value]
         if command in ("run", "submit"):
             args.append(tmp_path / "workflow.yaml")  # never read: the option is checked first
-        if option == "--older-than" and value == "0":  # an age: 0 means every finished run
-            assert cli(*args).exit_code == 0
+        if option in ZERO_MEANS and value == "0":  # 0 has a meaning here: see ZERO_MEANS
+            if option == "--older-than":
+                assert cli(*args).exit_code == 0
             continue
         assert_one_error(cli(*args), option, "seconds", code=2)
     assert_one_error(cli("gc", "--older-than", f"{value}h"), "--older-than") if value != "0" else None
