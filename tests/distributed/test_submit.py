@@ -7,9 +7,9 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-import mlrm.cli.common as cli_common
+import cli.common as cli_common
+from cli import app
 from mlrm.bus import open_bus
-from mlrm.cli import app
 from orchestrator.orchestrator import SUBMIT_QUEUE
 from tests.conftest import CONFIGS
 
