@@ -51,10 +51,11 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.batch_predict import make_input  # noqa: E402
 from benchmarks.distributed import SERVICES, rabbitmqctl  # noqa: E402
 from mlrm.bus import dead_letter_queue, open_bus, service_queue  # noqa: E402
+from mlrm.bus.queues import events_queue  # noqa: E402
 from mlrm.volume import open_volume  # noqa: E402
 from orchestrator.compile import compile_workflow  # noqa: E402
 from orchestrator.local import LocalDeployment, ServiceReplicas, Supervisor  # noqa: E402
-from orchestrator.orchestrator import SUBMIT_QUEUE, read_status, submission  # noqa: E402
+from orchestrator.orchestrator import EVENTS_GROUP, SUBMIT_QUEUE, read_status, submission  # noqa: E402
 from tests.s3server import SeaweedFS  # noqa: E402
 from tests.support import consumers  # noqa: E402
 
@@ -71,7 +72,10 @@ steps:
   - name: collect
     service: collector
     config: {{source: {{step: csv, path: {rows}}}, batch_size: {batch_size}}}
-  - {{name: clean, service: handler, config: {iris}/clean-predict.yaml}}
+  - name: clean        # the training's steps repeated (the older form): every service takes part in the round
+    service: handler
+    config: {{steps: [{{step: fill_na, name: impute, strategy: median,
+                        columns: [sepal_length, sepal_width, petal_length, petal_width]}}]}}
   - {{name: features, service: features, config: {iris}/features.yaml}}
   - name: predict
     service: predict
@@ -167,7 +171,7 @@ class Chaos:
     def ready(self, timeout: float = 120.0) -> None:
         """Every replica consumes its queue (after restarts)."""
         url = self.url
-        want = {f"mlrm.{s}": n for s, n in REPLICAS.items() if n} | {SUBMIT_QUEUE: 1, "mlrm.events": 1}
+        want = {f"mlrm.{s}": n for s, n in REPLICAS.items() if n} | {SUBMIT_QUEUE: 1, events_queue(EVENTS_GROUP): 1}
         deadline = time.monotonic() + timeout
         while not all(consumers(url, q) >= n for q, n in want.items()):
             if time.monotonic() > deadline:

@@ -34,6 +34,10 @@ class ServiceReplicas(Section):
     """Node label (predict: which strict deployments this replica may load)."""
     prefetch: int | None = Field(None, ge=1)
     """Messages a replica takes at once (default: the bus's)."""
+    http_port: int | None = Field(None, ge=1, le=65535)
+    """predict: serve the Open Inference Protocol over REST, replica i on this port + i (off when unset)."""
+    grpc_port: int | None = Field(None, ge=1, le=65535)
+    """predict: serve it over gRPC, replica i on this port + i (off when unset)."""
 
 
 class LocalDeployment(ConfigModel):
@@ -67,6 +71,9 @@ class LocalDeployment(ConfigModel):
                     cmd += ["--node", spec.node]
                 if spec.prefetch:
                     cmd += ["--prefetch", str(spec.prefetch)]
+                if name == "predict":  # replicas on one machine cannot share a port: each its own, or none
+                    cmd += ["--http-port", str(spec.http_port + i if spec.http_port else 0)]
+                    cmd += ["--grpc-port", str(spec.grpc_port + i if spec.grpc_port else 0)]
                 procs.append((f"{name}-{i}", cmd))
         return procs
 
