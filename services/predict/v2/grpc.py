@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent import futures
 from typing import Any, TypeVar
 
 import grpc
@@ -167,15 +166,6 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.RepositoryModelUnloadResponse()
 
 
-def grpc_server(v2: V2, address: str, *, workers: int = 8, max_body: int = 16 * 1024 * 1024) -> tuple[grpc.Server, int]:
-    """A started-to-be gRPC server bound to ``address`` (``host:port``; port 0 picks one); returns it and its port."""
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="v2-grpc"),
-        maximum_concurrent_rpcs=v2.max_inflight,
-        options=[("grpc.max_receive_message_length", max_body), ("grpc.max_send_message_length", 2**31 - 1)],
-    )
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(Servicer(v2), server)
-    port = server.add_insecure_port(address)
-    if port == 0:
-        raise MlrmError(f"cannot listen for gRPC on {address}")
-    return server, port
+def registrar(v2: V2) -> Callable[[grpc.Server], None]:
+    """What registers the V2 servicer on a ``grpc.Server`` (see :class:`mlrm.web.servers.ApiServers`)."""
+    return lambda server: pb_grpc.add_GRPCInferenceServiceServicer_to_server(Servicer(v2), server)
