@@ -296,13 +296,6 @@ def test_a_load_loop_across_an_alias_switch_sees_no_error(iris):
     assert versions[0] == "1" and versions[-1] == "2"
 
 
-def test_the_generated_grpc_code_is_fresh():
-    from services.predict.v2.generate import HERE, generate
-
-    stale = [name for name, text in generate().items() if (HERE / name).read_text() != text]
-    assert not stale, f"{', '.join(stale)} differ from the .proto: run `python -m services.predict.v2.generate`"
-
-
 def test_the_repository_extension_maps_onto_deployments(iris, http, grpc):
     from mlrm.deployments import Deployments
 
