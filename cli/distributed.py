@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.live import Live
 
-from cli import common
+from cli import auth, common
 from mlrm.settings import Settings
 
 # -- distributed mode ----------------------------------------------------------------------
@@ -87,11 +87,27 @@ def serve(
             help="predict: no broker at all, serve the volume's models over V2 only (also when MLRM_BUS is memory://).",
         ),
     ] = False,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Serve the ports without authentication (no tokens, no API keys).")
+    ] = False,
+    auth_file: auth.AuthFileOpt = None,
+    jwt_keys_file: auth.KeysFileOpt = None,
+    tls_cert: Annotated[
+        str | None, typer.Option(envvar="MLRM_TLS_CERT", help="PEM certificate: TLS on every port.")
+    ] = None,
+    tls_key: Annotated[str | None, typer.Option(envvar="MLRM_TLS_KEY", help="PEM private key of --tls-cert.")] = None,
+    tls_client_ca: Annotated[
+        str | None, typer.Option(envvar="MLRM_TLS_CLIENT_CA", help="PEM CA: clients must show a certificate it signed.")
+    ] = None,
 ) -> None:
     """Run one service on the shared bus until Ctrl-C (distributed mode).
 
     `mlrm serve predict` also answers the Open Inference Protocol (KServe V2) over REST and gRPC; with `--no-bus`
     (or MLRM_BUS=memory://) it needs no broker: online inference from the models of a local volume.
+
+    Ports need a token or API key (users, keys: `mlrm users`, `mlrm keys`; tokens from POST /token) once a JWT
+    signing key is configured (MLRM_JWT_KEYS, MLRM_JWT_KEYS_FILE or `mlrm auth init-key`). On a shared bus a
+    server without one refuses to start unless given `--insecure`; standalone (`--no-bus`) it runs open.
     """
     import socket
 
@@ -105,6 +121,11 @@ def serve(
     standalone = service == "predict" and (no_bus or settings.bus.startswith("memory://"))
     if no_bus and service != "predict":
         raise typer.BadParameter("--no-bus is for `mlrm serve predict`")
+    opens_port = service == "predict" and bool(http_port or grpc_port)
+    security, tls = auth.server_security(
+        who=service, opens_port=opens_port, shared_bus=not standalone, insecure=insecure, auth_file=auth_file,
+        jwt_keys_file=jwt_keys_file, tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca,
+    )  # fmt: skip  (before anything starts: a refusal leaves nothing behind)
     if standalone:
         from mlrm.bus.memory import MemoryBus
 
@@ -136,9 +157,9 @@ def serve(
         from services.predict.v2.serve import V2Servers
 
         v2 = V2Servers(services[0], host=host, http_port=http_port or None, grpc_port=grpc_port or None,
-                       max_inflight=max_inflight, max_body=max_body).start()  # fmt: skip
+                       max_inflight=max_inflight, max_body=max_body, security=security, tls=tls).start()  # fmt: skip
         where = [
-            f"REST http://{host}:{v2.http_port}/v2" if http_port else "",
+            f"REST http{'s' if tls else ''}://{host}:{v2.http_port}/v2" if http_port else "",
             f"gRPC {host}:{v2.grpc_port}" if grpc_port else "",
         ]
         common.err.print(f"{base}: Open Inference Protocol (V2) on {', '.join(w for w in where if w)}")

@@ -5,6 +5,10 @@
 
 ``rest`` is any ASGI application; ``grpc`` is a callable that registers servicers on a
 ``grpc.Server`` (the generated ``add_*Servicer_to_server`` functions). Either may be ``None``.
+
+``security`` (a :class:`~mlrm.auth.Security`; None: open) is installed on the REST application
+(:func:`mlrm.web.auth.secure`) and, with ``grpc_scopes`` (the gRPC module's ``SCOPES``), as an
+interceptor on gRPC. ``tls`` (a :class:`~mlrm.web.tls.Tls`) serves both ports over TLS only.
 """
 
 from __future__ import annotations
@@ -12,14 +16,19 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import uvicorn
 
 from mlrm.errors import MlrmError
+from mlrm.web.auth import grpc_auth_interceptor, secure
+from mlrm.web.tls import Tls
+
+if TYPE_CHECKING:
+    from mlrm.auth import Security
 
 GrpcRegistrar = Callable[[grpc.Server], None]
 
@@ -38,6 +47,9 @@ class ApiServers:
         max_concurrent_rpcs: int | None = None,
         grpc_interceptors: Sequence[Any] = (),
         name: str = "api",
+        security: Security | None = None,
+        grpc_scopes: Mapping[str, str | None] | None = None,
+        tls: Tls | None = None,
     ) -> None:
         self.rest, self.grpc = rest, grpc
         self.host = host
@@ -46,6 +58,12 @@ class ApiServers:
         self.max_body, self.grpc_workers, self.max_concurrent_rpcs = max_body, grpc_workers, max_concurrent_rpcs
         self.grpc_interceptors = list(grpc_interceptors)
         self.name = name
+        self.security, self.tls = security, tls
+        if security is not None:
+            if rest is not None:
+                secure(rest, security)
+            # first: a call is authenticated before any other interceptor sees it; unlisted methods need admin
+            self.grpc_interceptors.insert(0, grpc_auth_interceptor(security, grpc_scopes or {}))
         self._uvicorn: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._grpc: Any = None
@@ -68,6 +86,7 @@ class ApiServers:
         self.http_port = sock.getsockname()[1]
         config = uvicorn.Config(
             self.rest, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5,
+            **(self.tls.uvicorn_options() if self.tls is not None else {}),
         )  # fmt: skip
         self._uvicorn = uvicorn.Server(config)
         self._thread = threading.Thread(
@@ -91,7 +110,10 @@ class ApiServers:
         )  # fmt: skip
         self.grpc(server)
         address = f"[{self.host}]:{self.grpc_port or 0}" if ":" in self.host else f"{self.host}:{self.grpc_port or 0}"
-        port = server.add_insecure_port(address)
+        if self.tls is not None:
+            port = server.add_secure_port(address, self.tls.grpc_credentials())
+        else:
+            port = server.add_insecure_port(address)
         if port == 0:
             raise MlrmError(f"cannot listen for gRPC on {address}")
         self._grpc, self.grpc_port = server, port

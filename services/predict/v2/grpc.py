@@ -31,6 +31,15 @@ CONTENTS = {
 }  # fmt: skip
 FIELDS = sorted(set(CONTENTS.values()))
 
+# the scope each method needs when the server has authentication (mlrm.web.auth); None: open
+SERVICE = "/inference.GRPCInferenceService/"
+SCOPES: dict[str, str | None] = {
+    f"{SERVICE}ServerLive": None, f"{SERVICE}ServerReady": None, f"{SERVICE}ServerMetadata": None,
+    f"{SERVICE}ModelReady": "read", f"{SERVICE}ModelMetadata": "read", f"{SERVICE}RepositoryIndex": "read",
+    f"{SERVICE}ModelInfer": "infer",
+    f"{SERVICE}RepositoryModelLoad": "admin", f"{SERVICE}RepositoryModelUnload": "admin",
+}  # fmt: skip
+
 R = TypeVar("R")
 
 

@@ -8,6 +8,7 @@ then each tensor's raw bytes) in both directions. Every refusal is the V2 error 
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,7 +21,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mlrm.errors import DataError, MlrmError, TooLargeError
+from mlrm.errors import DataError, MlrmError, TooLargeError, UnauthorizedError
+from mlrm.web.auth import requires, secure, token_routes
 from services.predict.v2.codec import V2, Tensor, from_list, from_raw, json_data, to_raw
 
 log = logging.getLogger(__name__)
@@ -34,13 +36,21 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 
 def error_response(message: str, status: int) -> Response:
-    return json_response({"error": message}, status)
+    response = json_response({"error": message}, status)
+    if status == UnauthorizedError.http_status:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
 
 
 def rest_app(v2: V2, *, max_body: int = 16 * 1024 * 1024) -> Starlette:
-    """The ASGI application: health, metadata, inference, the model repository extension."""
+    """The ASGI application: health, metadata, inference, the model repository extension, and
+    ``POST /token`` (answered when a :class:`~mlrm.auth.Security` is installed, see :func:`mlrm.web.auth.secure`).
+
+    Scopes: inference ``infer``; model metadata, readiness and the repository index ``read``;
+    repository load and unload ``admin``; health and server metadata open."""
 
     def guarded(handler: Handler) -> Handler:
+        @functools.wraps(handler)  # keeps the scope marker requires() sets
         async def endpoint(request: Request) -> Response:
             try:
                 return await handler(request)
@@ -110,18 +120,19 @@ def rest_app(v2: V2, *, max_body: int = 16 * 1024 * 1024) -> Starlette:
     model = "/v2/models/{name}"
     versioned = "/v2/models/{name}/versions/{version}"
     routes = [
-        Route("/v2/health/live", guarded(live)),
-        Route("/v2/health/ready", guarded(ready)),
-        Route("/v2", guarded(server_metadata)),
-        Route(model, guarded(model_metadata)),
-        Route(versioned, guarded(model_metadata)),
-        Route(f"{model}/ready", guarded(model_ready)),
-        Route(f"{versioned}/ready", guarded(model_ready)),
-        Route(f"{model}/infer", guarded(infer), methods=["POST"]),
-        Route(f"{versioned}/infer", guarded(infer), methods=["POST"]),
-        Route("/v2/repository/index", guarded(index), methods=["POST"]),
-        Route("/v2/repository/models/{name}/load", guarded(load), methods=["POST"]),
-        Route("/v2/repository/models/{name}/unload", guarded(unload), methods=["POST"]),
+        Route("/v2/health/live", guarded(requires(None)(live))),
+        Route("/v2/health/ready", guarded(requires(None)(ready))),
+        Route("/v2", guarded(requires(None)(server_metadata))),
+        Route(model, guarded(requires("read")(model_metadata))),
+        Route(versioned, guarded(requires("read")(model_metadata))),
+        Route(f"{model}/ready", guarded(requires("read")(model_ready))),
+        Route(f"{versioned}/ready", guarded(requires("read")(model_ready))),
+        Route(f"{model}/infer", guarded(requires("infer")(infer)), methods=["POST"]),
+        Route(f"{versioned}/infer", guarded(requires("infer")(infer)), methods=["POST"]),
+        Route("/v2/repository/index", guarded(requires("read")(index)), methods=["POST"]),
+        Route("/v2/repository/models/{name}/load", guarded(requires("admin")(load)), methods=["POST"]),
+        Route("/v2/repository/models/{name}/unload", guarded(requires("admin")(unload)), methods=["POST"]),
+        *token_routes(),
     ]
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -129,7 +140,8 @@ def rest_app(v2: V2, *, max_body: int = 16 * 1024 * 1024) -> Starlette:
         detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
         return error_response(f"{request.method} {request.url.path}: {detail}", status)
 
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: http_error})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: http_error})
+    return secure(app, None)  # open until ApiServers installs a Security
 
 
 def _object(body: bytes, what: str) -> dict[str, Any]:
