@@ -18,6 +18,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.schemas import SchemaGenerator
 
+from mlrm.web.auth import requires
 from mlrm.web.http import json_response
 
 DOCS = """<!doctype html>
@@ -39,7 +40,37 @@ def document(title: str, routes: Sequence[BaseRoute], models: Sequence[type[Base
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
     base = {"openapi": "3.1.0", "info": {"title": title, "version": version}, "components": {"schemas": schemas}}
-    return SchemaGenerator(base).get_schema(list(routes))
+    spec = SchemaGenerator(base).get_schema(list(routes))
+    _security(spec, routes)
+    return spec
+
+
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "a token from POST /token"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "`mlrm keys create`"},
+}
+
+
+def _security(spec: dict[str, Any], routes: Sequence[BaseRoute]) -> None:
+    """Say which operations need credentials (the scope each endpoint declares with ``requires``), and
+    that they may answer 401 (no valid credentials, when the server has authentication) or 403."""
+    secured = False
+    for route in routes:
+        scope = getattr(getattr(route, "endpoint", None), "scope", None)
+        operations = spec.get("paths", {}).get(getattr(route, "path_format", ""), {})
+        if scope is None or not operations:
+            continue
+        for method in getattr(route, "methods", None) or ():
+            operation = operations.get(method.lower())
+            if operation is None:
+                continue
+            secured = True
+            operation.setdefault("security", [{"bearer": [scope]}, {"apiKey": [scope]}])
+            responses = operation.setdefault("responses", {})
+            responses.setdefault("401", {"description": "no valid credentials (a server with authentication)"})
+            responses.setdefault("403", {"description": f"the credentials lack the '{scope}' scope"})
+    if secured:
+        spec.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
 
 
 def openapi_routes(title: str, routes: Sequence[BaseRoute], models: Sequence[type[BaseModel]] = (),
@@ -47,9 +78,11 @@ def openapi_routes(title: str, routes: Sequence[BaseRoute], models: Sequence[typ
     """``GET /openapi.json`` and ``GET /docs`` (Swagger UI) for ``routes``."""
     spec = document(title, routes, models, version)
 
+    @requires(None)
     async def openapi(request: Request) -> Response:
         return json_response(spec)
 
+    @requires(None)
     async def docs(request: Request) -> Response:
         return HTMLResponse(DOCS.format(title=title))
 

@@ -199,3 +199,25 @@ def test_without_security_everything_is_open():
     with ApiServers(rest=app, http_port=0) as running:
         base = f"http://127.0.0.1:{running.http_port}"
         assert httpx.post(f"{base}/token", data={"grant_type": "password"}).status_code == 404
+
+
+def test_the_openapi_document_says_which_operations_need_credentials(tmp_path, cheap_argon2):  # noqa: F811
+    from mlrm.web.openapi import openapi_routes
+
+    @requires("infer")
+    async def documented(request: Request) -> Response:
+        """Predict.
+        ---
+        responses:
+          "200": {description: the answer}
+        """
+        return await predict(request)
+
+    routes = [Route("/predict", guarded(documented), methods=["POST"]), Route("/health", guarded(health))]
+    app = secure(Starlette(routes=[*routes, *openapi_routes("t", routes)]), make_security(tmp_path))
+    with ApiServers(rest=app, http_port=0) as running:
+        spec = httpx.get(f"http://127.0.0.1:{running.http_port}/openapi.json").json()  # open: no credentials
+    operation = spec["paths"]["/predict"]["post"]
+    assert operation["security"] == [{"bearer": ["infer"]}, {"apiKey": ["infer"]}]
+    assert {"200", "401", "403"} <= set(operation["responses"])
+    assert set(spec["components"]["securitySchemes"]) == {"bearer", "apiKey"}
