@@ -52,6 +52,10 @@ class LocalDeployment(ConfigModel):
     """The orchestrator's run store."""
     services: dict[str, ServiceReplicas] = Field(default_factory=dict)
     """Replicas per service (`collector`, `handler`, ...); a service left out runs one replica."""
+    insecure: bool = False
+    """Serve the replicas' ports without authentication (`mlrm serve --insecure`). Otherwise a replica
+    with ports needs a JWT signing key: MLRM_JWT_KEYS or MLRM_JWT_KEYS_FILE in `mlrm up`'s environment,
+    or `.mlrm/jwt-keys.yaml` (`mlrm auth init-key`) in its working folder."""
 
     @field_validator("services")
     @classmethod
@@ -74,6 +78,8 @@ class LocalDeployment(ConfigModel):
                 if name == "predict":  # replicas on one machine cannot share a port: each its own, or none
                     cmd += ["--http-port", str(spec.http_port + i if spec.http_port else 0)]
                     cmd += ["--grpc-port", str(spec.grpc_port + i if spec.grpc_port else 0)]
+                if self.insecure:
+                    cmd.append("--insecure")
                 procs.append((f"{name}-{i}", cmd))
         return procs
 

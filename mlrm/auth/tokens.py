@@ -9,6 +9,8 @@ have expired. They come from ``MLRM_JWT_KEYS`` (``kid:secret,kid:secret``) or a 
     k20261001a: 9ab1...   # still verifies
 
 A token carries ``iss`` (checked), ``sub`` (the user), ``scope`` (space separated), ``iat`` and ``exp``.
+A verified token is remembered (up to :data:`CACHE` of them) until it expires or the keys change, so
+a client sending the same token again costs a dictionary lookup, not a signature check.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from mlrm.yamlio import load_yaml
 ALGORITHM = "HS256"
 MIN_SECRET = 32
 KID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+CACHE = 4096
 
 
 class SigningKeys:
@@ -111,6 +114,7 @@ class Tokens:
     def __init__(self, keys: Callable[[], SigningKeys], *, issuer: str = "mlrm", ttl: float = 3600,
                  leeway: float = 10) -> None:  # fmt: skip
         self.keys, self.issuer, self.ttl, self.leeway = keys, issuer, ttl, leeway
+        self._verified: dict[str, tuple[SigningKeys, Claims]] = {}
 
     @classmethod
     def from_file(cls, path: Path, **kwargs: Any) -> Tokens:
@@ -131,6 +135,18 @@ class Tokens:
 
     def verify(self, token: str) -> Claims:
         """The token's claims; UnauthorizedError (with a reason, never the token) if it is not valid."""
+        keys = self.keys()
+        known = self._verified.get(token)
+        if known is not None and known[0] is keys and time.time() <= known[1].expires + self.leeway:
+            return known[1]
+        self._verified.pop(token, None)
+        claims = self._verify(token, keys)
+        if len(self._verified) >= CACHE:
+            self._verified.clear()
+        self._verified[token] = (keys, claims)
+        return claims
+
+    def _verify(self, token: str, keys: SigningKeys) -> Claims:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -138,7 +154,7 @@ class Tokens:
         if header.get("alg") != ALGORITHM:
             raise UnauthorizedError(f"token algorithm must be {ALGORITHM}")
         kid = header.get("kid")
-        secret = self.keys().secret(kid) if isinstance(kid, str) else None
+        secret = keys.secret(kid) if isinstance(kid, str) else None
         if secret is None:
             raise UnauthorizedError("token signed by an unknown key (retired, or not one of this server's)")
         try:

@@ -23,3 +23,14 @@ def test_a_child_that_ran_healthily_is_restarted_without_the_crash_loop_backoff(
         assert "sleeper exited with -9; restarting in 0.5s" in caplog.text
     finally:
         supervisor.stop()
+
+
+def test_an_insecure_deployment_serves_its_replicas_ports_without_authentication():
+    from orchestrator.local import ServiceReplicas
+
+    def predict_command(**fields):
+        spec = LocalDeployment(services={"predict": ServiceReplicas(http_port=18080)}, **fields)
+        return next(cmd for name, cmd in spec.commands() if name == "predict-0")
+
+    assert "--insecure" not in predict_command()  # secure by default: the replica needs a signing key
+    assert "--insecure" in predict_command(insecure=True)

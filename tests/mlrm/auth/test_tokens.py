@@ -97,3 +97,11 @@ def test_a_malformed_keys_file_names_the_file(tmp_path):
     path.write_text("k1: short\n")
     with pytest.raises(ConfigError, match=f"{path}.*shorter"):
         read_keys_file(path)
+
+
+def test_a_remembered_token_is_still_refused_once_it_expires():
+    verifier = tokens({"k1": OLD}, leeway=10)
+    token, _ = verifier.issue("alice", ["read"], ttl=-5)  # expired 5 s ago: accepted within the leeway
+    assert verifier.verify(token).subject == "alice"  # and remembered
+    verifier.leeway = 0
+    assert "expired" in _refusal(verifier, token)
