@@ -11,7 +11,9 @@ purpose) are checked only when a token is asked for (:meth:`Security.password_gr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +22,9 @@ from mlrm.auth.scopes import effective, parse_scopes
 from mlrm.auth.settings import AuthSettings
 from mlrm.auth.store import AuthStore
 from mlrm.auth.tokens import Tokens, keys_from_text
-from mlrm.errors import ConfigError, DataError, ForbiddenError, UnauthorizedError
+from mlrm.errors import ConfigError, DataError, ForbiddenError, MlrmError, UnauthorizedError
+
+log = logging.getLogger(__name__)
 
 MISSING = "authentication required: send Authorization: Bearer <token> (from POST /token) or X-API-Key: <key>"
 
@@ -35,6 +39,17 @@ class Principal:
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes
+
+
+@contextmanager
+def _server_files() -> Iterator[None]:
+    """A users-and-keys or keys file that became invalid while serving: the caller learns only that
+    authentication is unavailable (500); the file, line and reason go to the server's log."""
+    try:
+        yield
+    except ConfigError as exc:
+        log.error("authentication is unavailable: %s", exc.message)
+        raise MlrmError("authentication is unavailable: a server file is invalid (see the server's log)") from None
 
 
 class Security:
@@ -73,7 +88,8 @@ class Security:
             scheme, _, credential = authorization.strip().partition(" ")
             scheme, credential = scheme.lower(), credential.strip()
             if scheme == "bearer" and credential:
-                claims = self.tokens.verify(credential)
+                with _server_files():
+                    claims = self.tokens.verify(credential)
                 return Principal(claims.subject, effective(claims.scopes), "token")
             if scheme == "apikey" and credential:
                 return self._key(credential)
@@ -84,7 +100,8 @@ class Security:
         raise UnauthorizedError(MISSING)
 
     def _key(self, key: str) -> Principal:
-        key_id, entry = self.store.check_key(key)
+        with _server_files():
+            key_id, entry = self.store.check_key(key)
         return Principal(f"key:{key_id}", effective(entry.scopes), "api-key")
 
     @staticmethod
@@ -104,7 +121,8 @@ class Security:
     def password_grant(self, username: str, password: str, scope: str = "") -> dict[str, Any]:
         """OAuth2's password grant: a token for the user's scopes (those asked for, when ``scope``
         names some). A wrong password, or an unknown user, is an UnauthorizedError."""
-        user = self.store.check_password(username, password)
+        with _server_files():
+            user = self.store.check_password(username, password)
         granted = set(user.scopes)
         try:
             asked = parse_scopes(scope) if scope.strip() else None
@@ -116,5 +134,6 @@ class Security:
             if not granted:
                 raise ForbiddenError(f"user {username} has none of the scopes asked for ({' '.join(asked)})")
         ordered = [s for s in ("infer", "submit", "read", "admin") if s in granted]
-        token, life = self.tokens.issue(username, ordered)
+        with _server_files():
+            token, life = self.tokens.issue(username, ordered)
         return {"access_token": token, "token_type": "bearer", "expires_in": life, "scope": " ".join(ordered)}

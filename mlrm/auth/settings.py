@@ -33,7 +33,3 @@ class AuthSettings(BaseSettings):
             return Path(self.jwt_keys_file)
         default = Path(DEFAULT_KEYS_FILE)
         return default if default.exists() else None
-
-    @property
-    def signing_configured(self) -> bool:
-        return (self.jwt_keys is not None and bool(self.jwt_keys.get_secret_value())) or self.keys_file() is not None

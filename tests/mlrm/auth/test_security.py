@@ -6,13 +6,14 @@ import pytest
 
 from mlrm.auth import AuthSettings, Security
 from mlrm.auth.store import AuthStore
-from mlrm.errors import ConfigError, DataError, ForbiddenError, UnauthorizedError
+from mlrm.errors import ConfigError, DataError, ForbiddenError, MlrmError, UnauthorizedError
+from tests.auth_support import cheap_argon2  # noqa: F401 - a fixture
 
 KEYS = "k1:" + "s" * 48
 
 
 @pytest.fixture
-def security(tmp_path):
+def security(tmp_path, cheap_argon2):  # noqa: F811
     store = AuthStore(tmp_path / "auth.yaml")
     store.add_user("alice", "alice's password", ["read", "infer"])
     store.add_user("root", "root's password", ["admin"])
@@ -80,3 +81,12 @@ def test_missing_or_malformed_credentials_are_401(security, headers):
 
 def test_an_open_endpoint_needs_no_credentials(security):
     assert security.check({}, None) is None
+
+
+def test_a_users_file_broken_while_serving_fails_closed_without_telling_the_caller_where(security, caplog):
+    _, key = security.store.create_key("ci", ["infer"])
+    security.store.path.write_text("keys: {broken: [\n")
+    with pytest.raises(MlrmError) as info:
+        security.authenticate({"x-api-key": key})
+    assert info.value.http_status == 500 and str(security.store.path) not in info.value.message
+    assert str(security.store.path) in caplog.text

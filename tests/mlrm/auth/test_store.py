@@ -7,15 +7,20 @@ import stat
 
 import pytest
 
-from mlrm.auth.store import AuthStore
+from mlrm.auth.store import AuthStore, hash_password
 from mlrm.errors import ConfigError, ConfigErrors, NotFoundError, UnauthorizedError
+from tests.auth_support import cheap_argon2  # noqa: F401 - a fixture
 
 PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(tmp_path, cheap_argon2):  # noqa: F811 - the same algorithm with cheaper parameters
     return AuthStore(tmp_path / "secrets" / "auth.yaml")
+
+
+def test_passwords_are_hashed_with_argon2id_at_rfc_9106_strength():
+    assert hash_password(PASSWORD).startswith("$argon2id$v=19$m=65536,t=3,p=4$")
 
 
 def test_a_user_is_stored_as_an_argon2id_hash_in_a_file_only_its_owner_can_read(store):
