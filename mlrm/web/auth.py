@@ -22,7 +22,7 @@ import anyio.to_thread
 import grpc
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from mlrm.auth.scopes import SCOPES, Scope
 from mlrm.auth.security import Security
@@ -55,16 +55,26 @@ def requires(scope: Scope | None) -> Callable[[Endpoint], Endpoint]:
 
 
 def secure(app: Any, security: Security | None) -> Any:
-    """Install ``security`` on a Starlette application (None: open). Every route must declare its
-    scope with :func:`requires` (``None`` for an open one): an unmarked route would be open by
-    accident, so it is refused here."""
-    if security is not None:
-        unmarked = [r.path for r in getattr(app, "routes", []) if isinstance(r, Route)
-                    and not hasattr(r.endpoint, "scope")]  # fmt: skip
-        if unmarked:
-            raise MlrmError(f"endpoints without a scope (decorate them with requires()): {', '.join(unmarked)}")
-    app.state.security = security
+    """Install ``security`` on a Starlette application (None: open), and on every Starlette application
+    mounted in it (an endpoint reads the security of the application that routed it). Every route must
+    declare its scope with :func:`requires` (``None`` for an open one): an unmarked route would be open
+    by accident, so it is refused here."""
+    unmarked = _install(app, security)
+    if security is not None and unmarked:
+        raise MlrmError(f"endpoints without a scope (decorate them with requires()): {', '.join(unmarked)}")
     return app
+
+
+def _install(app: Any, security: Security | None) -> list[str]:
+    if hasattr(app, "state"):
+        app.state.security = security
+    unmarked = []
+    for route in getattr(app, "routes", None) or []:
+        if isinstance(route, Route) and not hasattr(route.endpoint, "scope"):
+            unmarked.append(route.path)
+        elif isinstance(route, Mount):
+            unmarked += [route.path + path for path in _install(route.app, security)]
+    return unmarked
 
 
 def token_routes() -> list[Route]:

@@ -221,3 +221,17 @@ def test_the_openapi_document_says_which_operations_need_credentials(tmp_path, c
     assert operation["security"] == [{"bearer": ["infer"]}, {"apiKey": ["infer"]}]
     assert {"200", "401", "403"} <= set(operation["responses"])
     assert set(spec["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+
+
+def test_a_mounted_application_gets_the_same_security(tmp_path, cheap_argon2):  # noqa: F811
+    from starlette.routing import Mount
+
+    inner = Starlette(routes=[Route("/predict", guarded(predict), methods=["POST"])])
+    app = Starlette(routes=[Mount("/api", app=inner), Mount("/more", routes=[Route("/things", guarded(delete))])])
+    with ApiServers(rest=app, http_port=0, security=make_security(tmp_path)) as running:
+        base = f"http://127.0.0.1:{running.http_port}"
+        assert httpx.post(f"{base}/api/predict").status_code == 401
+        assert httpx.get(f"{base}/more/things").status_code == 401
+    with pytest.raises(MlrmError, match="/api/forgot"):
+        secure(Starlette(routes=[Mount("/api", routes=[Route("/forgot", health.__wrapped__)])]),
+               make_security(tmp_path))  # fmt: skip
