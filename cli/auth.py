@@ -212,11 +212,13 @@ def token(
     from mlrm.auth import AuthSettings, Security
     from mlrm.errors import ConfigError
 
+    seconds = common.parse_duration(ttl, "--ttl")
+    scopes = _scopes(scope)
     settings = AuthSettings(**({"jwt_keys_file": jwt_keys_file} if jwt_keys_file else {}))
     security = Security.from_settings(settings)
     if security is None:
         raise ConfigError("no JWT signing key: set MLRM_JWT_KEYS or MLRM_JWT_KEYS_FILE, or `mlrm auth init-key`")
-    text, _ = security.tokens.issue(subject, _scopes(scope), common.parse_duration(ttl, "--ttl"))
+    text, _ = security.tokens.issue(subject, scopes, seconds)
     sys.stdout.write(text + "\n")
 
 

@@ -22,6 +22,7 @@ cli, iris = test_cli.cli, test_cli.iris  # the fixtures of the CLI's tests
 
 LONG_KEY = "predictions/iris/" + "a-rather-long-object-name-" * 3 + "20261129-184615-abcdef[bold].csv"
 DEAD_ID = "20261129-184615-abcdef/clean/0000000000000000007"
+USER = "someone.with-a-rather-long-user-name@example.org"
 
 
 def _commands(group: Any, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
@@ -42,8 +43,18 @@ def _with_json() -> set[str]:
 
 
 @pytest.fixture
-def populated(cli, iris, monkeypatch):
-    """Two runs, two versions, a deployment, a long volume key and a dead letter."""
+def populated(cli, iris, monkeypatch, tmp_path):
+    """Two runs, two versions, a deployment, a long volume key, a dead letter, a user and an API key."""
+    from argon2 import PasswordHasher
+
+    import mlrm.auth.store
+    from mlrm.auth.store import AuthStore
+
+    monkeypatch.setattr(mlrm.auth.store, "_hasher", PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1))
+    monkeypatch.setenv("MLRM_AUTH_FILE", str(tmp_path / "auth.yaml"))
+    store = AuthStore(tmp_path / "auth.yaml")
+    store.add_user(USER, "a long enough password", ["read"])
+    cli.key_id = store.create_key("a key for the listing", ["infer"])[0]
     assert cli("run", iris / "train.yaml").exit_code == 0
     assert cli("run", iris / "train.yaml").exit_code == 0
     assert cli("deploy", "iris-classifier").exit_code == 0
@@ -76,6 +87,8 @@ def _ids(cli) -> dict[str, tuple[list[str], Callable[[Any], list[str]]]]:
         "dlq list": ([DEAD_ID, DEAD_ID[:22]], lambda doc: [x for d in doc for x in (d["message"], d["run"])]),
         "volume ls": ([LONG_KEY], lambda doc: [o["key"] for o in doc]),
         "steps": (["csv", "one_hot", "drop_na"], lambda doc: [s["step"] for s in doc]),
+        "users list": ([USER], lambda doc: [u["name"] for u in doc]),
+        "keys list": ([cli.key_id], lambda doc: [k["id"] for k in doc]),
     }
 
 
@@ -111,7 +124,8 @@ def test_piped_output_is_not_laid_out_for_80_columns(monkeypatch):
     assert cli_module.make_console(width=80).width == 80
 
 
-DURATIONS = {("run", "--timeout"), ("submit", "--timeout"), ("submit", "--start-timeout"), ("gc", "--older-than")}
+DURATIONS = {("run", "--timeout"), ("submit", "--timeout"), ("submit", "--start-timeout"), ("gc", "--older-than"),
+             ("auth token", "--ttl")}  # fmt: skip
 ZERO_MEANS = {"--older-than": "every finished run", "--start-timeout": "wait for ever"}
 
 
@@ -133,7 +147,9 @@ def _duration_options() -> set[tuple[str, str]]:
 def test_every_duration_option_refuses_non_positive_and_non_finite_values(cli, tmp_path, value):
     assert _duration_options() == DURATIONS  # a new timeout or duration option must be checked too
     for command, option in sorted(DURATIONS):
-        args = [command, option, value]
+        args = [*command.split(), option, value]
+        if command == "auth token":
+            args += ["someone", "--scope", "read"]
         if command in ("run", "submit"):
             args.append(tmp_path / "workflow.yaml")  # never read: the option is checked first
         if option in ZERO_MEANS and value == "0":  # 0 has a meaning here: see ZERO_MEANS
