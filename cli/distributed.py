@@ -122,10 +122,11 @@ def serve(
     if no_bus and service != "predict":
         raise typer.BadParameter("--no-bus is for `mlrm serve predict`")
     opens_port = service == "predict" and bool(http_port or grpc_port)
+    # before anything starts: a refusal leaves nothing behind
     security, tls = auth.server_security(
         who=service, opens_port=opens_port, shared_bus=not standalone, insecure=insecure, auth_file=auth_file,
         jwt_keys_file=jwt_keys_file, tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca,
-    )  # fmt: skip  (before anything starts: a refusal leaves nothing behind)
+    )  # fmt: skip
     if standalone:
         from mlrm.bus.memory import MemoryBus
 
@@ -160,7 +161,7 @@ def serve(
                        max_inflight=max_inflight, max_body=max_body, security=security, tls=tls).start()  # fmt: skip
         where = [
             f"REST http{'s' if tls else ''}://{host}:{v2.http_port}/v2" if http_port else "",
-            f"gRPC {host}:{v2.grpc_port}" if grpc_port else "",
+            f"gRPC{' (TLS)' if tls else ''} {host}:{v2.grpc_port}" if grpc_port else "",
         ]
         common.err.print(f"{base}: Open Inference Protocol (V2) on {', '.join(w for w in where if w)}")
     on = "no broker (V2 only)" if standalone else bus.url
