@@ -27,7 +27,7 @@ from starlette.routing import Mount, Route
 from mlrm.auth.scopes import SCOPES, Scope
 from mlrm.auth.security import Security
 from mlrm.errors import DataError, MlrmError, NotFoundError
-from mlrm.web.http import guarded, json_response, read_body
+from mlrm.web.http import error_response, guarded, json_response, read_body
 
 __all__ = ["SCOPES", "Scope", "grpc_auth_interceptor", "requires", "secure", "token_routes"]
 
@@ -37,15 +37,18 @@ MAX_FORM = 64 * 1024
 
 def requires(scope: Scope | None) -> Callable[[Endpoint], Endpoint]:
     """Mark a Starlette endpoint as needing ``scope`` (``None``: open, e.g. health), and check it on
-    every call against the application's security (``app.state.security``; none: allowed).
-    Raises UnauthorizedError / ForbiddenError, which :func:`mlrm.web.http.guarded` answers."""
+    every call against the application's security (``app.state.security``; none: allowed). A refusal
+    is answered here (401 with ``WWW-Authenticate: Bearer``, or 403), whatever wraps the endpoint."""
 
     def mark(endpoint: Endpoint) -> Endpoint:
         @functools.wraps(endpoint)
         async def checked(request: Request) -> Response:
             security = getattr(request.app.state, "security", None)
             if security is not None and scope is not None:
-                request.state.principal = security.check(request.headers, scope)
+                try:
+                    request.state.principal = security.check(request.headers, scope)
+                except MlrmError as exc:
+                    return error_response(exc)
             return await endpoint(request)
 
         checked.scope = scope  # type: ignore[attr-defined]

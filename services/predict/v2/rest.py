@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mlrm.errors import DataError, MlrmError, TooLargeError, UnauthorizedError
+from mlrm.errors import DataError, MlrmError, TooLargeError
 from mlrm.web.auth import requires, secure, token_routes
 from services.predict.v2.codec import V2, Tensor, from_list, from_raw, json_data, to_raw
 
@@ -36,10 +36,7 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 
 def error_response(message: str, status: int) -> Response:
-    response = json_response({"error": message}, status)
-    if status == UnauthorizedError.http_status:
-        response.headers["WWW-Authenticate"] = "Bearer"
-    return response
+    return json_response({"error": message}, status)
 
 
 def rest_app(v2: V2, *, max_body: int = 16 * 1024 * 1024) -> Starlette:

@@ -235,3 +235,13 @@ def test_a_mounted_application_gets_the_same_security(tmp_path, cheap_argon2):  
     with pytest.raises(MlrmError, match="/api/forgot"):
         secure(Starlette(routes=[Mount("/api", routes=[Route("/forgot", health.__wrapped__)])]),
                make_security(tmp_path))  # fmt: skip
+
+
+def test_a_refusal_is_answered_whichever_way_round_the_wrappers_are(tmp_path, cheap_argon2):  # noqa: F811
+    async def plain(request: Request) -> Response:
+        return json_response({})
+
+    app = Starlette(routes=[Route("/reversed", requires("read")(guarded(plain)))])
+    with ApiServers(rest=app, http_port=0, security=make_security(tmp_path)) as running:
+        answer = httpx.get(f"http://127.0.0.1:{running.http_port}/reversed")
+    assert answer.status_code == 401 and answer.headers["www-authenticate"] == "Bearer"
