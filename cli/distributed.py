@@ -334,6 +334,37 @@ def status(
         common.print_error(record.error)
 
 
+@common.app.command()
+@common.user_errors
+def cancel(
+    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    url: Annotated[str | None, typer.Option("--url", envvar="MLRM_URL", help=URL_HELP)] = None,
+) -> None:
+    """Cancel a run: services drop its messages, a training registers no version, it ends `cancelled`.
+
+    With --url through the control plane (which answers with the run's state); otherwise a cancel message
+    to the orchestrator on the shared bus.
+    """
+    if url:
+        from cli import remote
+
+        client = remote.Remote(url)
+        try:
+            common.print_run(remote.record(client.call("POST", f"/runs/{run_id}/cancel")))
+        finally:
+            client.close()
+        return
+    from mlrm.bus import Envelope
+    from orchestrator.orchestrator import SUBMIT_QUEUE
+
+    bus = _shared_bus(common.settings_for())
+    try:
+        bus.publish(SUBMIT_QUEUE, Envelope(id=f"{run_id}/cancel", run_id=run_id, body={"op": "cancel"}))
+    finally:
+        bus.close()
+    common.err.print(f"asked the orchestrator to cancel run {run_id}", highlight=False)
+
+
 def _follow(run_id: str, volume: Any, timeout: float | None, *, expires: float | None = None, bus: str = "") -> None:
     """Follow a run's published status until it ends, ``timeout`` passes, or it did not start by ``expires``."""
     from mlrm.errors import MlrmError, NotFoundError

@@ -57,6 +57,8 @@ def test_submit_status_runs_with_url(cli, servers, tmp_path: Path) -> None:  # n
     bad.write_text("kind: Workflow\nname: bad\nsteps: []\n")
     refused = cli("submit", bad, "--url", url)
     assert refused.exit_code == 2 and "bad.yaml:3" in refused.output  # checked here, before sending
+    ended = cli("cancel", run_id, "--url", url)
+    assert ended.exit_code == 4 and "already ended succeeded" in ended.output
     nobody = cli("runs", "--url", "http://127.0.0.1:9")
     assert nobody.exit_code == 1 and "cannot reach the control plane" in nobody.output
 

@@ -173,3 +173,16 @@ def test_openapi_document_and_docs(client: httpx.Client) -> None:
     assert "swagger" in client.get("/docs").text.lower()
     assert client.get("/health").json() == {"status": "ok"}
     assert client.get("/ready").json() == {"status": "ready"}
+
+
+def test_a_cancel_message_on_the_bus_cancels_too(client: httpx.Client, tmp_path: Path, embedded) -> None:
+    """What `mlrm cancel RUN` sends to an orchestrator without --url."""
+    from mlrm.bus import Envelope
+    from orchestrator.orchestrator import SUBMIT_QUEUE
+
+    run_id = client.post("/runs", json={"yaml": slow_workflow(tmp_path, rows=4000)}).json()["run_id"]
+    embedded.bus.publish(SUBMIT_QUEUE, Envelope(id=f"{run_id}/cancel", run_id=run_id, body={"op": "cancel"}))
+    deadline = time.monotonic() + 10
+    while client.get(f"/runs/{run_id}").json()["status"] != "cancelled":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
