@@ -18,6 +18,12 @@ from orchestrator.orchestrator import Orchestrator
 from orchestrator.store import RunRecord
 
 BODY = "request body"
+NO_ENV: dict[str, str] = {}  # a submitted workflow never reads the server's environment (${VAR}: its secrets)
+
+
+def load_body(text: str) -> Document:
+    """A workflow sent over the API, as YAML: its ``${VAR}`` references see no environment variable."""
+    return loads_yaml(text, BODY, env=NO_ENV)
 
 
 def run_status(record: RunRecord) -> RunStatus:
@@ -65,7 +71,7 @@ class ControlPlane:
         if request.name is not None:
             return self.submit_document(*self._named(request.name), request.overrides)
         if request.yaml is not None:
-            return self.submit_document(loads_yaml(request.yaml, BODY), self.configs, request.overrides)
+            return self.submit_document(load_body(request.yaml), self.configs, request.overrides)
         return self.submit_document(self._inline(request.workflow or {}, body), self.configs, request.overrides)
 
     def submit_document(self, doc: Document, base: Path, overrides: dict[str, dict[str, Any]] | None = None,
@@ -88,7 +94,7 @@ class ControlPlane:
         doc = Document(workflow, BODY, {})
         if body is not None:  # JSON is YAML: the body's marks give the workflow's lines
             try:
-                whole = loads_yaml(body, BODY)
+                whole = load_body(body)
             except ConfigError:
                 return doc
             prefix = ("workflow",)

@@ -25,9 +25,8 @@ from mlrm.errors import DataError, NotFoundError
 from mlrm.web.auth import requires
 from mlrm.web.http import guarded, json_response, read_body
 from mlrm.web.openapi import DOCS, document
-from mlrm.yamlio import loads_yaml
 from orchestrator.api import models as M
-from orchestrator.api.control import BODY, ControlPlane
+from orchestrator.api.control import ControlPlane, load_body
 from orchestrator.api.registry import RegistryPlane
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
@@ -139,7 +138,7 @@ def rest_app(control: ControlPlane, registry: RegistryPlane, *, max_body: int = 
                 text = raw.decode()
             except UnicodeDecodeError:
                 raise DataError("the workflow is not UTF-8 text") from None
-            run_id = await thread(lambda: control.submit_document(loads_yaml(text, BODY), control.configs))
+            run_id = await thread(lambda: control.submit_document(load_body(text), control.configs))
         else:
             data, text = await _json(request, max_body)
             body = M.parse(M.SubmitRequest, data)

@@ -112,6 +112,11 @@ def test_malformed_workflow_is_422_with_file_line_and_field(client: httpx.Client
     escape = "kind: Workflow\nname: x\nsteps:\n  - {name: c, service: collector, config: ../../etc/passwd}\n"
     answer = client.post("/runs", content=escape, headers={"content-type": "application/yaml"})
     assert answer.status_code == 422 and "outside the server's configs folder" in answer.json()["error"]
+    # nor does it read the server's environment (a secret sent on to a URL of the submitter's)
+    leak = "kind: Workflow\nname: x\nsteps:\n  - {name: c, service: collector, config: {source: {step: http, " \
+           "url: 'http://127.0.0.1:9/${HOME}'}}}\n"  # fmt: skip
+    answer = client.post("/runs", content=leak, headers={"content-type": "application/yaml"})
+    assert answer.status_code == 422 and "environment variable 'HOME' is not set" in answer.json()["error"]
 
 
 def test_unknown_things_are_404_and_bad_bodies_4xx(client: httpx.Client, servers) -> None:
