@@ -233,7 +233,7 @@ def describe_result(result: dict[str, Any]) -> str:
 def report_end(record: Any, timeout: float | None) -> None:
     """Print a finished (or timed-out) run; exit 1 unless it succeeded."""
     print_run(record)
-    if record.status in ("failed", "abandoned"):
+    if record.status in ("failed", "abandoned", "cancelled"):
         print_error(str(record.error))
         raise typer.Exit(1)
     if not record.done:

@@ -16,6 +16,8 @@ from rich.live import Live
 from cli import auth, common
 from mlrm.settings import Settings
 
+URL_HELP = "Through the control plane's REST API, e.g. http://127.0.0.1:8090 [env MLRM_URL]."
+
 # -- distributed mode ----------------------------------------------------------------------
 dlq_app = typer.Typer(help="Dead-lettered messages: list them, replay them.", no_args_is_help=True)
 common.app.add_typer(dlq_app, name="dlq")
@@ -181,8 +183,24 @@ def serve(
 
 @common.app.command("orchestrator")
 @common.user_errors
-def orchestrator_cmd(state: common.StateOpt = None) -> None:
-    """Run the orchestrator on the shared bus until Ctrl-C (distributed mode)."""
+def orchestrator_cmd(
+    state: common.StateOpt = None,
+    http_port: Annotated[
+        int, typer.Option(min=0, max=65535, envvar="MLRM_CONTROL_HTTP_PORT", help="Control-plane REST port; 0: off.")
+    ] = 0,
+    grpc_port: Annotated[
+        int, typer.Option(min=0, max=65535, envvar="MLRM_CONTROL_GRPC_PORT", help="Control-plane gRPC port; 0: off.")
+    ] = 0,
+    host: Annotated[str, typer.Option(envvar="MLRM_HOST", help="Address the control plane listens on.")] = "127.0.0.1",
+    configs: Annotated[
+        Path, typer.Option(envvar="MLRM_CONFIGS", help="Folder of the workflows and configs API submissions may name.")
+    ] = Path("configs"),
+) -> None:
+    """Run the orchestrator on the shared bus until Ctrl-C (distributed mode).
+
+    With --http-port / --grpc-port it also serves the control plane (submit, runs, cancel, events, models,
+    deployments) over REST and gRPC.
+    """
     stop = _stop_on_signal()
     from mlrm.volume import open_volume
     from orchestrator.orchestrator import Orchestrator
@@ -196,19 +214,72 @@ def orchestrator_cmd(state: common.StateOpt = None) -> None:
     orchestrator.start()
     bus.start()
     common.err.print(f"orchestrator: runs in {settings.state}, bus {bus.url}, volume {volume.url}")
+    api = _control_plane(orchestrator, configs, host, http_port, grpc_port)
     try:
         _wait_for(stop)
     finally:
+        if api is not None:
+            api.stop()
         orchestrator.stop()
         bus.close()
         store.close()
         volume.close()
 
 
+def _control_plane(orchestrator: Any, configs: Path, host: str, http_port: int, grpc_port: int) -> Any:
+    """The control plane's REST and gRPC servers beside ``orchestrator``, when a port is given."""
+    if not (http_port or grpc_port):
+        return None
+    from orchestrator.api.serve import ControlServers
+
+    api = ControlServers(orchestrator, configs=configs, host=host, http_port=http_port or None,
+                         grpc_port=grpc_port or None).start()  # fmt: skip
+    where = [f"REST http://{host}:{api.http_port} (docs: /docs)" if http_port else "",
+             f"gRPC {host}:{api.grpc_port}" if grpc_port else ""]  # fmt: skip
+    common.err.print(f"control plane on {', '.join(w for w in where if w)}; workflows from {configs}", highlight=False)
+    return api
+
+
+@common.app.command("api")
+@common.user_errors
+def api_cmd(
+    http_port: Annotated[
+        int, typer.Option(min=0, max=65535, envvar="MLRM_CONTROL_HTTP_PORT", help="REST port; 0: off.")
+    ] = 8090,
+    grpc_port: Annotated[
+        int, typer.Option(min=0, max=65535, envvar="MLRM_CONTROL_GRPC_PORT", help="gRPC port; 0: off.")
+    ] = 8091,
+    host: Annotated[str, typer.Option(envvar="MLRM_HOST", help="Address the servers listen on.")] = "127.0.0.1",
+    configs: Annotated[
+        Path, typer.Option(envvar="MLRM_CONFIGS", help="Folder of the workflows and configs submissions may name.")
+    ] = Path("configs"),
+    volume: common.VolumeOpt = None,
+    state: common.StateOpt = None,
+) -> None:
+    """Serve the control plane embedded: every service and the orchestrator in this process on the in-process
+    bus (no broker), the API over REST and gRPC, until Ctrl-C."""
+    stop = _stop_on_signal()
+    from orchestrator.embedded import Embedded
+
+    if not (http_port or grpc_port):
+        raise typer.BadParameter("give --http-port or --grpc-port (or both)")
+    with Embedded(common.settings_for(volume, state)) as mlrm:
+        api = _control_plane(mlrm.orchestrator, configs, host, http_port, grpc_port)
+        common.err.print(f"embedded: every service in this process, volume {mlrm.volume.url}, runs in "
+                         f"{mlrm.settings.state}; open to anyone who reaches {host} (no authentication)",
+                         highlight=False)  # fmt: skip
+        try:
+            _wait_for(stop)
+        finally:
+            api.stop()
+
+
 @common.app.command()
 @common.user_errors
 def submit(
-    workflow: Annotated[Path, typer.Argument(help="Workflow YAML file.")],
+    workflow: Annotated[
+        Path, typer.Argument(help="Workflow YAML file (with --url: or a workflow under the server's configs folder).")
+    ],
     follow: Annotated[bool, typer.Option(help="Follow progress until the run ends.")] = True,
     timeout: Annotated[float | None, typer.Option(help="Stop following after this many seconds.")] = None,
     start_timeout: Annotated[
@@ -218,8 +289,18 @@ def submit(
             "and never runs (0: wait for ever).",
         ),
     ] = 60.0,
+    url: Annotated[str | None, typer.Option("--url", envvar="MLRM_URL", help=URL_HELP)] = None,
 ) -> None:
-    """Submit a workflow to a running orchestrator; prints the run id and follows it."""
+    """Submit a workflow to a running orchestrator; prints the run id and follows it.
+
+    With --url, through the control plane's REST API (`mlrm orchestrator --http-port`, `mlrm api`).
+    """
+    if url:
+        from cli import remote
+
+        common.check_seconds(timeout, "--timeout")
+        remote.submit(url, str(workflow), follow, timeout)
+        return
     from mlrm.volume import open_volume
     from orchestrator.compile import compile_workflow
     from orchestrator.orchestrator import SUBMIT_QUEUE, submission
@@ -253,8 +334,15 @@ def status(
     run_id: Annotated[str, typer.Argument(help="Run id.")],
     follow: Annotated[bool, typer.Option(help="Keep following until the run ends.")] = False,
     volume: common.VolumeOpt = None,
+    url: Annotated[str | None, typer.Option("--url", envvar="MLRM_URL", help=URL_HELP)] = None,
 ) -> None:
-    """Show a run's state as the orchestrator last published it (works from any machine)."""
+    """Show a run's state as the orchestrator last published it (works from any machine); with --url, as the
+    control plane's REST API gives it."""
+    if url:
+        from cli import remote
+
+        remote.status(url, run_id, follow)
+        return
     from mlrm.volume import open_volume
     from orchestrator.orchestrator import read_status
 
@@ -266,6 +354,37 @@ def status(
     common.print_run(record)
     if record.error:
         common.print_error(record.error)
+
+
+@common.app.command()
+@common.user_errors
+def cancel(
+    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    url: Annotated[str | None, typer.Option("--url", envvar="MLRM_URL", help=URL_HELP)] = None,
+) -> None:
+    """Cancel a run: services drop its messages, a training registers no version, it ends `cancelled`.
+
+    With --url through the control plane (which answers with the run's state); otherwise a cancel message
+    to the orchestrator on the shared bus.
+    """
+    if url:
+        from cli import remote
+
+        client = remote.Remote(url)
+        try:
+            common.print_run(remote.record(client.call("POST", f"/runs/{run_id}/cancel")))
+        finally:
+            client.close()
+        return
+    from mlrm.bus import Envelope
+    from orchestrator.orchestrator import SUBMIT_QUEUE
+
+    bus = _shared_bus(common.settings_for())
+    try:
+        bus.publish(SUBMIT_QUEUE, Envelope(id=f"{run_id}/cancel", run_id=run_id, body={"op": "cancel"}))
+    finally:
+        bus.close()
+    common.err.print(f"asked the orchestrator to cancel run {run_id}", highlight=False)
 
 
 def _follow(run_id: str, volume: Any, timeout: float | None, *, expires: float | None = None, bus: str = "") -> None:

@@ -76,10 +76,18 @@ def runs(
     state: common.StateOpt = None,
     limit: Annotated[int, typer.Option(help="How many runs to list.")] = 20,
     as_json: common.JsonOpt = False,
+    url: Annotated[
+        str | None, typer.Option("--url", envvar="MLRM_URL", help="List them from the control plane's REST API.")
+    ] = None,
 ) -> None:
     """List past runs, newest first."""
     if ctx.invoked_subcommand is not None:
         ctx.obj = state
+        return
+    if url:
+        from cli import remote
+
+        remote.runs(url, limit, as_json)
         return
 
     records = _store(state).list(limit)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +32,8 @@ class StepContext:
     model: ModelRef | None = None
     base_dir: Path = field(default_factory=Path.cwd)
     extra: dict[str, Any] = field(default_factory=dict)
+    # Whether the run was cancelled (asked of the volume now): work that publishes asks right before.
+    cancelled: Callable[[], bool] = field(default=lambda: False, repr=False)
 
     @property
     def fitting(self) -> bool:

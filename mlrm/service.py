@@ -12,6 +12,7 @@ The runtime gives every service the same guarantees:
   and the final retry go to the dead-letter queue with the error, and the run is told it failed;
   an mlrm error travels as data too (``error_data``), so a reader rebuilds its type and details;
 - a step's config is validated once per run, not per message (:meth:`Service.config`);
+- a cancelled run's messages are dropped, before processing and before forwarding (:mod:`mlrm.cancel`);
 - every outcome is published as an event (:meth:`mlrm.bus.Bus.publish_event`) that any number
   of subscriber groups follow: the orchestrator records runs with them.
 """
@@ -34,6 +35,7 @@ from pydantic import BaseModel, ValidationError
 
 from mlrm import claim_checks
 from mlrm.bus import Bus, Delivery, Envelope, Hop, dead_letter_queue, service_queue
+from mlrm.cancel import Cancellations, RunCancelled
 from mlrm.context import ModelRef, StepContext
 from mlrm.errors import ConfigError, MlrmError, describe
 from mlrm.extensions import Registry
@@ -85,6 +87,7 @@ class Service(ABC):
         self._configs: OrderedDict[tuple[str, int, str], BaseModel] = OrderedDict()
         self._done: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._lock = threading.Lock()
+        self.cancelled = Cancellations(volume)
 
     @property
     def queue(self) -> str:
@@ -151,6 +154,7 @@ class Service(ABC):
             mode=env.context.get("mode", "transform"),
             model=ModelRef(model["name"], int(model["version"])) if model else None,
             base_dir=Path(env.current.base_dir),
+            cancelled=lambda: self.cancelled(env.run_id, fresh=True),
         )
 
     def on_delivery(self, delivery: Delivery) -> None:
@@ -161,6 +165,7 @@ class Service(ABC):
         started = time.time()
         rows_out = batches_out = 0
         try:
+            self.cancelled.check(env.run_id)
             config = self.config(env)
             ctx = self.context(env)
             has_next = env.hop + 1 < len(env.route)
@@ -172,6 +177,7 @@ class Service(ABC):
                     batches_out += 1
                     rows_out += 0 if batch.frame is None else len(batch.frame)
                     if has_next:
+                        self.cancelled.check(env.run_id)
                         nxt = env.forward(seq=batch.seq, last=batch.last, payload=batch.frame)
                         claim_checks.check_in(self.volume, self.bus.inline_limit, nxt)
                         self.bus.publish(nxt.current.queue, nxt)
@@ -179,6 +185,11 @@ class Service(ABC):
                 close = getattr(outputs, "close", None)
                 if close is not None:
                     close()
+        except RunCancelled:  # the run ended `cancelled`: its remaining work is dropped, silently
+            with self._lock:
+                self._done[self._key(env)] = None
+            delivery.ack()
+            return
         except Exception as exc:
             self._failed(delivery, exc, started)
             return

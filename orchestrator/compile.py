@@ -105,12 +105,29 @@ def route_mode(route: list[Hop]) -> str:
     return "train" if "train" in used else "predict" if "predict" in used else "transform"
 
 
-def compile_workflow(path: str | Path) -> CompiledWorkflow:
-    """Load a workflow and every config it names; report all errors at once."""
+def compile_workflow(path: str | Path, overrides: dict[str, dict[str, Any]] | None = None) -> CompiledWorkflow:
+    """Load a workflow and every config it names; report all errors at once.
+
+    ``overrides``: per step name, fields merged into that step's config (mappings merge key by key).
+    """
     path = Path(path)
-    doc = load_yaml(path)
+    return compile_document(load_yaml(path), path.resolve().parent, overrides, path=str(path))
+
+
+def compile_document(
+    doc: Document, base: Path, overrides: dict[str, dict[str, Any]] | None = None, *, path: str = "",
+    within: Path | None = None,
+) -> CompiledWorkflow:  # fmt: skip
+    """Compile a loaded workflow whose config files are relative to ``base``.
+
+    ``within``: config files must lie inside this folder (a workflow sent over the API names no file
+    elsewhere on the server).
+    """
     workflow = parse_document(doc, Workflow)
-    base = path.resolve().parent
+    unknown = sorted(set(overrides or {}) - {s.name for s in workflow.steps})
+    if unknown:
+        raise ConfigError(f"overrides name no step of workflow '{workflow.name}': {', '.join(unknown)}",
+                          doc.locate(("steps",)))  # fmt: skip
     errors: list[ConfigError] = []
     hops: list[Hop] = []
     configs: list[Any] = []
@@ -124,7 +141,8 @@ def compile_workflow(path: str | Path) -> CompiledWorkflow:
             service, config_source = "handler", {"steps": [call]}
         expected = services.get(service).config_model
         try:
-            config, config_dir = _step_config(doc, i, config_source, expected, base)
+            config, config_dir = _step_config(doc, i, config_source, expected, base, (overrides or {}).get(step.name),
+                                              within)  # fmt: skip
         except ConfigErrors as exc:
             errors.extend(exc.errors)
             continue
@@ -138,20 +156,37 @@ def compile_workflow(path: str | Path) -> CompiledWorkflow:
         hops.append(Hop(step.name, service, config.model_dump(mode="json"), str(config_dir), validated=config))
     if errors:
         raise ConfigErrors(errors)
-    return CompiledWorkflow(workflow.name, str(path), hops, configs)
+    return CompiledWorkflow(workflow.name, path, hops, configs)
 
 
 def _step_config(
-    doc: Document, index: int, config: str | dict[str, Any], expected: type[ConfigModel], base: Path
-) -> tuple[Any, Path]:
+    doc: Document, index: int, config: str | dict[str, Any], expected: type[ConfigModel], base: Path,
+    override: dict[str, Any] | None = None, within: Path | None = None,
+) -> tuple[Any, Path]:  # fmt: skip
     kind = expected.model_fields["kind"].default
     if isinstance(config, str):
         file = (base / config).resolve()
+        if within is not None and not file.is_relative_to(within.resolve()):
+            raise ConfigError(f"config file {config!r} is outside the server's configs folder",
+                              doc.locate(("steps", index, "config")))  # fmt: skip
         if not file.is_file():
             raise ConfigError(f"config file not found: {file}", doc.locate(("steps", index, "config")))
-        return parse_document(load_yaml(file), expected), file.parent
+        loaded = load_yaml(file)
+        if override:
+            loaded.data = merged(loaded.data, override)
+        return parse_document(loaded, expected), file.parent
     # An inline config: its errors point into the workflow file itself.
-    inline = Document({"kind": kind, **config}, doc.file, doc.marks)
+    inline = Document(merged({"kind": kind, **config}, override or {}), doc.file, doc.marks)
     prefix = ("steps", index, "config")
     inline.marks = {k[len(prefix) :]: v for k, v in doc.marks.items() if k[: len(prefix)] == prefix}
     return parse_document(inline, expected), base
+
+
+def merged(data: Any, override: dict[str, Any]) -> Any:
+    """``data`` with ``override``'s fields put in: mappings merge key by key, anything else is replaced."""
+    if not isinstance(data, dict):
+        return data
+    out = dict(data)
+    for key, value in override.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out

@@ -24,8 +24,9 @@ from dataclasses import replace
 from typing import Any
 
 from mlrm.bus import Bus, Delivery, Envelope, Hop, dead_letter_queue, message_id, service_queue
+from mlrm.cancel import mark_cancelled
 from mlrm.deployments import Deployments
-from mlrm.errors import ConfigError, MlrmError, describe
+from mlrm.errors import ConfigError, MlrmError, RefusedError, describe
 from mlrm.lease import Holder, Keeper, Lease
 from mlrm.registry import ModelRegistry
 from mlrm.volume import Volume
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 SUBMIT_QUEUE = "mlrm.orchestrator"
 EVENTS_GROUP = "orchestrator"  # the event subscriber group (mlrm.bus.Bus.subscribe_events) the orchestrator reads as
 STATUS_EVERY = 0.25  # seconds between status snapshots of a running run
+CANCEL_SWEEP = 5.0  # seconds after a cancel when its scratch space is swept again (work that was under way)
 
 
 def new_run_id() -> str:
@@ -85,6 +87,7 @@ class Orchestrator:
         # `mlrm gc` leaves live runs alone whatever run store it reads.
         self.holder = Holder.here(name, bus.url)
         self.lease_ttl = lease
+        self.cancel_sweep = CANCEL_SWEEP
         self._leases = Keeper(interval=max(0.5, lease / 6))
 
     def start(self) -> None:
@@ -187,6 +190,8 @@ class Orchestrator:
                     # right after recording the run). Sending it again is harmless: same message id.
                     context = self.store.context(env.run_id)
                     self._send_start(env.run_id, self._placed(env.route, context), context)
+            elif body.get("op") == "cancel" and self.store.exists(env.run_id) and not self.store.get(env.run_id).done:
+                self.cancel(env.run_id, str(body.get("reason") or "cancelled"))
             elif body.get("op") == "reopen":
                 self._reopen(env.run_id, float(body.get("epoch", time.time())))
         except MlrmError as exc:  # e.g. no model version has the alias: the run fails, visibly
@@ -199,6 +204,27 @@ class Orchestrator:
                               route_mode(env.route), env.route, {})  # fmt: skip
         self.store.finish(env.run_id, "failed", error)
         self._publish_status(env.run_id, force=True)
+
+    # -- cancelling runs -----------------------------------------------------------------
+    def cancel(self, run_id: str, reason: str = "cancelled") -> RunRecord:
+        """Stop a run: services drop its messages (a marker in the volume, :mod:`mlrm.cancel`), a training
+        registers no version, its scratch space goes, and it ends ``cancelled``. A finished run is refused."""
+        record = self.store.get(run_id)
+        if record.done:
+            raise RefusedError(f"run {run_id} already ended {record.status}; there is nothing to cancel")
+        mark_cancelled(self.volume, run_id, reason)  # first: no service starts new work of the run after this
+        self._finish(run_id, "cancelled", reason)
+        # A message a service was already processing may still write scratch data: sweep once more, later.
+        sweep = threading.Timer(self.cancel_sweep, self._sweep, args=(run_id,))
+        sweep.daemon = True
+        sweep.start()
+        return self.store.get(run_id)
+
+    def _sweep(self, run_id: str) -> None:
+        try:
+            self.volume.delete_prefix(f"runs/{run_id}/gather/")
+        except MlrmError as exc:  # `mlrm gc` collects it later
+            log.warning("run %s: could not clean its scratch space: %s", run_id, exc)
 
     # -- following runs ------------------------------------------------------------------
     def on_event(self, delivery: Delivery) -> None:

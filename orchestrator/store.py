@@ -33,8 +33,8 @@ CREATE TABLE IF NOT EXISTS batches (
 );
 """
 
-# abandoned: its owner (an embedded `mlrm run`) died, and nobody else can finish it
-FINISHED = ("succeeded", "failed", "abandoned")
+# abandoned: its owner (an embedded `mlrm run`) died, and nobody else can finish it; cancelled: asked to stop
+FINISHED = ("succeeded", "failed", "abandoned", "cancelled")
 _NOT_FINISHED = f"status NOT IN ({', '.join(repr(s) for s in FINISHED)})"
 # Columns added after the first release: (name, definition), added to older databases on open.
 _ADDED_COLUMNS = (("runs", "owner", "TEXT"), ("runs", "reopened", "REAL NOT NULL DEFAULT 0"))
@@ -225,24 +225,32 @@ class RunStore:
             if count != last[0] + 1:
                 return False
             self._db.execute(
-                "UPDATE steps SET status='succeeded' WHERE run_id=? AND idx=? AND status!='failed'", (run_id, idx)
+                "UPDATE steps SET status='succeeded' WHERE run_id=? AND idx=? "
+                "AND status NOT IN ('failed', 'cancelled')",
+                (run_id, idx),
             )
             return True
 
     def fail_step(self, run_id: str, idx: int, error: str) -> None:
         with self._lock, self._db:
             self._db.execute(
-                "UPDATE steps SET status='failed', error=COALESCE(error, ?), finished=? WHERE run_id=? AND idx=?",
+                "UPDATE steps SET status='failed', error=COALESCE(error, ?), finished=? "
+                "WHERE run_id=? AND idx=? AND status!='cancelled'",
                 (error, time.time(), run_id, idx),
             )
 
     def finish(self, run_id: str, status: str, error: str | None = None) -> bool:
         """Finish a run once; False if it had already finished."""
         with self._lock, self._db:
+            self._db.execute("BEGIN")
             cur = self._db.execute(
                 f"UPDATE runs SET status=?, error=?, finished=? WHERE id=? AND {_NOT_FINISHED}",
                 (status, error, time.time(), run_id),
             )
+            if cur.rowcount == 1 and status == "cancelled":  # its unfinished steps will not finish either
+                self._db.execute(
+                    "UPDATE steps SET status='cancelled' WHERE run_id=? AND status IN ('pending', 'running')", (run_id,)
+                )
             return cur.rowcount == 1
 
     def running(self) -> list[tuple[str, dict[str, Any] | None]]:
@@ -287,6 +295,28 @@ class RunStore:
         limit = max(0, min(limit, 2**63 - 1))  # SQLite's integers are 64-bit: more than that is "all"
         with self._lock:
             ids = [r[0] for r in self._db.execute("SELECT id FROM runs ORDER BY created DESC LIMIT ?", (limit,))]
+        return [self.get(i) for i in ids]
+
+    def page(
+        self, *, status: str | None = None, workflow: str | None = None, limit: int = 20,
+        after: tuple[float, str] | None = None,
+    ) -> list[RunRecord]:  # fmt: skip
+        """Runs newest first, filtered by status and workflow, after the run ``after`` = (created, id) of a
+        previous page's last run: a stable cursor, whatever runs start meanwhile."""
+        where, args = [], []
+        if status is not None:
+            where.append("status=?")
+            args.append(status)
+        if workflow is not None:
+            where.append("workflow=?")
+            args.append(workflow)
+        if after is not None:
+            where.append("(created < ? OR (created = ? AND id < ?))")
+            args += [after[0], after[0], after[1]]
+        sql = "SELECT id FROM runs" + (f" WHERE {' AND '.join(where)}" if where else "")
+        sql += " ORDER BY created DESC, id DESC LIMIT ?"
+        with self._lock:
+            ids = [r[0] for r in self._db.execute(sql, (*args, max(0, min(limit, 2**63 - 1))))]
         return [self.get(i) for i in ids]
 
     def context(self, run_id: str) -> dict[str, Any]:

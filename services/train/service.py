@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from mlrm.bus import Envelope
+from mlrm.cancel import RunCancelled
 from mlrm.context import StepContext
 from mlrm.errors import MlrmError, describe
 from mlrm.gather import Gather
@@ -60,11 +61,14 @@ class TrainService(Service):
         ctx = self.context(env)
         gather = Gather(self.volume, env.run_id, ctx.step)
         try:
+            self.cancelled.check(env.run_id, fresh=True)  # a cancelled run's training never starts
             config = self.config(env.current)
             lineage = {"run_id": env.run_id, "workflow": env.context.get("workflow"),
                        "steps": [h.to_dict() for h in env.route]}  # fmt: skip
             frame = gather.frame()
             result = train(frame, config, ctx, lineage, env.route[: env.hop])
+        except RunCancelled:  # the run ended `cancelled`; the orchestrator clears its scratch space
+            return
         except Exception as exc:
             self._event(env, "failed", started=started, error=f"step '{ctx.step}' ({self.name}): {describe(exc)}")
             if not isinstance(exc, MlrmError):

@@ -14,6 +14,7 @@ import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold, TimeSeriesSplit, train_test_split
 
 from mlrm.bus import Hop
+from mlrm.cancel import RunCancelled
 from mlrm.card import PipelineStep, Runtime
 from mlrm.context import ModelRef, StepContext
 from mlrm.errors import ConfigError, DataError, ExpressionError, NotFoundError, StepError
@@ -200,8 +201,13 @@ def _register(
 
     aliases = aliases_to_set(config, metrics)  # every rule and name checked before anything is written
     registry = ModelRegistry(ctx.volume)
+    if ctx.cancelled():  # a cancelled run registers no version
+        raise RunCancelled(f"run {ctx.run_id} was cancelled; no version of '{config.model.name}' was registered")
     ref = ModelRef(config.model.name, registry.reserve_version(config.model.name))
     registry.publish(ref, files, card)
+    if ctx.cancelled():  # cancelled while the version was written: take it back before any alias points at it
+        registry.discard(ref)
+        raise RunCancelled(f"run {ctx.run_id} was cancelled; no version of '{config.model.name}' was registered")
     point_aliases(registry, ref, aliases)
     return {"model": ref.name, "version": ref.version, "metrics": metrics, "aliases": aliases}
 
