@@ -32,6 +32,14 @@ KeysFileOpt = Annotated[
     str | None, typer.Option("--jwt-keys-file", envvar="MLRM_JWT_KEYS_FILE",
                              help="JWT signing keys file (default .mlrm/jwt-keys.yaml).")
 ]  # fmt: skip
+InsecureOpt = Annotated[
+    bool, typer.Option("--insecure", help="Serve the ports without authentication (no tokens, no API keys).")
+]
+TlsCertOpt = Annotated[str | None, typer.Option(envvar="MLRM_TLS_CERT", help="PEM certificate: TLS on every port.")]
+TlsKeyOpt = Annotated[str | None, typer.Option(envvar="MLRM_TLS_KEY", help="PEM private key of --tls-cert.")]
+TlsClientCaOpt = Annotated[
+    str | None, typer.Option(envvar="MLRM_TLS_CLIENT_CA", help="PEM CA: clients must show a certificate it signed.")
+]
 ScopeOpt = Annotated[
     list[str], typer.Option("--scope", "-s", help="infer, submit, read or admin (repeat, or comma-separate).")
 ]

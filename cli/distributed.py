@@ -89,18 +89,12 @@ def serve(
             help="predict: no broker at all, serve the volume's models over V2 only (also when MLRM_BUS is memory://).",
         ),
     ] = False,
-    insecure: Annotated[
-        bool, typer.Option("--insecure", help="Serve the ports without authentication (no tokens, no API keys).")
-    ] = False,
+    insecure: auth.InsecureOpt = False,
     auth_file: auth.AuthFileOpt = None,
     jwt_keys_file: auth.KeysFileOpt = None,
-    tls_cert: Annotated[
-        str | None, typer.Option(envvar="MLRM_TLS_CERT", help="PEM certificate: TLS on every port.")
-    ] = None,
-    tls_key: Annotated[str | None, typer.Option(envvar="MLRM_TLS_KEY", help="PEM private key of --tls-cert.")] = None,
-    tls_client_ca: Annotated[
-        str | None, typer.Option(envvar="MLRM_TLS_CLIENT_CA", help="PEM CA: clients must show a certificate it signed.")
-    ] = None,
+    tls_cert: auth.TlsCertOpt = None,
+    tls_key: auth.TlsKeyOpt = None,
+    tls_client_ca: auth.TlsClientCaOpt = None,
 ) -> None:
     """Run one service on the shared bus until Ctrl-C (distributed mode).
 
@@ -195,12 +189,24 @@ def orchestrator_cmd(
     configs: Annotated[
         Path, typer.Option(envvar="MLRM_CONFIGS", help="Folder of the workflows and configs API submissions may name.")
     ] = Path("configs"),
+    insecure: auth.InsecureOpt = False,
+    auth_file: auth.AuthFileOpt = None,
+    jwt_keys_file: auth.KeysFileOpt = None,
+    tls_cert: auth.TlsCertOpt = None,
+    tls_key: auth.TlsKeyOpt = None,
+    tls_client_ca: auth.TlsClientCaOpt = None,
 ) -> None:
     """Run the orchestrator on the shared bus until Ctrl-C (distributed mode).
 
     With --http-port / --grpc-port it also serves the control plane (submit, runs, cancel, events, models,
     deployments) over REST and gRPC.
     """
+    # before anything starts: a refusal leaves nothing behind
+    security, tls = auth.server_security(
+        who="orchestrator", opens_port=bool(http_port or grpc_port), shared_bus=True, insecure=insecure,
+        auth_file=auth_file, jwt_keys_file=jwt_keys_file, tls_cert=tls_cert, tls_key=tls_key,
+        tls_client_ca=tls_client_ca,
+    )  # fmt: skip
     stop = _stop_on_signal()
     from mlrm.volume import open_volume
     from orchestrator.orchestrator import Orchestrator
@@ -214,7 +220,7 @@ def orchestrator_cmd(
     orchestrator.start()
     bus.start()
     common.err.print(f"orchestrator: runs in {settings.state}, bus {bus.url}, volume {volume.url}")
-    api = _control_plane(orchestrator, configs, host, http_port, grpc_port)
+    api = _control_plane(orchestrator, configs, host, http_port, grpc_port, security, tls)
     try:
         _wait_for(stop)
     finally:
@@ -226,14 +232,15 @@ def orchestrator_cmd(
         volume.close()
 
 
-def _control_plane(orchestrator: Any, configs: Path, host: str, http_port: int, grpc_port: int) -> Any:
+def _control_plane(orchestrator: Any, configs: Path, host: str, http_port: int, grpc_port: int,
+                   security: Any, tls: Any) -> Any:  # fmt: skip
     """The control plane's REST and gRPC servers beside ``orchestrator``, when a port is given."""
     if not (http_port or grpc_port):
         return None
     from orchestrator.api.serve import ControlServers
 
     api = ControlServers(orchestrator, configs=configs, host=host, http_port=http_port or None,
-                         grpc_port=grpc_port or None).start()  # fmt: skip
+                         grpc_port=grpc_port or None, security=security, tls=tls).start()  # fmt: skip
     where = [f"REST http://{host}:{api.http_port} (docs: /docs)" if http_port else "",
              f"gRPC {host}:{api.grpc_port}" if grpc_port else ""]  # fmt: skip
     common.err.print(f"control plane on {', '.join(w for w in where if w)}; workflows from {configs}", highlight=False)
@@ -255,19 +262,31 @@ def api_cmd(
     ] = Path("configs"),
     volume: common.VolumeOpt = None,
     state: common.StateOpt = None,
+    insecure: auth.InsecureOpt = False,
+    auth_file: auth.AuthFileOpt = None,
+    jwt_keys_file: auth.KeysFileOpt = None,
+    tls_cert: auth.TlsCertOpt = None,
+    tls_key: auth.TlsKeyOpt = None,
+    tls_client_ca: auth.TlsClientCaOpt = None,
 ) -> None:
     """Serve the control plane embedded: every service and the orchestrator in this process on the in-process
-    bus (no broker), the API over REST and gRPC, until Ctrl-C."""
+    bus (no broker), the API over REST and gRPC, until Ctrl-C.
+
+    Open, with a notice, until a JWT signing key is configured (`mlrm auth init-key`); then every call needs a
+    token (POST /token) or an API key."""
+    if not (http_port or grpc_port):
+        raise typer.BadParameter("give --http-port or --grpc-port (or both)")
+    security, tls = auth.server_security(
+        who="mlrm api", opens_port=True, shared_bus=False, insecure=insecure, auth_file=auth_file,
+        jwt_keys_file=jwt_keys_file, tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca,
+    )  # fmt: skip
     stop = _stop_on_signal()
     from orchestrator.embedded import Embedded
 
-    if not (http_port or grpc_port):
-        raise typer.BadParameter("give --http-port or --grpc-port (or both)")
     with Embedded(common.settings_for(volume, state)) as mlrm:
-        api = _control_plane(mlrm.orchestrator, configs, host, http_port, grpc_port)
+        api = _control_plane(mlrm.orchestrator, configs, host, http_port, grpc_port, security, tls)
         common.err.print(f"embedded: every service in this process, volume {mlrm.volume.url}, runs in "
-                         f"{mlrm.settings.state}; open to anyone who reaches {host} (no authentication)",
-                         highlight=False)  # fmt: skip
+                         f"{mlrm.settings.state}", highlight=False)  # fmt: skip
         try:
             _wait_for(stop)
         finally:

@@ -66,7 +66,7 @@ class LocalDeployment(ConfigModel):
 
     def commands(self) -> list[tuple[str, list[str]]]:
         mlrm = [sys.executable, "-m", "mlrm"]
-        procs = [("orchestrator", [*mlrm, "orchestrator"])]
+        procs = [("orchestrator", [*mlrm, "orchestrator", *(["--insecure"] if self.insecure else [])])]
         for name in service_registry.names():
             spec = self.services.get(name, ServiceReplicas())  # type: ignore[call-overload]
             for i in range(spec.replicas):

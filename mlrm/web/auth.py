@@ -101,7 +101,10 @@ def token_routes() -> list[Route]:
                   scope: {type: string, description: "space-separated scopes (default: all the user's)"}
         responses:
           "200": {description: "{access_token, token_type: bearer, expires_in, scope}"}
+          "400": {description: "not an OAuth2 password-grant form"}
           "401": {description: wrong user name or password}
+          "404": {description: "this server runs without authentication: it issues no tokens"}
+          "413": {description: the form is too large}
         """
         security: Security | None = getattr(request.app.state, "security", None)
         if security is None:

@@ -32,14 +32,16 @@ DOCS = """<!doctype html>
 
 
 def document(title: str, routes: Sequence[BaseRoute], models: Sequence[type[BaseModel]] = (),
-             version: str = "1") -> dict[str, Any]:  # fmt: skip
-    """The OpenAPI 3.1 document of ``routes``; ``models`` become ``components.schemas``."""
+             version: str = "1", components: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """The OpenAPI 3.1 document of ``routes``; ``models`` become ``components.schemas``; ``components``
+    adds other shared parts (e.g. ``responses`` the docstrings refer to)."""
     schemas: dict[str, Any] = {}
     for model in models:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
-    base = {"openapi": "3.1.0", "info": {"title": title, "version": version}, "components": {"schemas": schemas}}
+    base = {"openapi": "3.1.0", "info": {"title": title, "version": version},
+            "components": {"schemas": schemas, **(components or {})}}  # fmt: skip
     spec = SchemaGenerator(base).get_schema(list(routes))
     _security(spec, routes)
     return spec
@@ -74,9 +76,9 @@ def _security(spec: dict[str, Any], routes: Sequence[BaseRoute]) -> None:
 
 
 def openapi_routes(title: str, routes: Sequence[BaseRoute], models: Sequence[type[BaseModel]] = (),
-                   version: str = "1") -> list[Route]:  # fmt: skip
+                   version: str = "1", components: dict[str, Any] | None = None) -> list[Route]:  # fmt: skip
     """``GET /openapi.json`` and ``GET /docs`` (Swagger UI) for ``routes``."""
-    spec = document(title, routes, models, version)
+    spec = document(title, routes, models, version, components)
 
     @requires(None)
     async def openapi(request: Request) -> Response:

@@ -16,15 +16,15 @@ import anyio.to_thread
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from mlrm.deployments import Deployment, DeployRequest
 from mlrm.discovery import ModelQuery
 from mlrm.errors import DataError, NotFoundError
-from mlrm.web.auth import requires
+from mlrm.web.auth import requires, token_routes
 from mlrm.web.http import guarded, json_response, read_body
-from mlrm.web.openapi import DOCS, document
+from mlrm.web.openapi import openapi_routes
 from orchestrator.api import models as M
 from orchestrator.api.control import ControlPlane, load_body
 from orchestrator.api.registry import RegistryPlane
@@ -470,21 +470,13 @@ def rest_app(control: ControlPlane, registry: RegistryPlane, *, max_body: int = 
         route("/deployments/{id}", show_deployment, ["GET"]),
         route("/deployments/{id}/decommission", decommission, ["POST"]),
     ]
+    routes += token_routes()
     return Starlette(routes=routes + docs_routes(title, routes))
 
 
 def docs_routes(title: str, routes: list[Route]) -> list[Route]:
     """``/openapi.json`` and ``/docs``: the document of ``routes``, every error answer the one ErrorBody."""
-    spec = document(title, routes, models=MODELS)
-    spec["components"]["responses"] = {"Error": {
+    return openapi_routes(title, routes, MODELS, components={"responses": {"Error": {
         "description": "Refused, with the reason (the one error mapping: mlrm.web.http.guarded)",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
-    }}  # fmt: skip
-
-    async def openapi(request: Request) -> Response:
-        return json_response(spec)
-
-    async def docs(request: Request) -> Response:
-        return HTMLResponse(DOCS.format(title=title))
-
-    return [Route("/openapi.json", openapi, include_in_schema=False), Route("/docs", docs, include_in_schema=False)]
+    }}})  # fmt: skip

@@ -13,6 +13,7 @@ import httpx
 import orjson
 import pytest
 
+from mlrm.auth.store import AuthStore
 from orchestrator.api import control_pb2 as pb
 from orchestrator.api import control_pb2_grpc as pb_grpc
 from tests.orchestrator.api.conftest import slow_workflow
@@ -34,8 +35,13 @@ def api(cluster_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("MLRM_CONTROL_HTTP_PORT", str(http))  # the orchestrator process serves the control plane
     monkeypatch.setenv("MLRM_CONTROL_GRPC_PORT", str(grpc_port))
     monkeypatch.setenv("MLRM_CONFIGS", str(configs))
+    # secure by default: the orchestrator opening ports on a shared bus needs a signing key; callers an API key
+    monkeypatch.setenv("MLRM_JWT_KEYS", "k1:" + "s" * 40)
+    store = AuthStore(tmp_path / "auth.yaml")
+    monkeypatch.setenv("MLRM_AUTH_FILE", str(store.path))
+    _, key = store.create_key("tests", ["submit", "read"])
     cluster = cluster_factory()
-    client = httpx.Client(base_url=f"http://127.0.0.1:{http}", timeout=30)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{http}", timeout=30, headers={"X-API-Key": key})
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -59,17 +65,25 @@ def wait_done(client: httpx.Client, run_id: str, timeout: float = 120) -> dict:
 
 def test_submit_status_results_over_rest_and_grpc(api) -> None:
     cluster, client, target = api
+    anonymous = httpx.post(f"{client.base_url}/runs", json={"name": "iris/train"})
+    assert anonymous.status_code == 401  # secure by default on a shared bus
     run_id = client.post("/runs", json={"name": "iris/train"}).json()["run_id"]
     run = wait_done(client, run_id)
     assert run["status"] == "succeeded", run
     assert client.get(f"/runs/{run_id}/results").json()["results"]["train"]["version"] == 1
     with grpc.insecure_channel(target) as channel:
         control = pb_grpc.ControlStub(channel)
-        second = control.Submit(pb.SubmitRequest(name="iris/train", overrides_json='{"collect": {"batch_size": 30}}'))
-        statuses = [r.status for r in control.WatchRun(pb.RunRequest(run_id=second.run_id), timeout=120)]
+        key = (("x-api-key", client.headers["X-API-Key"]),)
+        with pytest.raises(grpc.RpcError) as refused:
+            control.Submit(pb.SubmitRequest(name="iris/train"))
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        second = control.Submit(pb.SubmitRequest(name="iris/train", overrides_json='{"collect": {"batch_size": 30}}'),
+                                metadata=key)  # fmt: skip
+        statuses = [r.status for r in control.WatchRun(pb.RunRequest(run_id=second.run_id), timeout=120,
+                                                       metadata=key)]  # fmt: skip
         assert statuses[-1] == "succeeded"
-        assert control.GetRun(pb.RunRequest(run_id=second.run_id)).steps[0].batches_out == 5
-        results = orjson.loads(control.GetResults(pb.RunRequest(run_id=second.run_id)).json)
+        assert control.GetRun(pb.RunRequest(run_id=second.run_id), metadata=key).steps[0].batches_out == 5
+        results = orjson.loads(control.GetResults(pb.RunRequest(run_id=second.run_id), metadata=key).json)
         assert results["results"]["train"]["version"] == 2
     assert cluster.status(run_id).status == "succeeded"  # the published status agrees (mlrm status)
 
