@@ -38,7 +38,8 @@ def windows(n: int = 40, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def test_a_config_needing_tensorflow_without_it_names_the_extra(monkeypatch):
     monkeypatch.setattr(keras_flavour, "find_spec", lambda name: None)  # as if TensorFlow were not installed
-    with pytest.raises(ValidationError, match=r"needs TensorFlow, which is not installed: pip install 'mlrm\[tensorflow\]'"):
+    extra = r"needs TensorFlow, which is not installed: pip install 'mlrm\[tensorflow\]'"
+    with pytest.raises(ValidationError, match=extra):
         TrainConfig.model_validate(config(SPEC))
 
 
@@ -83,5 +84,5 @@ def test_a_keras_file_with_a_lambda_layer_is_refused():
         network.save(path)
         with pytest.raises(RegistryError, match="Lambda, which would run code from the file; refused"):
             flavour("keras").load(io.BytesIO(path.read_bytes()), trusted=[], what="model 'x' version 1")
-    with pytest.raises(RegistryError, match="not a readable .keras file"):
+    with pytest.raises(RegistryError, match=r"not a readable \.keras file"):
         flavour("keras").load(io.BytesIO(b"not a zip"), trusted=[], what="model 'x' version 1")
