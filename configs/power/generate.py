@@ -3,8 +3,9 @@
     python configs/power/generate.py            # writes power.csv and power_week.csv here
 
 ``power.csv`` holds six weeks of readings (kW) every 15 minutes: a daily shape, quieter weekends,
-public holidays that look like Sundays, a slow drift and noise. ``power_week.csv`` is the week that
-follows: 672 readings, exactly one window, whose next 8 values (2 hours) the forecasters predict.
+public holidays that look like Sundays, a slow drift, deviations that persist for hours, and noise.
+``power_week.csv`` is the week that follows: 672 readings, exactly one window, whose next 8 values
+(2 hours) the forecasters predict.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
-HOLIDAYS = {"2025-01-01", "2025-01-06", "2025-02-14"}
+HOLIDAYS = {"2025-01-01", "2025-01-06", "2025-02-07", "2025-02-14"}
 STEP = "15min"
 
 
@@ -27,7 +28,12 @@ def make(start: str, periods: int, seed: int) -> pd.DataFrame:
     rest = (ts.day_of_week.to_numpy() >= 5) | np.isin(ts.strftime("%Y-%m-%d"), list(HOLIDAYS))
     daily = 40 + 30 * np.exp(-((hour - 9) ** 2) / 6) + 35 * np.exp(-((hour - 19) ** 2) / 4)
     drift = 5 * np.sin(2 * np.pi * np.arange(periods) / (periods * 1.7))
-    power = daily * np.where(rest, 0.65, 1.0) + drift + rng.normal(0, 2.0, periods)
+    # weather-like deviations that persist for hours: last week's value knows nothing of them, the last hour does
+    persistent = np.zeros(periods)
+    shocks = rng.normal(0, 1.2, periods)
+    for i in range(1, periods):
+        persistent[i] = 0.98 * persistent[i - 1] + shocks[i]
+    power = daily * np.where(rest, 0.65, 1.0) + drift + persistent + rng.normal(0, 1.0, periods)
     return pd.DataFrame({"timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S"), "power": power.round(3)})
 
 

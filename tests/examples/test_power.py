@@ -48,7 +48,7 @@ def test_cards_record_shapes_forecast_metrics_and_the_seasonal_naive_baseline(po
         metrics = card.metrics
         for name in ("mae", "rmse", "mape"):
             assert np.isfinite(metrics[name]) and np.isfinite(metrics[f"baseline_{name}"])
-        assert 0.5 < metrics["baseline_mae"] < 10  # in kilowatts (de-normalised), not standard deviations
+        assert 1 < metrics["baseline_mae"] < 30  # in kilowatts (de-normalised), not standard deviations
         assert card.inference.artefact.flavour == "keras" and card.inference.artefact.file == "model.keras"
         assert len(card.sha256["model.keras"]) == 64
         assert card.inference.output["model_input_shape"] == [-1, 672, 7]
