@@ -48,7 +48,7 @@ LAYERS = frozenset({
     "RepeatVector", "BatchNormalization", "LayerNormalization", "Activation", "SpatialDropout1D",
     "GaussianNoise", "ZeroPadding1D", "Cropping1D", "UpSampling1D",
 })  # fmt: skip
-_WINDOW_COLUMN = re.compile(r"^(?P<feature>.+)@(?P<offset>-?\d+)$")
+_WINDOW_COLUMN = re.compile(r"^(?P<feature>.+)@(?P<offset>-?\d+)\Z")
 
 
 class _Spec(BaseModel):

@@ -25,7 +25,7 @@ from mlrm.steps import TransformStep
 from services.train import metrics as M
 
 Chain = list[tuple[TransformStep, dict[str, Any] | None]]
-_TARGET = re.compile(r"^(?P<column>.+)@\+(?P<step>\d+)$")
+_TARGET = re.compile(r"^(?P<column>.+)@\+(?P<step>\d+)\Z")
 
 
 def target_columns(target: str | list[str], columns: Sequence[str]) -> list[str]:
