@@ -11,6 +11,7 @@ import pytest
 from mlrm.card import ModelCard
 from mlrm.context import ModelRef
 from mlrm.deployments import Deployments, DeployRequest
+from mlrm.errors import DataError
 from mlrm.registry import ModelRegistry
 from mlrm.settings import Settings
 from orchestrator.embedded import Embedded
@@ -75,6 +76,8 @@ def test_one_window_per_request_and_no_retracing_for_requests_of_the_same_shape(
         out, _ = service.infer("power-gru", frame, alias="candidate")
         assert len(out) == 8 * (len(frame) - 672 + 12) // 12
     assert served.model.call.experimental_get_tracing_count() == traced
+    with pytest.raises(DataError, match=r"needs at least 672 rows \(one window\); got 671"):
+        service.infer("power-gru", raw.iloc[1:], alias="candidate")
 
 
 def test_adaptive_batching_merges_concurrent_windows_into_one_model_call(power):
