@@ -110,22 +110,17 @@ def test_energy_online_answers_equal_batch_answers(mlrm, energy_data, monkeypatc
     assert_same(batch, nameko_output(mlrm, "energy-load", raw, ["timestamp"]), "nameko RPC")
 
 
-def test_keras_forecasts_agree_in_a_batch_workflow_over_rest_and_over_grpc(mlrm, tmp_path, monkeypatch):
+def test_keras_forecasts_agree_in_a_batch_workflow_over_rest_and_over_grpc(power):
     """Both Keras forecasters, served at once: the same 672 raw rows give the same 8 forecasts everywhere."""
     from services.predict.v2.serve import V2Servers
-    from tests.examples.power_support import MODELS, POWER, generate, triton, v2_forecast
+    from tests.examples.power_support import MODELS, POWER, triton, v2_forecast
 
-    history, week = generate(tmp_path / "power")
-    monkeypatch.setenv("POWER_DATA", str(history))
-    monkeypatch.setenv("POWER_INPUT", str(week))
-    raw = pd.read_csv(week)
+    mlrm, raw = power["mlrm"], power["raw"]
     assert len(raw) == 672
     http, grpc = triton("http"), triton("grpc")
     with V2Servers(mlrm.service("predict"), http_port=0, grpc_port=0) as servers:
         rest = http.InferenceServerClient(f"127.0.0.1:{servers.http_port}")
         rpc = grpc.InferenceServerClient(f"127.0.0.1:{servers.grpc_port}")
-        for kind in ("gru", "cnn-lstm"):
-            assert mlrm.run(POWER / f"train-{kind}.yaml", timeout=300).status == "succeeded"
         for model, kind in zip(MODELS, ("gru", "cnn-lstm"), strict=True):
             batch = batch_output(mlrm, POWER / f"predict-{kind}.yaml")
             batch["timestamp"] = pd.to_datetime(batch["timestamp"])

@@ -13,31 +13,10 @@ from mlrm.context import ModelRef
 from mlrm.deployments import Deployments, DeployRequest
 from mlrm.errors import DataError
 from mlrm.registry import ModelRegistry
-from mlrm.settings import Settings
-from orchestrator.embedded import Embedded
 from services.predict.batching import ModelCall
 from services.predict.dataplane import InferenceRequest
 from services.predict.server import Target
-from tests.examples.power_support import MODELS, POWER, generate
-
-
-@pytest.fixture(scope="module")
-def power(tmp_path_factory):
-    """Both forecasters trained once, and the week of raw readings to forecast from."""
-    tmp = tmp_path_factory.mktemp("power")
-    history, week = generate(tmp / "data")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("POWER_DATA", str(history))
-    patch.setenv("POWER_INPUT", str(week))
-    settings = Settings(volume=str(tmp / "volume"), state=str(tmp / "runs.sqlite"), retries=1)
-    with Embedded(settings) as mlrm:
-        results = {}
-        for model, kind in zip(MODELS, ("gru", "cnn-lstm"), strict=True):
-            run = mlrm.run(POWER / f"train-{kind}.yaml", timeout=300)
-            assert run.status == "succeeded", run.error
-            results[model] = run.result("train")
-        yield {"mlrm": mlrm, "results": results, "raw": pd.read_csv(week)}
-    patch.undo()
+from tests.examples.power_support import MODELS
 
 
 def test_cards_record_shapes_forecast_metrics_and_the_seasonal_naive_baseline(power):
