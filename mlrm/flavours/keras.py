@@ -23,7 +23,8 @@ import os
 import re
 import tempfile
 import zipfile
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from importlib.util import find_spec
 from pathlib import Path
 from typing import IO, Any
@@ -187,7 +188,12 @@ class KerasFlavour(Flavour):
         import keras
 
         keras.utils.set_random_seed(spec.seed)
-        tf.config.experimental.enable_op_determinism()
+        with _deterministic(tf):
+            return self._fit(spec, X, y)
+
+    def _fit(self, spec: KerasSpec, X: pd.DataFrame, y: pd.Series | pd.DataFrame) -> KerasModel:
+        import keras
+
         shape = input_shape_of([str(c) for c in X.columns])
         targets = 1 if isinstance(y, pd.Series) else y.shape[1]
         network = _network(spec, shape, targets)
@@ -316,6 +322,20 @@ def _check_layers(path: Path, what: str) -> None:
                         "(only Keras's own layers load)"
                     )
             stack.extend(node.values())
+
+
+@contextmanager
+def _deterministic(tf: Any) -> Iterator[None]:
+    """Deterministic ops while fitting only: serving in the same process keeps TensorFlow's faster kernels."""
+    from tensorflow.python.framework import config  # the public API has no way back (disable, is_enabled)
+
+    was = config.is_op_determinism_enabled()
+    tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if not was:
+            config.disable_op_determinism()
 
 
 class _Progress:
