@@ -37,7 +37,7 @@ from mlrm.errors import ConfigError, DataError, RegistryError
 from mlrm.flavours.base import Flavour, Prediction
 from mlrm.imports import import_string
 
-log = logging.getLogger(__name__)
+progress = logging.getLogger("mlrm.progress")  # `mlrm run` prints these lines above its live table
 
 EXTRA = "pip install 'mlrm[tensorflow]'"
 PREDICT_CHUNK = 4096  # rows per call of the network: bounds the memory of a large batch
@@ -347,7 +347,7 @@ class _Progress:
         class Progress(keras.callbacks.Callback):
             def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
                 figures = ", ".join(f"{k} {v:.4g}" for k, v in (logs or {}).items())
-                log.info("epoch %d/%d: %s", epoch + 1, epochs, figures)
+                progress.info("epoch %d/%d: %s", epoch + 1, epochs, figures)
 
         return Progress()
 
