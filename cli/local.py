@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,11 +35,32 @@ def run(
         if quiet or not common.out.is_terminal:
             record = mlrm.orchestrator.wait(run_id, timeout=timeout)
         else:
-            with Live(console=common.out, refresh_per_second=8, transient=True) as live:
+            with Live(console=common.out, refresh_per_second=8, transient=True) as live, _progress_lines(live):
                 record = mlrm.orchestrator.wait(
                     run_id, timeout=timeout, on_change=lambda r: live.update(common.steps_table(r))
                 )
     common.report_end(record, timeout)
+
+
+@contextmanager
+def _progress_lines(live: Live) -> Iterator[None]:
+    """Lines steps log to ``mlrm.progress`` (a Keras training's epochs) printed above the live table."""
+
+    class Lines(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            live.console.print(f"[dim]{record.getMessage()}[/dim]", highlight=False)
+
+    logger, handler = logging.getLogger("mlrm.progress"), Lines(logging.INFO)
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # printed here, not once more by the root handler
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 # -- validate / schema ---------------------------------------------------------------------

@@ -106,6 +106,9 @@ class Inference(_Part):
     """The columns the estimator itself takes (after the pipeline)."""
     output: dict[str, Any] = Field(default_factory=dict)
     classes: list[Any] | None = None
+    targets: list[str] = Field(default_factory=list)
+    """The columns a model predicting several at once answers, in order (a forecast's `power@+1` ..);
+    empty for one prediction per row."""
     artefact: Artefact = Field(default_factory=Artefact)
     pipeline: list[PipelineStep] = Field(default_factory=list)
     """Raw rows go through these steps, in order, before the model."""

@@ -48,6 +48,22 @@ def apply_step(step: TransformStep, df: pd.DataFrame, state: dict[str, Any] | No
         raise DataError(f"step '{step.step}' failed: {one_line(str(exc) or type(exc).__name__)}") from exc
 
 
+def postprocess(
+    steps: Sequence[tuple[TransformStep, dict[str, Any] | None]], outputs: pd.DataFrame, features: pd.DataFrame
+) -> pd.DataFrame:
+    """A model's ``outputs`` through the post-processing of a pipeline's ``(step, state)`` pairs, last step first
+    (a window's forecasts become one row per future step, then a scaler maps them back to the original units)."""
+    for step, state in reversed(steps):
+        if step.postprocesses:
+            try:
+                outputs = step.postprocess(outputs, features, state)
+            except MlrmError:
+                raise
+            except INPUT_EXCEPTIONS as exc:
+                raise DataError(f"post-processing of step '{step.step}' failed: {one_line(str(exc))}") from exc
+    return outputs
+
+
 def same_statistics(record: dict[str, Any], step: TransformStep) -> bool:
     """Whether stored statistics were learned by a step configured like ``step``.
 

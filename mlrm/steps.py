@@ -73,6 +73,11 @@ class TransformStep(Step):
 
     stateful: ClassVar[bool] = False
     curates: ClassVar[bool] = False  # drops rows: training-data curation, left out of inference by default
+    regroups: ClassVar[bool] = False
+    """True for a step that turns rows into fewer rows by a fixed rule (a sliding window: 672 readings ->
+    one window). A direct request is then answered per row the step makes, as :meth:`postprocess` says."""
+    postprocesses: ClassVar[bool] = False
+    """True for a step whose :meth:`postprocess` changes the model's outputs (de-normalising a forecast)."""
 
     inference: bool | None = None
     """Apply this step to prediction requests as part of the model's inference pipeline. Default: yes,
@@ -96,6 +101,18 @@ class TransformStep(Step):
 
     def fit(self, df: pd.DataFrame) -> dict[str, Any]:
         return {}
+
+    def postprocess(self, outputs: pd.DataFrame, features: pd.DataFrame, state: dict[str, Any] | None) -> pd.DataFrame:
+        """The model's ``outputs`` after this step's inverse (only if :attr:`postprocesses`).
+
+        The inference pipeline runs its steps' post-processing in reverse order after the model.
+        ``features`` are the rows the model saw (one per row of the first post-processing step's
+        ``outputs``); ``state`` is this step's stored statistics."""
+        return outputs
+
+    def forecasts(self) -> list[str]:
+        """Columns whose future values this step's post-processing turns the model's outputs into."""
+        return []
 
     def transform(self, df: pd.DataFrame, state: dict[str, Any] | None) -> pd.DataFrame:
         raise NotImplementedError

@@ -4,7 +4,8 @@ A flavour is one small class (:class:`~mlrm.flavours.base.Flavour`) registered i
 :data:`flavours` under the name a train config writes in ``model.flavour`` and a card
 records in ``inference.artefact.flavour``; loading a version picks the flavour its card
 names. ``sklearn`` (skops artefacts, exact trusted types) is the first; ``onnx`` (ONNX Runtime)
-serves the exact conversions the train service makes at registration (a card's ``inference.runtimes``).
+serves the exact conversions the train service makes at registration (a card's ``inference.runtimes``);
+``keras`` (TensorFlow, an optional extra) trains networks declared in YAML and serves ``.keras`` files.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ __all__ = ["Flavour", "Prediction", "flavour", "flavours"]
 flavours: Registry[type[Flavour]] = Registry("model flavour")
 flavours.register("sklearn", "mlrm.flavours.sklearn:SklearnFlavour")
 flavours.register("onnx", "mlrm.flavours.onnx:OnnxFlavour")
+flavours.register("keras", "mlrm.flavours.keras:KerasFlavour")  # needs the tensorflow extra
 
 _instances: dict[str, Flavour] = {}
 

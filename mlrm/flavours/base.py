@@ -37,15 +37,20 @@ class Flavour(ABC):
 
     # -- training ----------------------------------------------------------------------
     @abstractmethod
-    def build(self, estimator: str, hyperparameters: dict[str, Any]) -> Any:
+    def build(self, estimator: str | None, hyperparameters: dict[str, Any]) -> Any:
         """A fresh, unfitted model; raises ConfigError when the spec cannot build one."""
 
-    def check(self, estimator: str, hyperparameters: dict[str, Any]) -> None:
+    def check(self, estimator: str | None, hyperparameters: dict[str, Any]) -> None:
         """Validate a spec at config time (default: build it once)."""
         self.build(estimator, hyperparameters)
 
-    def fit(self, model: Any, X: pd.DataFrame, y: pd.Series) -> Any:
+    def fit(self, model: Any, X: pd.DataFrame, y: pd.Series | pd.DataFrame) -> Any:
+        """Fit ``model``; ``y`` is a frame for a model predicting several targets at once."""
         return model.fit(X, y)
+
+    def history(self, model: Any) -> list[dict[str, float]]:
+        """Per-epoch figures of the last fit (loss, validation loss...), for the run record and the card."""
+        return []
 
     @abstractmethod
     def save(self, model: Any, file: IO[bytes]) -> list[str]:

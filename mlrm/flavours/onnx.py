@@ -79,13 +79,13 @@ class OnnxFlavour(Flavour):
         return onx, list(model.classes_)
 
     # -- training: ONNX models are converted (services/train/convert.py) or brought, not fitted here --
-    def build(self, estimator: str, hyperparameters: dict[str, Any]) -> Any:
+    def build(self, estimator: str | None, hyperparameters: dict[str, Any]) -> Any:
         raise ConfigError(
             "the onnx flavour does not train models: train with flavour 'sklearn' (the version gets an ONNX "
             "runtime at registration when the conversion is exact)"
         )
 
-    def check(self, estimator: str, hyperparameters: dict[str, Any]) -> None:
+    def check(self, estimator: str | None, hyperparameters: dict[str, Any]) -> None:
         self.build(estimator, hyperparameters)
 
     def save(self, model: Any, file: IO[bytes]) -> list[str]:

@@ -34,11 +34,11 @@ class SklearnFlavour(Flavour):
     example = ("sklearn.ensemble.RandomForestClassifier", {"n_estimators": 5, "random_state": 0})
 
     # -- training ----------------------------------------------------------------------
-    def build(self, estimator: str, hyperparameters: dict[str, Any]) -> Any:
-        return build_estimator(estimator, hyperparameters)
+    def build(self, estimator: str | None, hyperparameters: dict[str, Any]) -> Any:
+        return build_estimator(_required(estimator), hyperparameters)
 
-    def check(self, estimator: str, hyperparameters: dict[str, Any]) -> None:
-        check_estimator(estimator, hyperparameters)  # resolved and bound, not built: training builds
+    def check(self, estimator: str | None, hyperparameters: dict[str, Any]) -> None:
+        check_estimator(_required(estimator), hyperparameters)  # resolved and bound, not built: training builds
 
     def save(self, model: Any, file: IO[bytes]) -> list[str]:
         import skops.io as sio
@@ -86,6 +86,12 @@ class SklearnFlavour(Flavour):
                 return Prediction(np.asarray(model.classes_).take(probabilities.argmax(axis=1)), probabilities)
             return Prediction(np.asarray(model.predict(X)), probabilities)
         return Prediction(np.asarray(model.predict(X)))
+
+
+def _required(estimator: str | None) -> str:
+    if not estimator:
+        raise ConfigError("the sklearn flavour needs an estimator, e.g. sklearn.ensemble.RandomForestRegressor")
+    return estimator
 
 
 def _argmax_is_predict(estimator: Any) -> bool:

@@ -165,6 +165,7 @@ class DataPlane:
         outputs = served.predict(
             features, keep=keep, probabilities=probabilities, column=column, runtime=runtime, call=call
         )
+        outputs = served.postprocess(outputs, features, column)
         if len(self.on_predict):
             event = Prediction(served.ref, request_id, source, frame, features, outputs, time.time())
             self.on_predict.fire(event)

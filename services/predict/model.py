@@ -22,7 +22,7 @@ from mlrm.bus import Hop
 from mlrm.card import ModelCard
 from mlrm.errors import INPUT_EXCEPTIONS, ConfigError, DataError, RefusedError, RegistryError, one_line
 from mlrm.flavours import Flavour, Prediction, flavour
-from mlrm.pipeline import apply_step, inference_pipeline, same_statistics
+from mlrm.pipeline import apply_step, inference_pipeline, postprocess, same_statistics
 from mlrm.registry import ModelRef, ModelRegistry
 from mlrm.service import services
 from mlrm.steps import TransformStep
@@ -56,7 +56,10 @@ class ServedModel:
         self._lock = threading.Lock()
         self.features = list(card.inference.input) or [f.name for f in card.featurelist]
         self.classes = card.inference.classes
-        dropping = next((s for s in stages if not s.step.keeps_rows()), None)
+        self.targets = list(card.inference.targets)
+        self.post = [s for s in stages if s.step.postprocesses]  # run in reverse after the model
+        self.forecasts = [c for s in stages for c in s.step.forecasts()]
+        dropping = next((s for s in stages if not s.step.keeps_rows() and not s.step.regroups), None)
         self.refusal = (
             None
             if dropping is None
@@ -172,7 +175,8 @@ class ServedModel:
         self._check_outputs(list(keep), column, want_proba)
         if len(df) == 0:
             out = df[list(keep)].reset_index(drop=True) if keep else pd.DataFrame(index=range(0))
-            out[column] = pd.Series(dtype="object" if self.classes else "float64")
+            for name in self.targets or [column]:
+                out[name] = pd.Series(dtype="object" if self.classes else "float64")
             return out
         # the rows as they are when their columns already are the model's, in order (a V2 request's usually
         # are): selecting them again would copy every value
@@ -186,11 +190,26 @@ class ServedModel:
             ) from None
         # every output column at once: one DataFrame built from a dict, not a column assigned at a time
         columns: dict[str, Any] = {name: df[name].reset_index(drop=True) for name in keep}  # dtypes kept
-        columns[column] = answer.values
+        if self.targets and answer.values.ndim == 2:  # several outputs per row: one column each
+            for i, name in enumerate(self.targets):
+                columns[name] = answer.values[:, i]
+        else:
+            columns[column] = answer.values
         if want_proba and answer.proba is not None and self.classes is not None:
             for i, cls in enumerate(self.classes):
                 columns[f"{PROBA_PREFIX}{cls}"] = answer.proba[:, i]
         return pd.DataFrame(columns, copy=False)
+
+    def postprocess(self, outputs: pd.DataFrame, features: pd.DataFrame, column: str = "prediction") -> pd.DataFrame:
+        """The model's outputs through the pipeline's post-processing, in reverse step order (a window's
+        forecasts become one row per future step, then are de-normalised); a single forecast column is
+        named ``column``."""
+        if not self.post:
+            return outputs
+        outputs = postprocess([(s.step, s.state) for s in self.post], outputs, features)
+        if len(self.forecasts) == 1 and self.forecasts[0] in outputs.columns and column not in outputs.columns:
+            outputs = outputs.rename(columns={self.forecasts[0]: column})
+        return outputs
 
     def _check_outputs(self, keep: list[str], column: str, with_proba: bool) -> None:
         """No output column may be written twice (one would silently overwrite the other)."""

@@ -69,6 +69,8 @@ def build_card(
     lineage: dict[str, Any],
     trusted: list[str],
     runtimes: dict[str, Runtime] | None = None,
+    targets: list[str] | None = None,
+    output_frame: pd.DataFrame | None = None,
 ) -> ModelCard:
     """Every MLaaS description field (modelname .. inference), plus lineage and what predict needs."""
     spec = config.model
@@ -76,6 +78,20 @@ def build_card(
     output: dict[str, Any] = {"prediction": "class label" if spec.kind == "classification" else "number"}
     if classes is not None:
         output["probabilities"] = [f"proba_{c}" for c in classes]
+    if "shapes" in described:  # the network's own tensors (a Keras model's input is a window)
+        output["model_input_shape"], output["model_output_shape"] = (
+            described["shapes"]["input"], described["shapes"]["output"]
+        )
+    if targets:
+        output["targets"] = list(targets)
+    served = (
+        outputs(spec.kind, classes, predictions)
+        if output_frame is None
+        else [Output(name=str(c), datatype=datatype(t), shape=[-1]) for c, t in output_frame.dtypes.items()]
+    )
+    modelperform: dict[str, Any] = {"metrics": metrics, **evaluation}
+    if described.get("history"):
+        modelperform["history"] = described["history"]
     return ModelCard(
         modelname=spec.name,
         modelkind=spec.kind,
@@ -83,7 +99,7 @@ def build_card(
         tags=spec.tags,
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         traincode={
-            "estimator": spec.estimator,
+            "estimator": spec.estimator or spec.flavour,
             "flavour": flavour.name,
             "framework": described["framework"],
             "mlrm": __version__,
@@ -91,7 +107,7 @@ def build_card(
         },
         trainingdata=training,
         hyperparameters=json_safe(described["hyperparameters"]),
-        modelperform={"metrics": metrics, **evaluation},
+        modelperform=modelperform,
         trainingresource={
             "cpu_count": os.cpu_count(),
             "platform": platform.platform(),
@@ -103,12 +119,13 @@ def build_card(
             input=[str(c) for c in X.columns],
             output=output,
             classes=json_safe(classes) if classes is not None else None,
+            targets=list(targets or []),
             artefact=Artefact(
                 flavour=flavour.name, format=flavour.format, file=flavour.file, python=sys.version.split()[0]
             ),
             pipeline=pipeline,
             inputs=inputs,
-            outputs=outputs(spec.kind, classes, predictions),
+            outputs=served,
             predict_config={"kind": "PredictConfig", "model": {"name": spec.name, "alias": "production"}},
             runtimes=runtimes or {},
         ),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from mlrm.config import ConfigModel, Section, as_value_error
 from mlrm.expr import compile_condition, compile_expression
@@ -23,12 +23,14 @@ class ModelSpec(Section):
     """The task; decides the default metrics and whether class probabilities are served."""
     flavour: str = "sklearn"
     """The kind of model (`sklearn`, or a plug-in's flavour): how it is built, stored and served."""
-    estimator: str
+    estimator: str | None = None
     """Dotted path of a scikit-learn estimator or Pipeline class (or your own with fit/predict),
-    e.g. `sklearn.ensemble.RandomForestClassifier`."""
+    e.g. `sklearn.ensemble.RandomForestClassifier`; required by the `sklearn` flavour (the `keras`
+    flavour's model is described by its hyperparameters)."""
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     """Constructor arguments. A value `{estimator: dotted.Name, hyperparameters: {...}}` builds a
-    nested estimator (Pipeline steps, a meta-estimator's base)."""
+    nested estimator (Pipeline steps, a meta-estimator's base). For `keras`: `layers` (or `builder`),
+    `optimizer`, `loss`, `metrics`, `epochs`, `batch_size`, `validation_split`, `early_stopping`, `seed`."""
     description: str = ""
     """Free text for the model card."""
     tags: dict[str, str] = Field(default_factory=dict)
@@ -41,8 +43,9 @@ class ModelSpec(Section):
 
     @field_validator("estimator")
     @classmethod
-    def _estimator(cls, v: str) -> str:
-        as_value_error(import_string, v, what="estimator")  # fails early, with the config's line number
+    def _estimator(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and info.data.get("flavour", "sklearn") == "sklearn":
+            as_value_error(import_string, v, what="estimator")  # fails early, with the config's line number
         return v
 
     @model_validator(mode="after")
@@ -67,6 +70,10 @@ class Evaluation(Section):
     """Metrics to report; defaults depend on the model kind."""
     refit: bool = False
     """After a hold-out evaluation, refit on all rows before registering."""
+    seasonal_naive: int | None = Field(None, ge=1)
+    """Steps per season (e.g. 672: a week of 15-minute readings) of a forecast baseline: each future value
+    forecast by the value one season earlier in its window. Its metrics are recorded beside the model's as
+    `baseline_<metric>`, so the card shows whether the model beats it (targets from a `sliding_window`)."""
 
 
 class RegisterRule(Section):
@@ -96,8 +103,12 @@ class TrainConfig(ConfigModel):
     kind: Literal["TrainConfig"] = "TrainConfig"
     model: ModelSpec
     """The model to train."""
-    target: str
-    """Column to predict."""
+    target: str | list[str]
+    """Column to predict; or several (a list, or a pattern with `*` such as `power@+*`, in column order),
+    which a multi-output model (e.g. a forecast of the next 8 values) predicts at once."""
+    unlabelled: Literal["error", "drop"] = "error"
+    """Rows whose target is missing: an `error`, or `drop` them (a sliding window's newest windows, whose
+    future is not known yet)."""
     features: list[str] | None = None
     """Input columns; defaults to every column except the target and `exclude`."""
     exclude: list[str] = Field(default_factory=list)
@@ -121,13 +132,20 @@ class TrainConfig(ConfigModel):
                 raise ValueError(f"metric '{name}' is for {METRICS[name].kind}, but this model is a {self.model.kind}")
         for rule in self.register_rules:
             if rule.when:
-                allowed = set(self.metric_names()) | {f"{m}_std" for m in self.metric_names()}
+                names = self.metric_names()
+                allowed = set(names) | {f"{m}_std" for m in names} | {f"baseline_{m}" for m in names}
                 unknown = compile_expression(rule.when).names - allowed
                 if unknown:
                     raise ValueError(
                         f"register rule for '{rule.alias}' uses {', '.join(sorted(unknown))}, which this training "
                         f"does not report; metrics: {', '.join(self.metric_names())}"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _baseline_forecasts(self) -> TrainConfig:
+        if self.evaluation.seasonal_naive is not None and self.model.kind != "regression":
+            raise ValueError("evaluation.seasonal_naive is a forecast baseline: it needs a regression model")
         return self
 
     def metric_names(self) -> list[str]:

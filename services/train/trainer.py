@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 from typing import IO, Any
@@ -22,36 +23,47 @@ from mlrm.expr import compile_condition, evaluate_condition
 from mlrm.flavours import Flavour, flavour
 from mlrm.pipeline import inference_pipeline, schema_key
 from mlrm.registry import ModelRegistry, check_alias, check_name, spool
+from services.train import forecast
 from services.train import metrics as M
 from services.train.card import build_card, features
 from services.train.config import TrainConfig
 from services.train.convert import convert
 
 
-def split_xy(df: pd.DataFrame, config: TrainConfig) -> tuple[pd.DataFrame, pd.Series]:
-    if config.target not in df.columns:
-        have = ", ".join(map(str, df.columns))
-        raise DataError(f"target column '{config.target}' is not in the data (columns: {have})")
-    features = config.features or [c for c in df.columns if c != config.target and c not in config.exclude]
+def split_xy(df: pd.DataFrame, config: TrainConfig) -> tuple[pd.DataFrame, pd.Series | pd.DataFrame]:
+    """The features and the target: a Series, or a frame when the config names several target columns."""
+    columns = [str(c) for c in df.columns]
+    targets = forecast.target_columns(config.target, columns)
+    absent = [t for t in targets if t not in df.columns]
+    if absent:
+        raise DataError(f"target column '{absent[0]}' is not in the data (columns: {', '.join(columns)})")
+    features = config.features or [c for c in df.columns if c not in targets and c not in config.exclude]
     missing = [c for c in features if c not in df.columns]
     if missing:
         raise DataError(f"feature column(s) {', '.join(missing)} not in the data (columns: {', '.join(df.columns)})")
     if len(df) == 0:
         raise DataError("no rows reached the training step")
-    y = df[config.target]
-    if y.isna().any():
-        raise DataError(
-            f"target column '{config.target}' has {int(y.isna().sum())} missing values; "
-            "drop them with a handler drop_na step"
-        )
+    single = isinstance(config.target, str) and "*" not in config.target
+    y = df[targets[0]] if single else df[targets]
+    unlabelled = y.isna() if single else y.isna().any(axis=1)
+    if unlabelled.any():
+        if config.unlabelled != "drop":
+            raise DataError(
+                f"target column '{config.target if single else targets}' has {int(unlabelled.sum())} missing values; "
+                "drop them with a handler drop_na step (or set unlabelled: drop)"
+            )
+        df, y = df[~unlabelled], y[~unlabelled]
+        if len(df) == 0:
+            raise DataError("every row reaching the training step lacks its target (unlabelled: drop left none)")
     return df[features], y
 
 
 class _Fitter:
     """Builds, fits and scores models of one spec through its flavour."""
 
-    def __init__(self, config: TrainConfig) -> None:
+    def __init__(self, config: TrainConfig, multi: Callable[..., dict[str, float]] | None = None) -> None:
         self.config = config
+        self.multi = multi  # scores several targets at once (after the pipeline's post-processing)
         self.flavour: Flavour = flavour(config.model.flavour)
         self.kind = config.model.kind
         self.names = config.metric_names()
@@ -70,17 +82,24 @@ class _Fitter:
     def score(self, model: Any, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
         classifier = self.kind == "classification" and self.flavour.classes(model) is not None
         out = self.flavour.predict(model, X, proba=classifier)
+        if self.multi is not None:
+            return self.multi(y, out.values, X)
         classes = self.flavour.classes(model) if classifier else None
         return M.compute(self.names, y, out.values, out.proba, classes)
 
 
 def evaluate(
-    config: TrainConfig, X: pd.DataFrame, y: pd.Series
+    config: TrainConfig,
+    X: pd.DataFrame,
+    y: pd.Series | pd.DataFrame,
+    multi: Callable[..., dict[str, float]] | None = None,
 ) -> tuple[Any, dict[str, float], dict[str, Any], pd.DataFrame]:
     """Fit and evaluate as configured; return the model to register, metrics, a description, and the
-    hold-out rows (the training rows, up to 1000, when there is no hold-out) to check conversions on."""
+    hold-out rows (the training rows, up to 1000, when there is no hold-out) to check conversions on.
+
+    ``multi`` scores a model of several targets (``y`` a frame)."""
     ev, kind, names = config.evaluation, config.model.kind, config.metric_names()
-    fitter = _Fitter(config)
+    fitter = _Fitter(config, multi)
     strategy = ev.strategy if ev.strategy != "auto" else ("stratified" if kind == "classification" else "random")
     if ev.kfold:
         splitter = {
@@ -128,10 +147,30 @@ def train(
     become the version's inference pipeline.
     """
     X, y = split_xy(df, config)
+    targets = [str(c) for c in y.columns] if isinstance(y, pd.DataFrame) else []
+    post = forecast.chain(ctx, route or []) if targets else []
+    multi = forecast.scorer(post, targets, config.metric_names()) if targets else None
     started = time.perf_counter()
-    model, metrics, evaluation, holdout = evaluate(config, X, y)
+    model, metrics, evaluation, holdout = evaluate(config, X, y, multi)
     fit_seconds = time.perf_counter() - started
+    season = config.evaluation.seasonal_naive
+    if season is not None:  # the baseline a forecaster must beat, scored on the same rows the same way
+        if multi is None:
+            raise ConfigError("evaluation.seasonal_naive needs targets from a sliding_window (e.g. target: 'x@+*')")
+        baseline = forecast.seasonal_naive(holdout, targets, season)
+        metrics |= {f"baseline_{k}": v for k, v in multi(y.loc[holdout.index], baseline, holdout).items()}
+        evaluation["baseline"] = f"seasonal naive, {season} steps a season"
     chosen = flavour(config.model.flavour)
+    if targets:
+        evaluation["targets"] = len(targets)
+    outputs = None
+    if targets:  # what a request is answered: the post-processed forecasts (card outputs)
+        sample = X.iloc[: min(64, len(X))]
+        values = chosen.predict(model, sample).values
+        outputs = forecast.restored(post, values, targets, df.loc[sample.index])
+        single = forecast.forecasts_of(post)
+        if len(single) == 1 and single[0] in outputs.columns:
+            outputs = outputs.rename(columns={single[0]: "prediction"})
     trusted: list[str] = []
 
     def save(file: IO[bytes]) -> None:
@@ -146,8 +185,12 @@ def train(
                 converted, runtimes["onnx"] = convert(model, holdout, config.model.kind, classes)
                 if converted is not None:
                     extra[flavour("onnx").file] = converted
-            return _register(chosen, model, artefact, df, X, config, ctx, lineage, metrics, evaluation, fit_seconds,
-                             trusted, route or [], extra, runtimes)  # fmt: skip
+            result = _register(chosen, model, artefact, df, X, config, ctx, lineage, metrics, evaluation,
+                               fit_seconds, trusted, route or [], extra, runtimes, targets, outputs)  # fmt: skip
+            history = chosen.history(model)
+            if history:  # the run record shows how each epoch went
+                result["epochs"] = history
+            return result
         finally:
             for file in extra.values():
                 file.close()
@@ -157,7 +200,7 @@ def _register(
     chosen: Flavour, model: Any, artefact: IO[bytes], df: pd.DataFrame, X: pd.DataFrame, config: TrainConfig,
     ctx: StepContext, lineage: dict[str, Any], metrics: dict[str, float], evaluation: dict[str, Any],
     fit_seconds: float, trusted: list[str], route: list[Hop], extra: dict[str, IO[bytes]],
-    runtimes: dict[str, Runtime],
+    runtimes: dict[str, Runtime], targets: list[str] | None = None, outputs: pd.DataFrame | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     sample = X.iloc[: min(1000, len(X))]
     t0 = time.perf_counter()
@@ -197,6 +240,7 @@ def _register(
         config=config, flavour=chosen, model=model, X=X, inputs=_raw_inputs(ctx, pipeline, X, config),
         pipeline=pipeline, classes=classes, predictions=predictions, metrics=metrics, evaluation=evaluation,
         training=training, runresource=runresource, lineage=lineage, trusted=trusted, runtimes=runtimes,
+        targets=targets, output_frame=outputs,
     )  # fmt: skip
 
     aliases = aliases_to_set(config, metrics)  # every rule and name checked before anything is written
@@ -266,7 +310,8 @@ def _raw_inputs(ctx: StepContext, pipeline: list[PipelineStep], X: pd.DataFrame,
         recorded = ctx.volume.get_json(schema_key(ctx.run_id, pipeline[0].hop))
     except NotFoundError:  # a run whose transform hops did not record what they received
         return features(X)
-    return features([c for c in recorded if c["name"] != config.target])
+    targets = [config.target] if isinstance(config.target, str) else config.target
+    return features([c for c in recorded if c["name"] not in targets])
 
 
 def _digest(content: bytes | Path | None) -> str | None:

@@ -12,6 +12,7 @@ import uuid
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -107,3 +108,32 @@ def test_energy_online_answers_equal_batch_answers(mlrm, energy_data, monkeypatc
     assert len(batch) == len(raw)
     assert_same(batch, direct_output(mlrm, "energy-load", raw, ["timestamp"]), "the data plane")
     assert_same(batch, nameko_output(mlrm, "energy-load", raw, ["timestamp"]), "nameko RPC")
+
+
+def test_keras_forecasts_agree_in_a_batch_workflow_over_rest_and_over_grpc(power):
+    """Both Keras forecasters, served at once: the same 672 raw rows give the same 8 forecasts everywhere."""
+    from services.predict.v2.serve import V2Servers
+    from tests.examples.power_support import MODELS, POWER, triton, v2_forecast
+
+    mlrm, raw = power["mlrm"], power["raw"]
+    assert len(raw) == 672
+    http, grpc = triton("http"), triton("grpc")
+    with V2Servers(mlrm.service("predict"), http_port=0, grpc_port=0) as servers:
+        rest = http.InferenceServerClient(f"127.0.0.1:{servers.http_port}")
+        rpc = grpc.InferenceServerClient(f"127.0.0.1:{servers.grpc_port}")
+        for model, kind in zip(MODELS, ("gru", "cnn-lstm"), strict=True):
+            batch = batch_output(mlrm, POWER / f"predict-{kind}.yaml")
+            batch["timestamp"] = pd.to_datetime(batch["timestamp"])
+            assert list(batch.columns) == ["timestamp", "horizon", "prediction"] and len(batch) == 8
+            last = pd.Timestamp(raw["timestamp"].iloc[-1])
+            assert list(batch["timestamp"]) == [last + pd.Timedelta(minutes=15 * k) for k in range(1, 9)]
+            assert batch["prediction"].between(5, 150).all()  # de-normalised: kilowatts, not deviations
+            out, _ = mlrm.service("predict").infer(model, raw, alias="candidate")
+            for how, other in [("the data plane", out), ("REST", v2_forecast(http, rest, model, raw)),
+                               ("gRPC", v2_forecast(grpc, rpc, model, raw))]:  # fmt: skip
+                other = other.assign(timestamp=pd.to_datetime(other["timestamp"]))
+                assert list(other["timestamp"]) == list(batch["timestamp"]), how
+                assert list(other["horizon"]) == list(range(1, 9)), how
+                np.testing.assert_allclose(other["prediction"], batch["prediction"], rtol=1e-9, err_msg=how)
+        rest.close()
+        rpc.close()

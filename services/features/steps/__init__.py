@@ -4,6 +4,7 @@
 - encoding: `one_hot`, `ordinal_encode` (learn categories at training time)
 - time: `time_features` (stateless, row-local)
 - windows: `lag`, `rolling` (need the whole, ordered stream)
+- sequences: `sliding_window` (windows and future targets for sequence models; regroups rows)
 - columns: `select`
 """
 
@@ -11,6 +12,7 @@ from .base import FeatureStep
 from .columns import Select
 from .encoding import OneHot, OrdinalEncode
 from .scaling import MinmaxScale, StandardScale
+from .sequences import SlidingWindow
 from .time import TimeFeatures
 from .windows import Lag, Rolling
 
@@ -22,6 +24,7 @@ __all__ = [
     "OrdinalEncode",
     "Rolling",
     "Select",
+    "SlidingWindow",
     "StandardScale",
     "TimeFeatures",
 ]

@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from mlrm.errors import DataError
 from mlrm.steps import register
@@ -18,8 +18,30 @@ class _Scaler(FeatureStep):
     """Shared by the scalers: resolving columns and checking fit data."""
 
     stateful: ClassVar[bool] = True
+    postprocesses: ClassVar[bool] = True
     columns: Columns | None = None
     """Columns to scale; by default every numeric column present at training time."""
+    restore: list[str] = Field(default_factory=list)
+    """Scaled columns the model forecasts (e.g. `[power]` behind a `sliding_window`): their forecasts are
+    mapped back to the original units after the model, with the same statistics."""
+
+    @model_validator(mode="after")
+    def _restore_scaled(self) -> _Scaler:
+        stray = [c for c in self.restore if self.columns is not None and c not in self.columns]
+        if stray:
+            raise ValueError(f"restore: column(s) {', '.join(stray)} are not among the scaled columns")
+        return self
+
+    def postprocess(self, outputs: pd.DataFrame, features: pd.DataFrame, state: dict[str, Any] | None) -> pd.DataFrame:
+        present = [c for c in self.restore if c in outputs.columns]
+        if not present:
+            return outputs
+        state = self.require_state(state)
+        index = [state["columns"].index(c) for c in present]
+        return self.replace_columns(outputs, present, self.inverse(self.numeric_values(outputs, present), state, index))
+
+    def inverse(self, values: np.ndarray, state: dict[str, Any], index: list[int]) -> np.ndarray:
+        raise NotImplementedError
 
     def _fit_values(self, df: pd.DataFrame) -> tuple[list[str], np.ndarray]:
         if self.columns is None:
@@ -63,6 +85,9 @@ class StandardScale(_Scaler):
         scaled = (values - np.asarray(state["mean"])) / np.asarray(state["scale"])
         return self.replace_columns(df, columns, scaled)
 
+    def inverse(self, values: np.ndarray, state: dict[str, Any], index: list[int]) -> np.ndarray:
+        return values * np.asarray(state["scale"])[index] + np.asarray(state["mean"])[index]
+
 
 @register
 class MinmaxScale(_Scaler):
@@ -100,3 +125,9 @@ class MinmaxScale(_Scaler):
         if self.clip:
             scaled = np.clip(scaled, low, high)
         return self.replace_columns(df, columns, scaled)
+
+    def inverse(self, values: np.ndarray, state: dict[str, Any], index: list[int]) -> np.ndarray:
+        low, high = self.feature_range
+        lo, hi = np.asarray(state["min"])[index], np.asarray(state["max"])[index]
+        span = np.where(hi > lo, hi - lo, 1.0)
+        return lo + (values - low) / (high - low) * span

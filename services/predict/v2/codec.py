@@ -267,9 +267,11 @@ def encode(served: ServedModel, frame: pd.DataFrame, wanted: list[str]) -> list[
             values = frame[columns].to_numpy(dtype="float64").reshape(-1)
             out.append(Tensor(name, "FP64", [rows, len(columns)], values))
         else:
-            values = frame["prediction"].to_numpy()
+            values = frame[name if name in frame.columns else "prediction"].to_numpy()
             kind = datatype_of(values.dtype)
-            if kind == "BYTES":
+            if values.dtype.kind == "M":  # timestamps (a forecast's) as ISO 8601 text
+                values = np.datetime_as_string(values, unit="s").astype(object)
+            elif kind == "BYTES":
                 values = np.asarray([str(v) for v in values], dtype=object)
             out.append(Tensor(name, kind, [rows], values))
     return out

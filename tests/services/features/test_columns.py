@@ -31,6 +31,7 @@ def test_registry_lists_all_features_steps() -> None:
         "ordinal_encode",
         "rolling",
         "select",
+        "sliding_window",
         "standard_scale",
         "time_features",
     ]
