@@ -40,7 +40,7 @@ from mlrm.monitoring.feedback import (
     send_feedback,
     write_feedback,
 )
-from mlrm.monitoring.log import FEATURE, OUTPUT, LogEntry, PredictionLog, read_log
+from mlrm.monitoring.log import FEATURE, OUTPUT, LogEntry, PredictionLog, read_log, read_predictions
 from mlrm.monitoring.paths import REFERENCE_FILE
 from mlrm.monitoring.reference import Reference, Summary, load_reference, reference_bytes, reference_statistics
 
@@ -71,6 +71,7 @@ __all__ = [
     "load_reference",
     "parse_feedback",
     "read_log",
+    "read_predictions",
     "reference_bytes",
     "reference_statistics",
     "run_checks",

@@ -29,8 +29,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlrm.errors import DataError, MlrmError
-from mlrm.monitoring.log import FEATURE, OUTPUT, read_log, write_part
-from mlrm.monitoring.paths import feedback_prefix, predictions_prefix
+from mlrm.monitoring.log import FEATURE, OUTPUT, read_log, read_predictions, write_part
+from mlrm.monitoring.paths import feedback_prefix
 from mlrm.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ def labelled(
     """Logged rows (of ``version``, logged in ``[since, until]``) joined to their labels, the newest
     ``limit`` of them, as stored (``feature.*``, ``output.*``, ``label``), and the feedback counts."""
     where = {"version": version} if version is not None else None
-    predictions = read_log(volume, predictions_prefix(model), since=since, until=until, where=where)
+    predictions = read_predictions(volume, model, since=since, until=until, where=where)
     joined, counts = join(predictions, read_feedback(volume, model))
     if limit is not None:
         joined = joined.iloc[-limit:].reset_index(drop=True)
