@@ -217,13 +217,15 @@ def labelled_window(
 
 
 # -- over the bus -----------------------------------------------------------------------------
-def send_feedback(bus: Any, model: str, items: list[FeedbackItem] | list[dict[str, Any]]) -> str:
-    """Publish feedback for a predict replica to store; returns the message id."""
+def send_feedback(
+    bus: Any, model: str, items: list[FeedbackItem] | list[dict[str, Any]], *, queue: str = FEEDBACK_QUEUE
+) -> str:
+    """Publish feedback for a predict replica to store (on :data:`FEEDBACK_QUEUE`); returns the message id."""
     body = [i.model_dump(exclude_none=True) if isinstance(i, FeedbackItem) else i for i in items]
     from mlrm.bus import Envelope
 
     envelope = Envelope(id=f"feedback/{uuid.uuid4().hex}", run_id="feedback", body={"model": model, "feedback": body})
-    bus.publish(FEEDBACK_QUEUE, envelope)
+    bus.publish(queue, envelope)
     return envelope.id
 
 
