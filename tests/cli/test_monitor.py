@@ -68,3 +68,15 @@ def test_bulk_feedback_from_a_collector_config(cli, iris, tmp_path):
     assert stored["row_id"].tolist() == ["1", "2", "3"]
     assert stored["label"].tolist() == ["setosa", "versicolor", "setosa"]
     assert_one_error(cli(*command, "label"), "label", "not in the feedback data")
+
+
+def test_deploy_with_the_prediction_log(cli, iris):
+    assert cli("run", iris / "train.yaml").exit_code == 0
+    dep_id = cli("deploy", "iris-classifier", "--alias", "production", "--log-sample", "0.25", "--log-row-id", "id")
+    assert dep_id.exit_code == 0
+    from mlrm.deployments import Deployments
+
+    [dep] = Deployments(cli.volume).active()
+    assert dep.log is not None and (dep.log.sample, dep.log.row_id) == (0.25, "id")
+    refused = cli("deploy", "iris-classifier", "--log-sample", "2")
+    assert refused.exit_code != 0 and "--log-sample" in refused.output + refused.stderr
