@@ -16,7 +16,7 @@ detectors:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -68,6 +68,14 @@ class DetectorSpec(Section):
     tolerance: float = Field(0.1, ge=0)
     """For `metric_decay`: how much worse than the hold-out figure is tolerated, as a share of it
     (0.1: accuracy 0.95 may fall to 0.855; rmse 2.0 may rise to 2.2)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _on_is_not_true(cls, data: Any) -> Any:
+        """YAML 1.1 reads a bare `on:` key as the boolean true: it means the field `on` here."""
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if key is True else key): value for key, value in data.items()}
+        return data
 
     @field_validator("type")
     @classmethod

@@ -130,3 +130,12 @@ def test_check_events_on_the_orchestrators_bus_leave_runs_alone(iris, logged):
     run_checks(iris.volume, config(), bus=iris.bus)  # the embedded orchestrator follows these events too
     run = iris.run(IRIS / "predict.yaml", timeout=120)
     assert run.status == "succeeded", run.error
+
+
+def test_the_example_monitor_config_and_a_bare_on_key(tmp_path):
+    from mlrm.config import load_config
+
+    example = load_config(IRIS / "monitor.yaml", MonitorConfig)
+    assert [d.on for d in example.detectors] == ["features", "features", "predictions", "features"]
+    (tmp_path / "m.yaml").write_text("kind: MonitorConfig\nmodel: m\ndetectors:\n  - type: chi2\n    on: labels\n")
+    assert load_config(tmp_path / "m.yaml", MonitorConfig).detectors[0].on == "labels"  # YAML 1.1 reads `on` as true
