@@ -146,8 +146,9 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def read_feedback(volume: Volume, model: str) -> pd.DataFrame:
-    frame = read_log(volume, feedback_prefix(model))
+def read_feedback(volume: Volume, model: str, *, since: float | None = None) -> pd.DataFrame:
+    """Stored feedback of ``model`` (received at ``since`` or later: feedback follows its prediction)."""
+    frame = read_log(volume, feedback_prefix(model), since=since)
     return frame if len(frame) else pd.DataFrame(columns=["request_id", "row", "row_id", "label", "at"])
 
 
@@ -186,7 +187,7 @@ def labelled(
     ``limit`` of them, as stored (``feature.*``, ``output.*``, ``label``), and the feedback counts."""
     where = {"version": version} if version is not None else None
     predictions = read_predictions(volume, model, since=since, until=until, where=where)
-    joined, counts = join(predictions, read_feedback(volume, model))
+    joined, counts = join(predictions, read_feedback(volume, model, since=since))
     if limit is not None:
         joined = joined.iloc[-limit:].reset_index(drop=True)
     return joined, counts
