@@ -68,13 +68,24 @@ def check(
     volume: common.VolumeOpt = None,
     fail_on_drift: Annotated[bool, typer.Option("--fail-on-drift", help="Exit 1 when a check finds drift.")] = False,
 ) -> None:
-    """Run a MonitorConfig's detectors now; the checks are added to the model's history."""
+    """Run a MonitorConfig's detectors now; the checks are added to the model's history (and published as
+    events on a shared bus when MLRM_BUS names one)."""
     from mlrm.config import load_config
     from mlrm.monitoring import MonitorConfig, run_checks
     from mlrm.volume import open_volume
 
     monitor = load_config(config, MonitorConfig)
-    checks = run_checks(open_volume(common.settings_for(volume).volume), monitor)
+    settings = common.settings_for(volume)
+    bus = None
+    if not settings.bus.startswith("memory://"):  # an in-process bus would reach nobody
+        from mlrm.bus import open_bus
+
+        bus = open_bus(settings.bus)
+    try:
+        checks = run_checks(open_volume(settings.volume), monitor, bus=bus)
+    finally:
+        if bus is not None:
+            bus.close()
     _print_checks(checks, False)  # `mlrm monitor status MODEL --json` lists them as JSON
     if fail_on_drift and any(c.drifted for c in checks):
         raise typer.Exit(1)
