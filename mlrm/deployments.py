@@ -26,6 +26,7 @@ from pydantic import Field, ValidationError, model_validator
 from mlrm.config import Section, as_value_error
 from mlrm.context import ModelRef
 from mlrm.errors import ConfigError, CorruptRecordError, NotFoundError
+from mlrm.monitoring.config import LogSettings
 from mlrm.registry import ModelRegistry, OnCorrupt, check_alias, check_name, skip_or_raise
 from mlrm.volume import Volume
 
@@ -83,6 +84,8 @@ class DeployRequest(Section):
     batching: Batching | None = None
     """Merge concurrent direct requests into one model call (`{max_batch_size: 64, max_batch_time: 0.002}`);
     off by default."""
+    log: LogSettings | None = None
+    """Log its predictions for monitoring (`{sample: 0.1, row_id: id}`: a tenth of the requests); off by default."""
 
     @model_validator(mode="after")
     def _consistent(self) -> DeployRequest:

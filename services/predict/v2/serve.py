@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from mlrm.web.servers import ApiServers
 from mlrm.web.tls import Tls
 from services.predict.service import PredictService
+from services.predict.v2 import monitoring
 from services.predict.v2.codec import V2
 from services.predict.v2.grpc import SCOPES, registrar
 from services.predict.v2.rest import rest_app
@@ -38,8 +39,12 @@ class V2Servers(ApiServers):
         tls: Tls | None = None,
     ) -> None:
         self.v2 = V2(service.dataplane, max_inflight=max_inflight)
+        rest = rest_app(self.v2, max_body=max_body)
+        watch = monitoring.Monitoring(service.server.registry)  # feedback in, drift checks out
+        rest.router.routes.extend(monitoring.rest_routes(watch, max_body=max_body))
+        v2_grpc, watch_grpc = registrar(self.v2), monitoring.registrar(watch)
         super().__init__(
-            rest=rest_app(self.v2, max_body=max_body), grpc=registrar(self.v2), host=host,
+            rest=rest, grpc=lambda server: (v2_grpc(server), watch_grpc(server)), host=host,
             http_port=http_port, grpc_port=grpc_port, max_body=max_body, grpc_workers=grpc_workers,
             max_concurrent_rpcs=max_inflight, name="v2", security=security, grpc_scopes=SCOPES, tls=tls,
         )  # fmt: skip
