@@ -46,5 +46,6 @@ class V2Servers(ApiServers):
         super().__init__(
             rest=rest, grpc=lambda server: (v2_grpc(server), watch_grpc(server)), host=host,
             http_port=http_port, grpc_port=grpc_port, max_body=max_body, grpc_workers=grpc_workers,
-            max_concurrent_rpcs=max_inflight, name="v2", security=security, grpc_scopes=SCOPES, tls=tls,
+            max_concurrent_rpcs=max_inflight, name="v2", security=security, tls=tls,
+            grpc_scopes={**SCOPES, **monitoring.SCOPES},
         )  # fmt: skip
