@@ -7,7 +7,7 @@ Importing them registers their commands, in the order `mlrm --help` lists them.
 """
 
 # isort: off
-from cli import local, registry, distributed, volume, dev  # noqa: F401
+from cli import local, registry, distributed, volume, dev, loop  # noqa: F401
 from cli.common import app
 
 # isort: on

@@ -173,10 +173,15 @@ def orchestrator_cmd(state: common.StateOpt = None) -> None:
     orchestrator = Orchestrator(bus, volume, store)
     orchestrator.start()
     bus.start()
+    from orchestrator.retrain import start_with
+
+    loop = start_with(orchestrator)  # the closed loop: retraining policies applied to the volume
     common.err.print(f"orchestrator: runs in {settings.state}, bus {bus.url}, volume {volume.url}")
     try:
         _wait_for(stop)
     finally:
+        if loop is not None:
+            loop.stop()
         orchestrator.stop()
         bus.close()
         store.close()

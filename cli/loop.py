@@ -1,0 +1,105 @@
+"""Commands of the closed loop: retraining policies, the embedded loop, its history."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cli import common
+
+loop_app = typer.Typer(help="The closed loop: retraining policies, safe promotion, their history.",
+                       no_args_is_help=True)  # fmt: skip
+common.app.add_typer(loop_app, name="loop")
+
+
+@loop_app.command("apply")
+@common.user_errors
+def loop_apply(
+    policies: Annotated[list[Path], typer.Argument(help="RetrainPolicy YAML files.")],
+    volume: common.VolumeOpt = None,
+) -> None:
+    """Validate retraining policies (with their monitor config and workflow) and store them in the volume:
+    every loop on it (`mlrm orchestrator`, `mlrm loop run`) then runs them."""
+    from mlrm.volume import open_volume
+    from orchestrator.retrain import apply
+
+    vol = open_volume(common.settings_for(volume).volume)
+    for path in policies:
+        policy = apply(vol, path)
+        common.err.print(f"applied {path}: model {policy.model}, on {', '.join(policy.on)}")
+
+
+@loop_app.command("remove")
+@common.user_errors
+def loop_remove(model: Annotated[str, typer.Argument(help="Model name.")], volume: common.VolumeOpt = None) -> None:
+    """Stop retraining a model (its history stays)."""
+    from mlrm.volume import open_volume
+    from orchestrator.retrain import remove
+
+    remove(open_volume(common.settings_for(volume).volume), model)
+
+
+@loop_app.command("run")
+@common.user_errors
+def loop_run(
+    policies: Annotated[list[Path] | None, typer.Argument(help="RetrainPolicy files to apply first.")] = None,
+    interval: Annotated[float, typer.Option(help="Seconds between rounds of checks.")] = 10.0,
+    once: Annotated[bool, typer.Option(help="Run one round and exit (a scheduler's job).")] = False,
+    volume: common.VolumeOpt = None,
+    state: common.StateOpt = None,
+) -> None:
+    """Run the loop embedded (no broker): checks, retrainings in this process, promotions; Ctrl-C stops."""
+    common.check_seconds(interval, "--interval")
+    from orchestrator.embedded import Embedded
+    from orchestrator.retrain import ClosedLoop, apply, for_orchestrator
+
+    settings = common.settings_for(volume, state=state)
+    with Embedded(settings) as mlrm:
+        for path in policies or []:
+            apply(mlrm.volume, path)
+        loop: ClosedLoop = for_orchestrator(mlrm.orchestrator)
+        common.err.print(f"loop: volume {mlrm.volume.url}, every {interval:g}s; Ctrl-C stops")
+        try:
+            while True:
+                loop.tick()
+                if once:
+                    break
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            pass
+
+
+@loop_app.command("history")
+@common.user_errors
+def loop_history(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    limit: Annotated[int, typer.Option(min=1, help="The newest this many events.")] = 50,
+    volume: common.VolumeOpt = None,
+    as_json: common.JsonOpt = False,
+) -> None:
+    """Every step the loop took for a model: retrainings, gates, staging, canaries, promotions, rollbacks."""
+    from mlrm.volume import open_volume
+    from orchestrator.loop_events import history
+
+    events = history(open_volume(common.settings_for(volume).volume), model, limit=limit)
+    if as_json:
+        common.print_json(events)
+        return
+    rows = [(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at"])), e["step"], _summary(e)) for e in events]
+    common.print_table(["at", "step", "details"], rows)
+
+
+def _summary(event: dict[str, Any]) -> str:
+    keys = ("reasons", "run_id", "version", "challenger", "production", "metric", "challenger_score",
+            "improvement", "passed", "share", "alias", "why")  # fmt: skip
+    parts = []
+    for k in keys:
+        if event.get(k) is not None:
+            v = event[k]
+            parts.append(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}")
+    if event["step"] == "gate":
+        parts.append(f"challenger={event.get('challenger')} production={event.get('production')}")
+    return " ".join(dict.fromkeys(parts))
