@@ -29,6 +29,7 @@ RESERVED_PREFIXES: dict[str, str] = {
     "models/": "the model registry",
     "runs/": "the runs' own data (gathered batches, statistics, job and status records)",
     "deployments/": "the deployment records",
+    "monitoring/": "the prediction logs, feedback and drift checks of monitoring",
 }
 
 

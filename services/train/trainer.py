@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import logging
 import os
 import time
 from contextlib import suppress
@@ -19,12 +21,16 @@ from mlrm.context import ModelRef, StepContext
 from mlrm.errors import ConfigError, DataError, ExpressionError, NotFoundError, StepError
 from mlrm.expr import compile_condition, evaluate_condition
 from mlrm.flavours import Flavour, flavour
+from mlrm.monitoring import REFERENCE_FILE, Reference, reference_bytes, reference_statistics
 from mlrm.pipeline import inference_pipeline, schema_key
 from mlrm.registry import ModelRegistry, check_alias, check_name, spool
 from services.train import metrics as M
 from services.train.card import build_card, features
 from services.train.config import TrainConfig
 from services.train.convert import convert
+
+log = logging.getLogger(__name__)
+MIN_HOLDOUT = 500
 
 
 def split_xy(df: pd.DataFrame, config: TrainConfig) -> tuple[pd.DataFrame, pd.Series]:
@@ -145,6 +151,11 @@ def train(
                 converted, runtimes["onnx"] = convert(model, holdout, config.model.kind, classes)
                 if converted is not None:
                     extra[flavour("onnx").file] = converted
+            try:  # what monitoring compares live traffic with (never fails the training)
+                reference = reference_for(chosen, model, X, y, holdout, config, metrics)
+                extra[REFERENCE_FILE] = io.BytesIO(reference_bytes(reference))
+            except Exception:
+                log.warning("no reference statistics for %s: computing them failed", config.model.name, exc_info=True)
             return _register(chosen, model, artefact, df, X, config, ctx, lineage, metrics, evaluation, fit_seconds,
                              trusted, route or [], extra, runtimes)  # fmt: skip
         finally:
@@ -204,6 +215,26 @@ def _register(
     registry.publish(ref, files, card)
     point_aliases(registry, ref, aliases)
     return {"model": ref.name, "version": ref.version, "metrics": metrics, "aliases": aliases}
+
+
+def reference_for(
+    chosen: Flavour, model: Any, X: pd.DataFrame, y: pd.Series, holdout: pd.DataFrame, config: TrainConfig,
+    metrics: dict[str, float],
+) -> Reference:  # fmt: skip
+    """The version's reference statistics: its training rows, target, and outputs (named as predict names
+    them: ``prediction``, ``proba_<class>``) on the hold-out rows, with the hold-out metrics.
+
+    A hold-out of fewer than :data:`MIN_HOLDOUT` rows says little about the distribution of the outputs
+    (30 iris rows): the outputs on the training rows (up to 5000) stand in for it then."""
+    classifier = config.model.kind == "classification"
+    classes = chosen.classes(model) if classifier else None
+    rows = holdout if len(holdout) >= MIN_HOLDOUT else X.sample(min(len(X), 5000), random_state=0)
+    answer = chosen.predict(model, rows, proba=classes is not None)
+    outputs = pd.DataFrame({"prediction": np.asarray(answer.values).ravel()})
+    if classes is not None and answer.proba is not None:
+        for i, cls in enumerate(classes):
+            outputs[f"proba_{cls}"] = answer.proba[:, i]
+    return reference_statistics(X, y, outputs, kind=config.model.kind, metrics=metrics, target_name=config.target)
 
 
 def aliases_to_set(config: TrainConfig, metrics: dict[str, float]) -> list[str]:
