@@ -29,7 +29,7 @@ def loop_apply(
     vol = open_volume(common.settings_for(volume).volume)
     for path in policies:
         policy = apply(vol, path)
-        common.err.print(f"applied {path}: model {policy.model}, on {', '.join(policy.on)}")
+        common.err.print(f"applied {path}: model {policy.model}, triggers {', '.join(policy.triggers)}")
 
 
 @loop_app.command("remove")

@@ -192,7 +192,8 @@ class Promoter:
         gain = improvement(metric, scores["challenger"], scores["production"])
         passed = challenger != production and gain > policy.margin
         state["gate"] = {"metric": metric, "rows": len(holdout), "margin": policy.margin, "improvement": gain,
-                         "passed": passed, **scores}  # fmt: skip
+                         "passed": passed, "challenger_score": scores["challenger"],
+                         "production_score": scores["production"]}  # fmt: skip
         self._event(state, "gate", **state["gate"])
         if not passed:
             return self._finish(state, "rejected", f"{metric} {scores['challenger']:.4f} does not beat production's "

@@ -7,7 +7,7 @@ the training workflow to submit, the data window it trains on and the promotion 
     kind: RetrainPolicy
     model: drift-classifier
     monitor: monitor.yaml          # a MonitorConfig
-    on: [drift, decay]
+    triggers: [drift, decay]
     workflow: retrain.yaml         # its collector reads data.key
     data: {key: retrain/drift-classifier.parquet, rows: 1500, holdout: 300}
     cooldown: 3600
@@ -90,7 +90,7 @@ class RetrainPolicy(ConfigModel):
     """The alias served and replaced (the monitor checks the version it points at)."""
     monitor: str
     """The MonitorConfig file (relative to this file) whose checks trigger a retraining."""
-    on: list[Trigger] = Field(default_factory=lambda: ["drift", "decay"], min_length=1)
+    triggers: list[Trigger] = Field(default_factory=lambda: ["drift", "decay"], min_length=1)
     """`drift` (a feature or prediction detector drifted), `decay` (a metric on feedback), `schedule`."""
     schedule: Schedule | None = None
     """For `on: [schedule]`: how often."""
@@ -124,8 +124,8 @@ class RetrainPolicy(ConfigModel):
         monitor = load_config(base / self.monitor, MonitorConfig)
         if monitor.model != self.model:
             raise ConfigError(f"{self.monitor} monitors '{monitor.model}', not this policy's model '{self.model}'")
-        if "schedule" in self.on and self.schedule is None:
-            raise ConfigError("'on' has schedule: give 'schedule: {every: SECONDS}'")
+        if "schedule" in self.triggers and self.schedule is None:
+            raise ConfigError("'triggers' has schedule: give 'schedule: {every: SECONDS}'")
         workflow = compile_workflow(base / self.workflow)
         if workflow.mode != "train":
             raise ConfigError(f"{self.workflow} does not train a model (its last step must be train)")
@@ -238,24 +238,26 @@ class ClosedLoop:
             return
         fresh = [c for c in checks if c.drifted and c.version == current and (last is None or c.at > last)]
         reasons = []
-        if "drift" in policy.on and any(c.on != "metric" for c in fresh):
+        if "drift" in policy.triggers and any(c.on != "metric" for c in fresh):
             reasons.append("drift")
-        if "decay" in policy.on and any(c.on == "metric" for c in fresh):
+        if "decay" in policy.triggers and any(c.on == "metric" for c in fresh):
             reasons.append("decay")
-        if "schedule" in policy.on and policy.schedule and (last is None or now - last >= policy.schedule.every):
+        if "schedule" in policy.triggers and policy.schedule and (last is None or now - last >= policy.schedule.every):
             reasons.append("schedule")
         if not reasons:
             return
-        since = None
-        if policy.data is not None and policy.data.since_drift and fresh:
-            starts = [c.window_start for c in fresh if c.window_start is not None]
-            since = min(starts) if starts else None
+        starts = [c.window_start for c in fresh if c.window_start is not None]
+        if state.get("episode_start") is None or state.get("episode_version") != current:
+            # The episode began with the first window that drifted; its rows are what the challenger learns.
+            state.update(episode_start=min(starts) if starts else None, episode_version=current)
+        since = state["episode_start"] if policy.data is not None and policy.data.since_drift else None
         window = self._write_window(policy, since) if policy.data is not None else {"rows": None, "holdout_since": now}
         if window is None:
+            self._save(state)
             return  # too little feedback yet: wait for more, without starting the cool-down
         run_id = self.submit(entry.workflow)
         state.update(phase="training", last_trigger=now, run_id=run_id, reasons=reasons, production=current,
-                     holdout_since=window["holdout_since"])  # fmt: skip
+                     holdout_since=window["holdout_since"], episode_start=None)  # fmt: skip
         self._save(state)
         drifted = [{"detector": c.detector, "target": c.target, "statistic": c.statistic, "p_value": c.p_value}
                    for c in fresh][:20]  # fmt: skip
