@@ -192,8 +192,9 @@ def test_a_worse_challenger_is_rejected_and_a_regressing_canary_is_rolled_back(w
     gen, traffic, volume = world["gen"], world["traffic"], world["mlrm"].volume
     registry, promoter = ModelRegistry(volume), Promoter(volume)
     policy = PromotionPolicy.model_validate({
-        "margin": 0.05, "holdout": 150, "min_holdout": 100,
-        "canary": {"share": 0.3, "requests": 1000}, "rollback": {"min_labels": 30, "metric_tolerance": 0.05}})  # fmt: skip
+        "margin": 0.05, "holdout": 150, "min_holdout": 100, "canary": {"share": 0.3, "requests": 1000},
+        "rollback": {"min_labels": 30, "metric_tolerance": 0.05},
+    })  # fmt: skip
     shifted = gen.rows(1000, shifted=True, seed=21)
     challenger = train_challenger(world, shifted)  # learned the shifted relation
 
