@@ -40,7 +40,7 @@ from mlrm.bus import Hop
 from mlrm.config import ConfigModel, Section, as_value_error, load_config
 from mlrm.errors import ConfigError, MlrmError, NotFoundError
 from mlrm.registry import ModelRegistry, check_alias, check_name
-from mlrm.volume import Volume, check_key
+from mlrm.volume import Volume, check_output_key
 from orchestrator import loop_events
 from orchestrator.compile import CompiledWorkflow, compile_workflow
 from orchestrator.promotion import Promoter, PromotionPolicy
@@ -72,7 +72,7 @@ class FeedbackData(Section):
     @field_validator("key")
     @classmethod
     def _key(cls, v: str) -> str:
-        return as_value_error(check_key, v)
+        return as_value_error(check_output_key, v)  # never models/, runs/, deployments/
 
 
 class Schedule(Section):
@@ -229,14 +229,20 @@ class ClosedLoop:
     # -- idle: is there a reason to retrain? -----------------------------------------------------
     def _maybe_trigger(self, entry: Stored, state: dict[str, Any], checks: list[Any], now: float) -> None:
         policy = entry.policy
-        last = state.get("last_trigger")
-        if last is not None and now - last < policy.cooldown:
-            return
         try:
             current = self.registry.resolve(policy.model, alias=policy.alias).version
         except NotFoundError:
             return
+        last = state.get("last_trigger")
         fresh = [c for c in checks if c.drifted and c.version == current and (last is None or c.at > last)]
+        starts = [c.window_start for c in fresh if c.window_start is not None]
+        if starts and (state.get("episode_start") is None or state.get("episode_version") != current):
+            # An episode begins with the first window that drifts (after the last trigger): the rows logged
+            # since then are what a challenger learns from. Tracked during the cool-down too.
+            state.update(episode_start=min(starts), episode_version=current)
+            self._save(state)
+        if last is not None and now - last < policy.cooldown:
+            return
         reasons = []
         if "drift" in policy.triggers and any(c.on != "metric" for c in fresh):
             reasons.append("drift")
@@ -246,14 +252,9 @@ class ClosedLoop:
             reasons.append("schedule")
         if not reasons:
             return
-        starts = [c.window_start for c in fresh if c.window_start is not None]
-        if state.get("episode_start") is None or state.get("episode_version") != current:
-            # The episode began with the first window that drifted; its rows are what the challenger learns.
-            state.update(episode_start=min(starts) if starts else None, episode_version=current)
-        since = state["episode_start"] if policy.data is not None and policy.data.since_drift else None
+        since = state.get("episode_start") if policy.data is not None and policy.data.since_drift else None
         window = self._write_window(policy, since) if policy.data is not None else {"rows": None, "holdout_since": now}
         if window is None:
-            self._save(state)
             return  # too little feedback yet: wait for more, without starting the cool-down
         run_id = self.submit(entry.workflow)
         state.update(phase="training", last_trigger=now, run_id=run_id, reasons=reasons, production=current,
