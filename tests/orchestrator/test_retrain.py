@@ -50,7 +50,7 @@ def test_bad_policies_are_refused_with_the_field(tmp_path, extra, message):
 
 def test_a_policy_names_files_that_exist_and_a_monitor_of_its_model(tmp_path):
     path = policy_file(tmp_path / "a", BASE.replace("retrain.yaml", "nowhere.yaml"))
-    with pytest.raises(NotFoundError, match="nowhere.yaml"):
+    with pytest.raises(NotFoundError, match=r"nowhere\.yaml"):
         load_config(path, RetrainPolicy).check_references(path)
     assert "nowhere.yaml" in str(validate_files([path])[0])
     path = policy_file(tmp_path / "b", BASE)
