@@ -26,6 +26,7 @@ from pydantic import Field, ValidationError, model_validator
 from mlrm.config import Section, as_value_error
 from mlrm.context import ModelRef
 from mlrm.errors import ConfigError, CorruptRecordError, NotFoundError
+from mlrm.monitoring.config import LogSettings
 from mlrm.registry import ModelRegistry, OnCorrupt, check_alias, check_name, skip_or_raise
 from mlrm.volume import Volume
 
@@ -118,6 +119,8 @@ class DeployRequest(Section):
     """Answer a share of this deployment's requests with another version: `{alias: staging, share: 0.1}`."""
     shadow: Shadow | None = None
     """Mirror requests to another version and log its answers without returning them: `{alias: staging}`."""
+    log: LogSettings | None = None
+    """Log its predictions for monitoring (`{sample: 0.1, row_id: id}`: a tenth of the requests); off by default."""
 
     @model_validator(mode="after")
     def _consistent(self) -> DeployRequest:

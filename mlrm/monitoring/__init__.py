@@ -16,7 +16,8 @@ The interface the rest of mlrm (and the retraining loop) builds on:
   label="label") -> DataFrame``: labelled feedback joined to its logged features and outputs.
 - :class:`PredictionLog` / :class:`LogEntry`: the background writer of the log;
   :class:`LogSettings`: a deployment's (or batch predict config's) ``log: {sample, row_id}``.
-- :func:`write_feedback` / :func:`parse_feedback`: what every feedback transport calls.
+- :func:`write_feedback` / :func:`parse_feedback`: what every feedback transport calls;
+  :func:`send_feedback` ``(bus, model, items)`` publishes to :data:`FEEDBACK_QUEUE`, which predict consumes.
 - :func:`reference_statistics` / :func:`load_reference`: ``reference.json`` in a version's folder.
 - :data:`detectors`: the registry of drift detectors.
 
@@ -28,14 +29,49 @@ from __future__ import annotations
 from mlrm.monitoring.checks import EVENT, Check, history, run_checks
 from mlrm.monitoring.config import DetectorSpec, LogSettings, MonitorConfig, Window
 from mlrm.monitoring.detectors import Detector, Outcome, detectors
-from mlrm.monitoring.feedback import FeedbackItem, labelled, labelled_window, parse_feedback, write_feedback
+from mlrm.monitoring.feedback import (
+    FEEDBACK_QUEUE,
+    FeedbackItem,
+    consume_feedback,
+    labelled,
+    labelled_window,
+    parse_feedback,
+    send_feedback,
+    write_feedback,
+)
 from mlrm.monitoring.log import FEATURE, OUTPUT, LogEntry, PredictionLog, read_log
 from mlrm.monitoring.paths import REFERENCE_FILE
 from mlrm.monitoring.reference import Reference, Summary, load_reference, reference_bytes, reference_statistics
 
 __all__ = [
-    "EVENT", "FEATURE", "OUTPUT", "REFERENCE_FILE", "Check", "Detector", "DetectorSpec", "FeedbackItem", "LogEntry",
-    "LogSettings", "MonitorConfig", "Outcome", "PredictionLog", "Reference", "Summary", "Window", "detectors",
-    "history", "labelled", "labelled_window", "load_reference", "parse_feedback", "read_log", "reference_bytes",
-    "reference_statistics", "run_checks", "write_feedback",
+    "EVENT",
+    "FEATURE",
+    "FEEDBACK_QUEUE",
+    "OUTPUT",
+    "REFERENCE_FILE",
+    "Check",
+    "Detector",
+    "DetectorSpec",
+    "FeedbackItem",
+    "LogEntry",
+    "LogSettings",
+    "MonitorConfig",
+    "Outcome",
+    "PredictionLog",
+    "Reference",
+    "Summary",
+    "Window",
+    "consume_feedback",
+    "detectors",
+    "history",
+    "labelled",
+    "labelled_window",
+    "load_reference",
+    "parse_feedback",
+    "read_log",
+    "reference_bytes",
+    "reference_statistics",
+    "run_checks",
+    "send_feedback",
+    "write_feedback",
 ]  # fmt: skip

@@ -19,20 +19,26 @@ its row appears.
 
 from __future__ import annotations
 
+import logging
 import time
+import uuid
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from mlrm.errors import DataError
+from mlrm.errors import DataError, MlrmError
 from mlrm.monitoring.log import FEATURE, OUTPUT, read_log, write_part
 from mlrm.monitoring.paths import feedback_prefix, predictions_prefix
 from mlrm.volume import Volume
 
+log = logging.getLogger(__name__)
+
 Label = str | int | float | bool
 MAX_ITEMS = 100_000
+FEEDBACK_QUEUE = "mlrm.feedback"
+"""The bus queue predict replicas consume feedback from: ``{"model": ..., "feedback": [items]}`` bodies."""
 
 
 class FeedbackItem(BaseModel):
@@ -131,9 +137,11 @@ def join(predictions: pd.DataFrame, feedback: pd.DataFrame) -> tuple[pd.DataFram
                     on=["request_id", "row"])  # fmt: skip
     joined = pd.concat([a, b], ignore_index=True).sort_values(["_pos", "_fat"], kind="stable")
     joined = joined.drop_duplicates("_pos", keep="last")  # a row labelled both ways: the newest label
-    matched = len(by_row_id[by_row_id["row_id"].isin(preds["row_id"])])
+    named = feedback[feedback["row_id"].notna()]  # every feedback row counts, corrections too
+    matched = int(named["row_id"].isin(preds["row_id"]).sum())
     keys = pd.MultiIndex.from_frame(preds[["request_id", "row"]].astype({"row": "int64"}))
-    matched += int(pd.MultiIndex.from_frame(by_request[["request_id", "row"]]).isin(keys).sum())
+    requested = feedback[feedback["row_id"].isna()][["request_id", "row"]].astype({"row": "int64"})
+    matched += int(pd.MultiIndex.from_frame(requested).isin(keys).sum())
     counts.update(matched=matched, unmatched=len(feedback) - matched)
     out = joined.sort_values("_pos", kind="stable").drop(columns=["_pos", "_fat"]).reset_index(drop=True)
     return out, counts
@@ -175,3 +183,38 @@ def labelled_window(
         frame[c] = joined[c].to_numpy() if c in joined else pd.Series(dtype=object)
     frame.attrs["feedback"] = counts
     return frame
+
+
+# -- over the bus -----------------------------------------------------------------------------
+def send_feedback(bus: Any, model: str, items: list[FeedbackItem] | list[dict[str, Any]]) -> str:
+    """Publish feedback for a predict replica to store; returns the message id."""
+    body = [i.model_dump(exclude_none=True) if isinstance(i, FeedbackItem) else i for i in items]
+    from mlrm.bus import Envelope
+
+    envelope = Envelope(id=f"feedback/{uuid.uuid4().hex}", run_id="feedback", body={"model": model, "feedback": body})
+    bus.publish(FEEDBACK_QUEUE, envelope)
+    return envelope.id
+
+
+def consume_feedback(volume: Volume, delivery: Any) -> None:
+    """Store one feedback message, then acknowledge it. A malformed message is dropped with a warning
+    (retrying cannot fix it); a volume that fails gives it back to be retried."""
+    body = delivery.envelope.body or {}
+    try:
+        model = body.get("model")
+        if not isinstance(model, str):
+            raise DataError("a feedback message needs 'model': the model's registry name")
+        write_feedback(volume, model, parse_feedback(body.get("feedback")))
+    except DataError as exc:
+        log.warning("dropped feedback message %s: %s", delivery.envelope.id, exc.message)
+        delivery.reject(requeue=False)
+        return
+    except MlrmError as exc:
+        if exc.http_status < 500:
+            log.warning("dropped feedback message %s: %s", delivery.envelope.id, exc.message)
+            delivery.reject(requeue=False)
+            return
+        log.warning("feedback message %s not stored, retried: %s", delivery.envelope.id, exc.message)
+        delivery.reject(requeue=True)
+        return
+    delivery.ack()

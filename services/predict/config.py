@@ -9,6 +9,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 import services.predict.sinks  # noqa: F401 - registers the built-in sinks
 from mlrm.config import ConfigModel, Section, as_value_error
 from mlrm.deployments import check_runtime
+from mlrm.monitoring import LogSettings
 from mlrm.registry import check_alias, check_name
 from mlrm.steps import registry
 
@@ -64,6 +65,8 @@ class PredictConfig(ConfigModel):
     runtime: str = "auto"
     """Which of the version's runtimes predicts: `auto` (its ONNX conversion when the card says it is exact,
     else its own flavour), `sklearn`, or `onnx` (refused for a version without an exact conversion)."""
+    log: LogSettings | None = None
+    """Log this workflow's predictions for monitoring (`{sample: 1.0}`); off by default for batches."""
     trusted_types: list[str] = Field(default_factory=list)
     """Exact type names (e.g. `numpy.log1p`) the model artefact may contain beyond scikit-learn's estimators
     and the internal types of `mlrm.trust`; a version with a verified signature also brings its own."""

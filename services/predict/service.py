@@ -18,13 +18,15 @@ from typing import Any
 
 import pandas as pd
 
-from mlrm.bus import Envelope
+from mlrm.bus import Delivery, Envelope
 from mlrm.context import ModelRef, StepContext
 from mlrm.errors import ConfigError
 from mlrm.gather import Gather
+from mlrm.monitoring import FEEDBACK_QUEUE, consume_feedback
 from mlrm.service import Batch, Service, register_service
 from services.predict.config import PredictConfig
 from services.predict.dataplane import DataPlane, InferenceRequest
+from services.predict.logger import PredictionLogger
 from services.predict.server import ModelServer
 from services.predict.sinks import ParquetSink
 
@@ -38,12 +40,16 @@ class PredictService(Service):
         super().__init__(*args, **kwargs)
         self.server = ModelServer(self.volume, worker=self.worker, node=self.node)
         self.dataplane = DataPlane(self.server)
+        self.prediction_log = PredictionLogger(self.volume, refresh=max(2.0, watch_interval))
+        self.dataplane.on_predict.append(self.prediction_log)
         self.watch_interval = watch_interval
         self._stop = threading.Event()
         self._checked: OrderedDict[str, None] = OrderedDict()  # runs whose model placement was checked
 
     def start(self) -> None:
         super().start()
+        self.prediction_log.start()
+        self.bus.subscribe(FEEDBACK_QUEUE, self._on_feedback, prefetch=self.prefetch)
         if self.background and self.watch_interval > 0:
             self.server.sync()
             self.server.watch(self.watch_interval, self._stop)
@@ -52,7 +58,12 @@ class PredictService(Service):
 
     def stop(self) -> None:
         self._stop.set()
+        self.prediction_log.stop()  # what was logged is written before the replica goes
         super().stop()
+
+    def _on_feedback(self, delivery: Delivery) -> None:
+        """Feedback over the bus (:func:`mlrm.monitoring.send_feedback`): stored, then acknowledged."""
+        consume_feedback(self.volume, delivery)
 
     def infer(
         self, model: str, df: pd.DataFrame, *, alias: str | None = None, version: int | None = None, **options: Any
@@ -70,6 +81,7 @@ class PredictService(Service):
             if len(self._checked) > 10_000:
                 self._checked.popitem(last=False)
         served = self.server.load(ctx.model, tuple(config.trusted_types), config.runtime)
+        self.prediction_log.for_run(env.run_id, config.log)
         upstream = {h.name for h in env.route[: env.hop]}  # hops the route applies itself (older form)
         df = env.payload if env.payload is not None else pd.DataFrame()
         if served.needs_whole_stream(upstream) and not (env.seq == 0 and env.last):  # a sort, a window: every row
