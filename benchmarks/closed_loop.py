@@ -38,7 +38,6 @@ def one_stream(seed: int) -> dict:
     from mlrm.bus.memory import MemoryBus
     from mlrm.config import load_config
     from mlrm.deployments import Deployments, DeployRequest
-    from mlrm.monitoring import LogEntry, PredictionLog
     from mlrm.monitoring.checks import history as check_history
     from mlrm.monitoring.feedback import FeedbackItem, write_feedback
     from mlrm.settings import Settings
@@ -62,14 +61,12 @@ def one_stream(seed: int) -> dict:
     ticks: list[float] = []
     with Embedded(settings) as mlrm:
         assert mlrm.run(DRIFT / "train.yaml", timeout=300).status == "succeeded"
-        Deployments(mlrm.volume).create(DeployRequest(model=MODEL, alias="production"))
+        Deployments(mlrm.volume).create(DeployRequest(model=MODEL, alias="production", log={"sample": 1.0}))
         apply(mlrm.volume, DRIFT / "policy.yaml")
         loop = for_orchestrator(mlrm.orchestrator)
         service = PredictService(MemoryBus(), mlrm.volume, watch_interval=0.05, worker="predict-bench")
         service.start()
-        plog = PredictionLog(mlrm.volume).start()
-        service.dataplane.on_predict.append(lambda e: plog.record(LogEntry(
-            e.ref.name, e.ref.version, e.request_id, e.source, e.at, e.features, e.outputs)))  # fmt: skip
+        plog = service.prediction_log  # the deployment's `log`: every request
         failures = sent = 0
         with V2Servers(service, http_port=0, grpc_port=None) as servers, httpx.Client(
             base_url=f"http://127.0.0.1:{servers.http_port}", timeout=60
@@ -110,7 +107,6 @@ def one_stream(seed: int) -> dict:
                 if "promoted" in marks:
                     break
             elapsed = time.perf_counter() - started
-        plog.close()
         service.stop()
     data, canary = policy.data, policy.promotion.canary
     trained = data.min_rows + data.holdout

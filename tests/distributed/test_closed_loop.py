@@ -1,13 +1,16 @@
 """The closed loop distributed: the same drift example's configs, every service its own process on
 RabbitMQ, the volume in S3 (SeaweedFS), and the loop running inside the orchestrator process
-(``MLRM_LOOP_INTERVAL``), with online V2 requests and feedback flowing meanwhile."""
+(``MLRM_LOOP_INTERVAL``), with online V2 requests (logged by their deployment) and feedback over the
+bus (stored by the cluster's predict replicas) flowing meanwhile."""
 
 from __future__ import annotations
 
 import time
 
+from mlrm.bus import open_bus
 from mlrm.bus.memory import MemoryBus
 from mlrm.deployments import Deployments, DeployRequest
+from mlrm.monitoring import send_feedback
 from mlrm.monitoring.checks import history as check_history
 from mlrm.registry import ModelRegistry
 from orchestrator import loop_events
@@ -25,7 +28,7 @@ def test_the_loop_runs_in_the_distributed_orchestrator_on_s3(cluster_factory, s3
     volume = cluster.volume
     trained = cluster.run(DRIFT / "train.yaml")
     assert trained.status == "succeeded", trained.error
-    Deployments(volume).create(DeployRequest(model=MODEL, alias="production"))
+    Deployments(volume).create(DeployRequest(model=MODEL, alias="production", log={"sample": 1.0}))
     apply(volume, DRIFT / "policy.yaml")
 
     service = PredictService(MemoryBus(), volume, watch_interval=0.1, worker="predict-online")
@@ -34,7 +37,9 @@ def test_the_loop_runs_in_the_distributed_orchestrator_on_s3(cluster_factory, s3
     stream = gen.stream(WINDOW * 60, shift_at=WINDOW * shift_window, seed=11)
     try:
         with V2Servers(service, http_port=0, grpc_port=None) as servers:
-            traffic = Traffic(volume, service, f"http://127.0.0.1:{servers.http_port}")
+            bus = open_bus(cluster.url)  # feedback travels over the bus to the cluster's predict replicas
+            traffic = Traffic(volume, service, f"http://127.0.0.1:{servers.http_port}",
+                              feedback=lambda items: send_feedback(bus, MODEL, items))  # fmt: skip
             shifted_at = None
             try:
                 for w in range(60):
@@ -47,6 +52,7 @@ def test_the_loop_runs_in_the_distributed_orchestrator_on_s3(cluster_factory, s3
                         break
             finally:
                 traffic.close()
+                bus.close()
     finally:
         service.stop()
 

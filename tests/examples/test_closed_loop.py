@@ -26,7 +26,6 @@ import pytest
 
 from mlrm.bus.memory import MemoryBus
 from mlrm.deployments import Deployments, DeployRequest
-from mlrm.monitoring import LogEntry, PredictionLog
 from mlrm.monitoring.checks import history as check_history
 from mlrm.monitoring.feedback import FeedbackItem, write_feedback
 from mlrm.registry import ModelRegistry
@@ -55,21 +54,17 @@ def generator() -> Any:
 
 
 class Traffic:
-    """Sends stream rows as V2 requests (each with a routing key), logs them, and returns their labels."""
+    """Sends stream rows as V2 requests (each with a routing key) and their labels as feedback, once the
+    predict service's prediction log (the deployment's `log`) has written the rows."""
 
-    def __init__(self, volume: Volume, service: PredictService, url: str) -> None:
+    def __init__(self, volume: Volume, service: PredictService, url: str, feedback: Any = None) -> None:
         self.volume, self.service = volume, service
         self.client = httpx.Client(base_url=url, timeout=60)
-        self.log = PredictionLog(volume).start()
+        self.feedback = feedback or (lambda items: write_feedback(volume, MODEL, items))
         self.failures: list[str] = []
         self.versions: Counter[str] = Counter()
         self.sticky: dict[str, str] = {}
         self._n = 0
-        service.dataplane.on_predict.append(self._record)
-
-    def _record(self, event: Any) -> None:
-        self.log.record(LogEntry(event.ref.name, event.ref.version, event.request_id, event.source, event.at,
-                                 event.features, event.outputs))  # fmt: skip
 
     def send(self, rows: pd.DataFrame, *, feedback: bool = True) -> None:
         """The rows in requests of ROWS_PER_REQUEST to `production`, then (once logged) their labels."""
@@ -91,9 +86,9 @@ class Traffic:
             if self.sticky[f"{key}@{self.canary_epoch}"] != version:
                 self.failures.append(f"routing key {key} moved to version {version} while the canary stood still")
             labels.append(FeedbackItem(request_id=request_id, labels=chunk["y"].tolist()))
-        assert self.log.flush()
+        assert self.service.prediction_log.flush()
         if feedback:
-            write_feedback(self.volume, MODEL, labels)
+            self.feedback(labels)
 
     canary_epoch = 0  # bumped when the traffic policy may have changed (a routing key sticks within one epoch)
 
@@ -103,8 +98,6 @@ class Traffic:
         self.canary_epoch += 1
 
     def close(self) -> None:
-        self.service.dataplane.on_predict.remove(self._record)
-        self.log.close()
         self.client.close()
 
 
@@ -116,7 +109,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str,
     settings = Settings(volume=str(tmp_path / "volume"), state=str(tmp_path / "runs.sqlite"), retries=1)
     with Embedded(settings) as mlrm:
         assert mlrm.run(DRIFT / "train.yaml", timeout=300).status == "succeeded"
-        Deployments(mlrm.volume).create(DeployRequest(model=MODEL, alias="production"))
+        Deployments(mlrm.volume).create(DeployRequest(model=MODEL, alias="production", log={"sample": 1.0}))
         service = PredictService(MemoryBus(), mlrm.volume, watch_interval=0.05, worker="predict-loop")
         service.start()
         with V2Servers(service, http_port=0, grpc_port=None) as servers:

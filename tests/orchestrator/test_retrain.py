@@ -12,7 +12,6 @@ import pytest
 from mlrm.config import load_config, validate_files
 from mlrm.deployments import Deployments, DeployRequest
 from mlrm.errors import ConfigError, NotFoundError
-from mlrm.monitoring import LogEntry, PredictionLog
 from mlrm.monitoring.feedback import FeedbackItem, write_feedback
 from mlrm.settings import Settings
 from orchestrator import loop_events
@@ -66,28 +65,20 @@ def trained(tmp_path, monkeypatch):
     settings = Settings(volume=str(tmp_path / "volume"), state=str(tmp_path / "runs.sqlite"), retries=1)
     with Embedded(settings) as mlrm:
         assert mlrm.run(DRIFT / "train.yaml", timeout=300).status == "succeeded"
-        Deployments(mlrm.volume).create(DeployRequest(model=MODEL, alias="production"))
+        Deployments(mlrm.volume).create(DeployRequest(model=MODEL, alias="production", log={"sample": 1.0}))
+        mlrm.service("predict").prediction_log.reload()  # (it re-reads the deployments every few seconds)
         yield mlrm, gen
 
 
 def predict_and_label(mlrm, rows) -> None:
-    """Predict rows with production, log them, and send their labels."""
-    plog = PredictionLog(mlrm.volume)
+    """Predict rows with production (logged by its deployment) and send their labels."""
     predict = mlrm.service("predict")
-
-    def record(e):
-        plog.record(LogEntry(e.ref.name, e.ref.version, e.request_id, e.source, e.at, e.features, e.outputs))
-
-    predict.dataplane.on_predict.append(record)
-    try:
-        items = []
-        for start in range(0, len(rows), 20):
-            chunk, rid = rows.iloc[start : start + 20], uuid.uuid4().hex
-            predict.infer(MODEL, chunk[["x1", "x2", "x3"]], alias="production", id=rid)
-            items.append(FeedbackItem(request_id=rid, labels=chunk["y"].tolist()))
-    finally:
-        predict.dataplane.on_predict.remove(record)
-    plog.close()
+    items = []
+    for start in range(0, len(rows), 20):
+        chunk, rid = rows.iloc[start : start + 20], uuid.uuid4().hex
+        predict.infer(MODEL, chunk[["x1", "x2", "x3"]], alias="production", id=rid)
+        items.append(FeedbackItem(request_id=rid, labels=chunk["y"].tolist()))
+    assert predict.prediction_log.flush()
     write_feedback(mlrm.volume, MODEL, items)
 
 
