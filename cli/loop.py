@@ -103,3 +103,41 @@ def _summary(event: dict[str, Any]) -> str:
     if event["step"] == "gate":
         parts.append(f"challenger={event.get('challenger')} production={event.get('production')}")
     return " ".join(dict.fromkeys(parts))
+
+
+def _target(value: str) -> dict[str, Any]:
+    """``3`` (a version) or ``staging`` (an alias)."""
+    return {"version": int(value)} if value.isdigit() else {"alias": value}
+
+
+@common.app.command("traffic")
+@common.user_errors
+def traffic(
+    deployment: Annotated[str, typer.Argument(help="Deployment id (mlrm deployments).")],
+    canary: Annotated[str | None, typer.Option(help="A version or alias answering --share of the requests.")] = None,
+    share: Annotated[float, typer.Option(min=0.0, max=1.0, help="The canary's share of requests.")] = 0.1,
+    shadow: Annotated[str | None, typer.Option(help="A version or alias every request is mirrored to.")] = None,
+    clear: Annotated[bool, typer.Option(help="Remove the deployment's canary and shadow.")] = False,
+    volume: common.VolumeOpt = None,
+) -> None:
+    """Set a deployment's traffic policy: a canary (sticky by the request parameter `routing_key`), a shadow
+    (answers logged, never returned), or --clear; every predict replica applies it within seconds."""
+    from mlrm.deployments import Canary, Deployments, Shadow
+    from mlrm.errors import ConfigError
+    from mlrm.volume import open_volume
+
+    if clear == (canary is not None or shadow is not None):
+        raise ConfigError("give --canary and/or --shadow, or --clear")
+    deployments = Deployments(open_volume(common.settings_for(volume).volume))
+    try:
+        new_canary = Canary(**_target(canary), share=share) if canary is not None else None
+        new_shadow = Shadow(**_target(shadow)) if shadow is not None else None
+    except ValueError as exc:
+        raise ConfigError(str(exc).splitlines()[-1].strip()) from None
+    if clear:
+        dep = deployments.set_traffic(deployment, canary=None, shadow=None)
+    else:
+        dep = deployments.set_traffic(deployment, canary=new_canary or "keep", shadow=new_shadow or "keep")
+    parts = [f"canary {dep.canary.selector()} share {dep.canary.share:g}" if dep.canary else "no canary",
+             f"shadow {dep.shadow.selector()}" if dep.shadow else "no shadow"]  # fmt: skip
+    common.err.print(f"{dep.id}: {', '.join(parts)}", highlight=False)
