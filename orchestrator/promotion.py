@@ -5,7 +5,10 @@ live traffic, and production — or a rollback.
    (feedback joined to the logged features, rows the challenger was not trained on); the challenger
    must beat production's metric by ``margin`` (metric from the card's kind: accuracy or f1 for
    classification, mae or rmse for regression), else it is rejected.
-2. **staging**: the ``staging`` alias points at the challenger.
+2. **staging**: the ``staging`` alias points at the challenger; with ``shadow`` set, every request of
+   the deployment is first mirrored to it (answers logged, never returned) until its metric on
+   ``shadow.labels`` labelled requests can be compared with production's on the same requests
+   (rolled back when it regresses by more than ``rollback.metric_tolerance``).
 3. **canary**: the deployment that follows ``production`` (created when there is none) sends
    ``canary.share`` of its requests to ``staging``, sticky by routing key, on every predict replica.
 4. **production**, once the canary answered ``canary.requests`` requests (and ``min_seconds`` passed)
@@ -32,7 +35,7 @@ import pandas as pd
 from pydantic import Field
 
 from mlrm.config import Section
-from mlrm.deployments import Canary, Deployments, DeployRequest
+from mlrm.deployments import Canary, Deployments, DeployRequest, Shadow
 from mlrm.errors import NotFoundError
 from mlrm.registry import ModelRef, ModelRegistry
 from mlrm.volume import Volume
@@ -54,6 +57,13 @@ class CanaryStep(Section):
     """And at least this long."""
     max_seconds: float = Field(1800, gt=0)
     """Rolled back if it has not qualified by then (too little traffic or feedback)."""
+
+
+class ShadowStep(Section):
+    labels: int = Field(100, ge=1)
+    """Labelled rows the shadow must have answered before its metric is compared with production's."""
+    max_seconds: float = Field(1800, gt=0)
+    """Rolled back if it has not got that many labels by then."""
 
 
 class Rollback(Section):
@@ -82,6 +92,9 @@ class PromotionPolicy(Section):
     """The alias the challenger replaces."""
     staging: str = "staging"
     """The alias the challenger holds during its canary."""
+    shadow: ShadowStep | None = None
+    """Before the canary, mirror every request to the challenger (its answers logged, never returned) and
+    compare its metric with production's on the same labelled requests: `{labels: 100}`. Off by default."""
     canary: CanaryStep = Field(default_factory=CanaryStep)
     rollback: Rollback = Field(default_factory=Rollback)
 
@@ -185,10 +198,13 @@ class Promoter:
         if len(holdout) < policy.min_holdout:
             return self._finish(state, "rejected", f"{len(holdout)} labelled rows, fewer than min_holdout "
                                 f"{policy.min_holdout}: nothing to judge the challenger on")  # fmt: skip
-        scores = {
-            side: score(metric, holdout["label"], self.evaluator.predictions(ModelRef(model, version), holdout))
-            for side, version in (("challenger", challenger), ("production", production))
-        }
+        try:
+            scores = {
+                side: score(metric, holdout["label"], self.evaluator.predictions(ModelRef(model, version), holdout))
+                for side, version in (("challenger", challenger), ("production", production))
+            }
+        except Exception as exc:  # e.g. a challenger that wants inputs the logged rows do not have
+            return self._finish(state, "rejected", f"the versions could not be scored on the holdout: {exc}")
         gain = improvement(metric, scores["challenger"], scores["production"])
         passed = challenger != production and gain > policy.margin
         state["gate"] = {"metric": metric, "rows": len(holdout), "margin": policy.margin, "improvement": gain,
@@ -198,16 +214,54 @@ class Promoter:
         if not passed:
             return self._finish(state, "rejected", f"{metric} {scores['challenger']:.4f} does not beat production's "
                                 f"{scores['production']:.4f} by more than {policy.margin}")  # fmt: skip
-        return self._start_canary(state, policy)
+        return self._staging(state, policy)
 
-    # -- 2, 3. staging and the canary -----------------------------------------------------------
-    def _start_canary(self, state: dict[str, Any], policy: PromotionPolicy) -> dict[str, Any]:
+    # -- 2, 3. staging, the shadow, the canary -----------------------------------------------------
+    def _staging(self, state: dict[str, Any], policy: PromotionPolicy) -> dict[str, Any]:
         model = state["model"]
         self.registry.set_alias(model, policy.staging, state["challenger"])
         self._event(state, "staging", alias=policy.staging)
         dep = self.deployments.following(model, policy.alias)
         if dep is None:
             dep = self.deployments.create(DeployRequest(model=model, alias=policy.alias))
+        state["deployment"] = dep.id
+        if policy.shadow is None:
+            return self._start_canary(state, policy)
+        state.update(phase="shadow", shadow_started=time.time())
+        self.deployments.set_traffic(dep.id, shadow=Shadow(alias=policy.staging))
+        self._event(state, "shadow", deployment=dep.id)
+        return self._save(state)
+
+    def _judge_shadow(self, state: dict[str, Any], policy: PromotionPolicy) -> dict[str, Any]:
+        """The shadow's answers against production's, on the same labelled requests."""
+        assert policy.shadow is not None
+        labelled = _window(self.volume, state["model"], since=state["shadow_started"])
+        version = labelled["version"].astype("Int64") if len(labelled) else pd.Series(dtype="Int64")
+        chal = labelled[version == state["challenger"]]
+        prod = labelled[(version == state["production"]) & labelled["request_id"].isin(set(chal["request_id"]))]
+        shadow: dict[str, Any] = {"labels": len(chal)}
+        if len(chal) >= policy.shadow.labels and len(prod):
+            metric = state["metric"]
+            shadow["challenger_score"] = score(metric, chal["label"], chal["output.prediction"])
+            shadow["production_score"] = score(metric, prod["label"], prod["output.prediction"])
+            shadow["regression"] = -improvement(metric, shadow["challenger_score"], shadow["production_score"])
+        state["shadow"] = shadow
+        if "regression" in shadow:
+            self.deployments.set_traffic(state["deployment"], shadow=None)
+            if shadow["regression"] > policy.rollback.metric_tolerance:
+                why = (f"the shadow's {state['metric']} {shadow['challenger_score']:.4f} regresses from "
+                       f"production's {shadow['production_score']:.4f} on the same requests")  # fmt: skip
+                return self._rollback(state, policy, why)
+            self._event(state, "shadow_passed", **shadow)
+            return self._start_canary(state, policy)
+        if time.time() - state["shadow_started"] > policy.shadow.max_seconds:
+            return self._rollback(state, policy, f"the shadow got {len(chal)} labelled rows within "
+                                  f"{policy.shadow.max_seconds:g}s, fewer than {policy.shadow.labels}")  # fmt: skip
+        return self._save(state)
+
+    def _start_canary(self, state: dict[str, Any], policy: PromotionPolicy) -> dict[str, Any]:
+        model = state["model"]
+        dep = self.deployments.get(state["deployment"])
         traffic = self.deployments.traffic(model)
         state.update(
             phase="canary", deployment=dep.id, canary_started=time.time(),
@@ -221,9 +275,11 @@ class Promoter:
     def advance(self, model: str) -> dict[str, Any] | None:
         """Judge a running canary once: promote it, roll it back, or leave it running. None: nothing running."""
         state = self.state(model)
-        if state is None or state.get("phase") != "canary":
+        if state is None or state.get("phase") not in ("shadow", "canary"):
             return state
         policy = PromotionPolicy.model_validate(state["policy"])
+        if state["phase"] == "shadow":
+            return self._judge_shadow(state, policy)
         live = self._live(state)
         state["live"] = live
         chal, prod = live["challenger"], live["production"]
@@ -278,7 +334,7 @@ class Promoter:
         return self._finish(state, "promoted")
 
     def _rollback(self, state: dict[str, Any], policy: PromotionPolicy, why: str) -> dict[str, Any]:
-        self.deployments.set_traffic(state["deployment"], canary=None)
+        self.deployments.set_traffic(state["deployment"], canary=None, shadow=None)
         try:
             if self.registry.resolve(state["model"], alias=policy.staging).version == state["challenger"]:
                 self.registry.remove_alias(state["model"], policy.staging)

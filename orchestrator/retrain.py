@@ -16,8 +16,8 @@ the training workflow to submit, the data window it trains on and the promotion 
 ``mlrm loop apply POLICY`` stores the policy, its monitor config and its compiled workflow in the volume
 (``loop/policies/<model>.json``); every :meth:`ClosedLoop.tick` then, for each stored policy, runs the
 monitor's checks and moves the policy's episode along: ``idle`` → (a trigger) write the window, submit
-the workflow → ``training`` → (the run succeeded) the gate → ``canary`` → ``idle`` once promoted,
-rolled back or rejected. One drift episode triggers one retraining: a policy is only triggered when
+the workflow → ``training`` → (the run succeeded) the gate → ``promoting`` (shadow, canary) → ``idle``
+once promoted, rolled back or rejected. One drift episode triggers one retraining: a policy is only triggered when
 idle, by a check of the version its alias points at *now* (so drift reported on a replaced version
 triggers nothing) made after its last trigger, and not within ``cooldown`` seconds of it.
 
@@ -209,6 +209,8 @@ class ClosedLoop:
                 self._tick(entry, time.time() if now is None else now)
             except MlrmError as exc:
                 log.warning("loop %s: %s", entry.policy.model, exc)
+            except Exception:  # one policy's surprise must not stop the others
+                log.exception("loop %s: tick failed", entry.policy.model)
 
     def _tick(self, entry: Stored, now: float) -> None:
         from mlrm.monitoring.checks import run_checks
@@ -218,7 +220,7 @@ class ClosedLoop:
         checks = run_checks(self.volume, entry.monitor, now=now, bus=self.bus)
         if state["phase"] == "training":
             self._training(entry, state)
-        elif state["phase"] == "canary":
+        elif state["phase"] == "promoting":
             outcome = self.promoter.advance(model)
             if outcome is None or outcome.get("phase") == "done":
                 state["phase"] = "idle"
@@ -299,11 +301,16 @@ class ClosedLoop:
         challenger = int(result["version"])
         loop_events.record(self.volume, policy.model, "trained", run_id=record.id, version=challenger,
                            metrics=result.get("metrics"))  # fmt: skip
-        outcome = self.promoter.start(
-            policy.model, challenger, policy.promotion, holdout_since=state.get("holdout_since"),
-            reason=",".join(state["reasons"]),
-        )  # fmt: skip
-        state.update(phase="canary" if outcome.get("phase") == "canary" else "idle", challenger=challenger)
+        try:
+            outcome = self.promoter.start(
+                policy.model, challenger, policy.promotion, holdout_since=state.get("holdout_since"),
+                reason=",".join(state["reasons"]),
+            )  # fmt: skip
+        except MlrmError as exc:  # e.g. the alias went away: this challenger's promotion ends here
+            loop_events.record(self.volume, policy.model, "rejected", challenger=challenger, why=str(exc))
+            outcome = {}
+        promoting = outcome.get("phase") in ("shadow", "canary")
+        state.update(phase="promoting" if promoting else "idle", challenger=challenger)
         self._save(state)
 
 

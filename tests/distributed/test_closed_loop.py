@@ -57,7 +57,7 @@ def test_the_loop_runs_in_the_distributed_orchestrator_on_s3(cluster_factory, s3
         service.stop()
 
     steps = [e["step"] for e in loop_events.history(volume, MODEL)]
-    assert steps == ["retraining", "trained", "gate", "staging", "canary", "promoted"], steps
+    assert steps == ["retraining", "trained", "gate", "staging", "shadow", "shadow_passed", "canary", "promoted"], steps
     drifted = [c for c in check_history(volume, MODEL) if c.drifted]
     assert drifted and min(c.at for c in drifted) > shifted_at  # no alarm before the shift
     assert ModelRegistry(volume).aliases(MODEL)["production"] == 2

@@ -8,12 +8,14 @@ retraining, gate, canary, promotion). The stream shifts at a known window:
 - exactly one retraining runs; its challenger passes the gate, goes through staging and a canary
   (answering its share of routing keys) to production; no request fails during any switch;
 - a challenger worse than production on the recent labelled rows is rejected, and a canary whose live
-  metric regresses (the world shifted back) is rolled back, production untouched.
+  metric regresses (the world shifted back) is rolled back, production untouched; so is a shadow
+  whose answers are worse than production's on the same requests.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -33,7 +35,7 @@ from mlrm.settings import Settings
 from mlrm.volume import Volume
 from orchestrator import loop_events
 from orchestrator.embedded import Embedded
-from orchestrator.promotion import Promoter, PromotionPolicy
+from orchestrator.promotion import Promoter, PromotionPolicy, ShadowStep
 from orchestrator.retrain import ClosedLoop, apply, for_orchestrator
 from services.predict.service import PredictService
 from services.predict.v2.serve import V2Servers
@@ -155,7 +157,7 @@ def test_drift_is_detected_after_the_shift_and_one_retraining_is_promoted_throug
     assert promoted_at is not None, steps(volume)
     history = steps(volume)
     assert history.count("retraining") == 1  # one drift episode, one retraining
-    assert history == ["retraining", "trained", "gate", "staging", "canary", "promoted"]
+    assert history == ["retraining", "trained", "gate", "staging", "shadow", "shadow_passed", "canary", "promoted"]
     gate = next(e for e in loop_events.history(volume, MODEL) if e["step"] == "gate")
     assert gate["passed"] and gate["challenger"] == 2 and gate["production"] == 1
     assert gate["challenger_score"] > gate["production_score"] + 0.05
@@ -163,6 +165,8 @@ def test_drift_is_detected_after_the_shift_and_one_retraining_is_promoted_throug
     assert registry.aliases(MODEL) == {"production": 2, "staging": 2}
     assert traffic.failures == []  # no request failed, before, during or after any switch
     assert set(traffic.versions) == {"1", "2"}  # the canary answered live requests before production moved
+    shadow = next(e for e in loop_events.history(volume, MODEL) if e["step"] == "shadow_passed")
+    assert shadow["labels"] >= 100 and shadow["challenger_score"] > shadow["production_score"]  # same requests
     promoted = next(e for e in loop_events.history(volume, MODEL) if e["step"] == "promoted")
     assert promoted["live"]["challenger"]["requests"] >= 20
     assert promoted["live"]["challenger"]["metric"] > promoted["live"]["production"]["metric"]
@@ -198,8 +202,6 @@ def test_a_worse_challenger_is_rejected_and_a_regressing_canary_is_rolled_back(w
     assert registry.aliases(MODEL) == {"production": 1}
 
     # The world shifts: the challenger passes the gate and its canary starts ...
-    import time
-
     since = time.time()
     traffic.send(gen.rows(200, shifted=True, seed=23))
     started = promoter.start(MODEL, challenger, policy, holdout_since=since)
@@ -223,3 +225,23 @@ def test_a_worse_challenger_is_rejected_and_a_regressing_canary_is_rolled_back(w
     assert traffic.failures == []
     assert {"1", str(challenger)} <= set(traffic.versions)
     assert steps(volume) == ["gate", "rejected", "gate", "staging", "canary", "rolled_back"]
+
+    # With a shadow step, the challenger first answers every request in the shadow: when the world has
+    # shifted back meanwhile, it is worse on the same requests and rolled back before any caller saw it.
+    shadowed = policy.model_copy(update={"shadow": ShadowStep(labels=50)})
+    since = time.time()
+    traffic.send(gen.rows(200, shifted=True, seed=60))
+    assert promoter.start(MODEL, challenger, shadowed, holdout_since=since)["phase"] == "shadow"
+    traffic.policies_changed()
+    served_before = traffic.versions[str(challenger)]
+    for seed in range(61, 70):
+        traffic.send(gen.rows(200, shifted=False, seed=seed))
+        outcome = promoter.advance(MODEL)
+        traffic.policies_changed()
+        if outcome["phase"] == "done":
+            break
+    assert outcome["outcome"] == "rolled_back" and "shadow" in outcome["why"], outcome
+    assert traffic.versions[str(challenger)] == served_before  # a shadow's answers are never returned
+    assert registry.aliases(MODEL) == {"production": 1}
+    assert Deployments(volume).following(MODEL, "production").shadow is None
+    assert traffic.failures == []
