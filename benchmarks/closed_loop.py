@@ -4,12 +4,12 @@
     python benchmarks/closed_loop.py --quick    # 1 stream
 
 The example's configs (configs/drift/: monitor window 200 rows, retraining on 450 labelled rows since
-the drift, a canary of 30% until it answered 60 requests) run embedded, with online V2 requests
-(REST, 10 rows each, a routing key per caller) and their labels flowing as fast as one client sends
-them; the loop ticks after every 200 rows. Reported, after the shift: rows and seconds until the first
+the drift, a shadow until 100 labelled rows, a canary of 30% until it answered 60 requests) run
+embedded, with online V2 requests (REST, 10 rows each, a routing key per caller) and their labels
+flowing as fast as one client sends them; the loop ticks after every 200 rows. Reported, after the shift: rows and seconds until the first
 drifted check, the retraining's submission, the canary and the promotion; and beside them the
 **floor** the configs allow (detection: one monitor window; promotion: the rows the retraining window
-and the canary's request count need, with zero training time), as a ratio. Also the cost of one tick
+the shadow's labels and the canary's request count need, with zero training time), as a ratio. Also the cost of one tick
 (checks, policies) and the traffic's rows/s. Results are also written to ``benchmarks/results/``.
 """
 
@@ -110,8 +110,10 @@ def one_stream(seed: int) -> dict:
         service.stop()
     data, canary = policy.data, policy.promotion.canary
     trained = data.min_rows + data.holdout
+    shadow = policy.promotion.shadow.labels if policy.promotion.shadow else 0
     canary_rows = round(canary.requests / canary.share) * ROWS_PER_REQUEST
-    floors = {"detected": WINDOW, "retraining": trained, "canary": trained, "promoted": trained + canary_rows}
+    floors = {"detected": WINDOW, "retraining": trained, "canary": trained + shadow,
+              "promoted": trained + shadow + canary_rows}  # fmt: skip
     return {
         "seed": seed, "failures": failures, "requests": sent, "rows_per_s": sent * ROWS_PER_REQUEST / elapsed,
         "tick_ms_median": 1000 * statistics.median(ticks), "tick_ms_max": 1000 * max(ticks),

@@ -72,6 +72,36 @@ def loop_run(
             pass
 
 
+@loop_app.command("status")
+@common.user_errors
+def loop_status(volume: common.VolumeOpt = None, as_json: common.JsonOpt = False) -> None:
+    """The retraining policies applied to the volume, where each stands, and its promotion in progress."""
+    from mlrm.volume import open_volume
+    from orchestrator.promotion import Promoter
+    from orchestrator.retrain import ClosedLoop, stored
+
+    vol = open_volume(common.settings_for(volume).volume)
+    loop = ClosedLoop(vol, submit=lambda wf: "", status=lambda run_id: None)
+    promoter = Promoter(vol)
+    found = []
+    for entry in stored(vol):
+        model = entry.policy.model
+        found.append({"model": model, "triggers": entry.policy.triggers, "workflow": entry.workflow.name,
+                      "state": loop.state(model), "promotion": promoter.state(model)})  # fmt: skip
+    if as_json:
+        common.print_json(found)
+        return
+    rows = []
+    for f in found:
+        promo = f["promotion"] or {}
+        where = promo.get("outcome") or promo.get("phase") or "-"
+        last = f["state"].get("last_trigger")
+        rows.append((f["model"], ",".join(f["triggers"]), f["state"]["phase"],
+                     time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last)) if last else "-",
+                     f"v{promo['challenger']} {where}" if promo else "-"))  # fmt: skip
+    common.print_table(["model", "triggers", "phase", "last trigger", "last promotion"], rows)
+
+
 @loop_app.command("history")
 @common.user_errors
 def loop_history(

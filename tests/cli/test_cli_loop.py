@@ -31,6 +31,9 @@ def test_apply_history_and_remove(cli, tmp_path, monkeypatch):
     assert table.exit_code == 0 and "retraining" in table.stdout and "improvement=0.41" in table.stdout
     events = json.loads(cli("loop", "history", "drift-classifier", "--json").stdout)
     assert [e["step"] for e in events] == ["retraining", "gate"]
+    status = json.loads(cli("loop", "status", "--json").stdout)
+    assert [(s["model"], s["state"]["phase"]) for s in status] == [("drift-classifier", "idle")]
+    assert "drift-classifier" in cli("loop", "status").stdout
     assert cli("loop", "remove", "drift-classifier").exit_code == 0
     missing = cli("loop", "remove", "drift-classifier")
     assert missing.exit_code != 0 and "no retraining policy" in " ".join(error_lines(missing))
