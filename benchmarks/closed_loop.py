@@ -6,11 +6,12 @@
 The example's configs (configs/drift/: monitor window 200 rows, retraining on 450 labelled rows since
 the drift, a shadow until 100 labelled rows, a canary of 30% until it answered 60 requests) run
 embedded, with online V2 requests (REST, 10 rows each, a routing key per caller) and their labels
-flowing as fast as one client sends them; the loop ticks after every 200 rows. Reported, after the shift: rows and seconds until the first
-drifted check, the retraining's submission, the canary and the promotion; and beside them the
-**floor** the configs allow (detection: one monitor window; promotion: the rows the retraining window
-the shadow's labels and the canary's request count need, with zero training time), as a ratio. Also the cost of one tick
-(checks, policies) and the traffic's rows/s. Results are also written to ``benchmarks/results/``.
+flowing as fast as one client sends them; the loop ticks after every 200 rows. Reported, after the
+shift: rows and seconds until the first drifted check, the retraining's submission, the canary and
+the promotion; and beside them the **floor** the configs allow (detection: one monitor window;
+promotion: the rows the retraining window, the shadow's labels and the canary's request count need,
+with zero training time), as a ratio. Also the cost of one tick (checks, policies) and the traffic's
+rows/s. Results are also written to ``benchmarks/results/``.
 """
 
 from __future__ import annotations
