@@ -68,6 +68,7 @@ class ModelServer:
         self.on_load: Hook[ServedModel] = Hook("on_load")
         self.on_unload: Hook[ServedModel] = Hook("on_unload")
         self.traffic = TrafficCounts()  # requests and failures per version, reported on each sync
+        self._reported: dict[str, dict[int, dict[str, int]]] = {}
         self.refresh_interval = 1.0  # without a watcher: how often requests re-read the deployment records
         self._refreshed = 0.0
         self._refreshing = threading.Lock()
@@ -178,7 +179,10 @@ class ModelServer:
             self.deployments.report_unloaded(dep_id, self.worker)
             self._forget(ref)
         for model in self.traffic.models():
-            self.deployments.report_traffic(model, self.worker, self.traffic.of(model))
+            counts = self.traffic.of(model)
+            if self._reported.get(model) != counts:  # a replica with no traffic writes nothing
+                self.deployments.report_traffic(model, self.worker, counts)
+                self._reported[model] = counts
 
     def _ready(self, dep: Deployment, policy: T | None) -> T | None:
         """A canary or shadow whose version is loaded (and kept current), or None when it cannot be."""

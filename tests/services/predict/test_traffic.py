@@ -40,7 +40,8 @@ def served(tmp_path_factory):
         service.server.sync()
         with V2Servers(service, http_port=0, grpc_port=0) as servers:
             client = httpx.Client(base_url=f"http://127.0.0.1:{servers.http_port}", timeout=30)
-            yield {"service": service, "deployments": deployments, "dep": dep, "client": client}
+            yield {"service": service, "deployments": deployments, "dep": dep, "client": client,
+                   "grpc_port": servers.grpc_port}  # fmt: skip
             client.close()
         service.stop()
 
@@ -71,6 +72,25 @@ def test_canary_answers_its_share_of_routing_keys_and_each_key_sticks(served):
     finally:
         apply(served, canary=None)
     assert {infer(served["client"], f"user-{i}").json()["model_version"] for i in range(50)} == {"1"}
+
+
+def test_a_routing_key_meets_the_same_version_over_rest_and_grpc(served):
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+
+    apply(served, canary=Canary(version=2, share=0.5), shadow=None)
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{served['grpc_port']}")
+    try:
+        for key in [f"k-{i}" for i in range(20)]:
+            x = grpcclient.InferInput("x", [1, 4], "FP64")
+            x.set_data_from_numpy(np.array([[5.8, 4.0, 1.2, 0.2]]))
+            answer = client.infer(MODEL, [x], model_version="production", parameters={"routing_key": key})
+            version = answer.get_response().model_version
+            assert version == infer(served["client"], key).json()["model_version"]
+            assert version == ("2" if bucket(MODEL, key) < 0.5 else "1")
+    finally:
+        client.close()
+        apply(served, canary=None)
 
 
 def test_replicas_report_requests_per_version_for_promotion(served):
