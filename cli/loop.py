@@ -72,6 +72,39 @@ def loop_run(
             pass
 
 
+POLICY_HELP = "A RetrainPolicy whose `promotion` to follow (default: the model's applied policy's, else defaults)."
+
+
+@loop_app.command("promote")
+@common.user_errors
+def loop_promote(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(min=1, help="The challenger version.")],
+    policy: Annotated[Path | None, typer.Option(help=POLICY_HELP)] = None,
+    volume: common.VolumeOpt = None,
+) -> None:
+    """Promote a version safely: the gate now, then staging, shadow and canary as the loop advances them
+    (`mlrm orchestrator` or `mlrm loop run`). Exit 1 when the gate rejects it."""
+    from mlrm.config import load_config
+    from mlrm.volume import open_volume
+    from orchestrator.promotion import Promoter, PromotionPolicy
+    from orchestrator.retrain import RetrainPolicy, stored
+
+    vol = open_volume(common.settings_for(volume).volume)
+    if policy is not None:
+        settings = load_config(policy, RetrainPolicy).promotion
+    else:
+        applied = [s.policy.promotion for s in stored(vol) if s.policy.model == model]
+        settings = applied[0] if applied else PromotionPolicy()
+    state = Promoter(vol).start(model, version, settings, reason="mlrm loop promote")
+    if state.get("outcome") == "rejected":
+        common.err.print(f"{model} version {version} rejected: {state['why']}", highlight=False)
+        raise typer.Exit(1)
+    gate = state["gate"]
+    common.err.print(f"{model} version {version} passed the gate ({gate['metric']} {gate['challenger_score']:.4f} "
+                     f"vs {gate['production_score']:.4f}); {state['phase']} started", highlight=False)  # fmt: skip
+
+
 @loop_app.command("status")
 @common.user_errors
 def loop_status(volume: common.VolumeOpt = None, as_json: common.JsonOpt = False) -> None:

@@ -36,7 +36,7 @@ from pydantic import Field
 
 from mlrm.config import Section
 from mlrm.deployments import Canary, Deployments, DeployRequest, Shadow
-from mlrm.errors import NotFoundError
+from mlrm.errors import NotFoundError, RefusedError
 from mlrm.registry import ModelRef, ModelRegistry
 from mlrm.volume import Volume
 from orchestrator import loop_events
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 Metric = Literal["accuracy", "f1", "mae", "rmse"]
 HIGHER_IS_BETTER = {"accuracy": True, "f1": True, "mae": False, "rmse": False}
 DEFAULT_METRIC = {"classification": "accuracy", "regression": "rmse"}
+RUNNING = ("shadow", "canary")  # the phases of a promotion in progress
 
 
 class CanaryStep(Section):
@@ -152,13 +153,6 @@ class Promoter:
         self.volume = volume
         self.registry = ModelRegistry(volume)
         self.deployments = Deployments(volume)
-        self._evaluator: Evaluator | None = None
-
-    @property
-    def evaluator(self) -> Evaluator:
-        if self._evaluator is None:
-            self._evaluator = Evaluator(self.volume)
-        return self._evaluator
 
     @staticmethod
     def key(model: str) -> str:
@@ -187,20 +181,26 @@ class Promoter:
     ) -> dict[str, Any]:  # fmt: skip
         """Gate ``challenger`` against the version ``policy.alias`` points at, on labelled rows logged
         since ``holdout_since`` (the newest ``policy.holdout``); on success start its canary."""
+        running = self.state(model)
+        if running is not None and running.get("phase") in RUNNING:
+            raise RefusedError(f"version {running['challenger']} of '{model}' is being promoted "
+                                f"({running['phase']}); wait for it to end")  # fmt: skip
+        self.registry.resolve(model, version=challenger)  # NotFoundError for a version that does not exist
         production = self.registry.resolve(model, alias=policy.alias).version
+        evaluator = Evaluator(self.volume)  # per gate: nothing stays loaded in a long-lived loop
         state: dict[str, Any] = {
             "id": uuid.uuid4().hex[:12], "model": model, "challenger": challenger, "production": production,
             "policy": policy.model_dump(mode="json"), "phase": "gate", "started": time.time(), "reason": reason,
         }  # fmt: skip
         holdout = _window(self.volume, model, since=holdout_since, limit=policy.holdout)
-        metric = policy.metric or DEFAULT_METRIC.get(self.evaluator.kind(ModelRef(model, challenger)), "accuracy")
+        metric = policy.metric or DEFAULT_METRIC.get(evaluator.kind(ModelRef(model, challenger)), "accuracy")
         state["metric"] = metric
         if len(holdout) < policy.min_holdout:
             return self._finish(state, "rejected", f"{len(holdout)} labelled rows, fewer than min_holdout "
                                 f"{policy.min_holdout}: nothing to judge the challenger on")  # fmt: skip
         try:
             scores = {
-                side: score(metric, holdout["label"], self.evaluator.predictions(ModelRef(model, version), holdout))
+                side: score(metric, holdout["label"], evaluator.predictions(ModelRef(model, version), holdout))
                 for side, version in (("challenger", challenger), ("production", production))
             }
         except Exception as exc:  # e.g. a challenger that wants inputs the logged rows do not have
@@ -275,7 +275,7 @@ class Promoter:
     def advance(self, model: str) -> dict[str, Any] | None:
         """Judge a running canary once: promote it, roll it back, or leave it running. None: nothing running."""
         state = self.state(model)
-        if state is None or state.get("phase") not in ("shadow", "canary"):
+        if state is None or state.get("phase") not in RUNNING:
             return state
         policy = PromotionPolicy.model_validate(state["policy"])
         if state["phase"] == "shadow":

@@ -43,7 +43,7 @@ from mlrm.registry import ModelRegistry, check_alias, check_name
 from mlrm.volume import Volume, check_output_key
 from orchestrator import loop_events
 from orchestrator.compile import CompiledWorkflow, compile_workflow
-from orchestrator.promotion import Promoter, PromotionPolicy
+from orchestrator.promotion import RUNNING, Promoter, PromotionPolicy
 from orchestrator.store import RunRecord
 
 log = logging.getLogger(__name__)
@@ -220,13 +220,17 @@ class ClosedLoop:
         checks = run_checks(self.volume, entry.monitor, now=now, bus=self.bus)
         if state["phase"] == "training":
             self._training(entry, state)
-        elif state["phase"] == "promoting":
-            outcome = self.promoter.advance(model)
-            if outcome is None or outcome.get("phase") == "done":
-                state["phase"] = "idle"
-                self._save(state)
-        else:
-            self._maybe_trigger(entry, state, checks, now)
+            return
+        promotion = self.promoter.state(model)
+        if promotion is not None and promotion.get("phase") in RUNNING:  # ours, or one `mlrm loop promote` began
+            promotion = self.promoter.advance(model)
+        if promotion is not None and promotion.get("phase") in RUNNING:
+            return  # nothing triggers while a challenger is being promoted
+        if state["phase"] == "promoting":
+            state["phase"] = "idle"
+            self._save(state)
+            return
+        self._maybe_trigger(entry, state, checks, now)
 
     # -- idle: is there a reason to retrain? -----------------------------------------------------
     def _maybe_trigger(self, entry: Stored, state: dict[str, Any], checks: list[Any], now: float) -> None:

@@ -31,6 +31,10 @@ def test_apply_history_and_remove(cli, tmp_path, monkeypatch):
     assert table.exit_code == 0 and "retraining" in table.stdout and "improvement=0.41" in table.stdout
     events = json.loads(cli("loop", "history", "drift-classifier", "--json").stdout)
     assert [e["step"] for e in events] == ["retraining", "gate"]
+    rejected = cli("loop", "promote", "drift-classifier", "1")
+    assert rejected.exit_code == 1 and "fewer than min_holdout" in rejected.stderr  # no feedback to judge it on
+    missing = cli("loop", "promote", "drift-classifier", "7")
+    assert missing.exit_code != 0 and "7" in " ".join(error_lines(missing))
     status = json.loads(cli("loop", "status", "--json").stdout)
     assert [(s["model"], s["state"]["phase"]) for s in status] == [("drift-classifier", "idle")]
     assert "drift-classifier" in cli("loop", "status").stdout

@@ -28,6 +28,7 @@ import pytest
 
 from mlrm.bus.memory import MemoryBus
 from mlrm.deployments import Deployments, DeployRequest
+from mlrm.errors import RefusedError
 from mlrm.monitoring.checks import history as check_history
 from mlrm.monitoring.feedback import FeedbackItem, write_feedback
 from mlrm.registry import ModelRegistry
@@ -207,6 +208,8 @@ def test_a_worse_challenger_is_rejected_and_a_regressing_canary_is_rolled_back(w
     started = promoter.start(MODEL, challenger, policy, holdout_since=since)
     assert started["phase"] == "canary", started.get("why")
     assert registry.aliases(MODEL) == {"production": 1, "staging": challenger}
+    with pytest.raises(RefusedError, match="being promoted"):  # one promotion of a model at a time
+        promoter.start(MODEL, challenger, policy)
     traffic.policies_changed()
     # ... and the world shifts back: live, the canary is worse than production, and is rolled back.
     outcome = None
