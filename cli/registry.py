@@ -154,6 +154,11 @@ def deploy(
     node: Annotated[str | None, typer.Option(help="Node label required in strict mode.")] = None,
     cpu: Annotated[float, typer.Option(help="CPU cores to reserve.")] = 1.0,
     memory: Annotated[str, typer.Option(help="Memory to reserve, e.g. 512Mi.")] = "512Mi",
+    log_sample: Annotated[
+        float | None,
+        typer.Option(min=0, max=1, help="Log this share of its requests for monitoring (0 to 1); off by default."),
+    ] = None,
+    log_row_id: Annotated[str | None, typer.Option(help="With --log-sample: an input column naming rows.")] = None,
     volume: common.VolumeOpt = None,
 ) -> None:
     """Queue a deployment; predict replicas pick it up and load it. Prints the deployment id.
@@ -168,6 +173,7 @@ def deploy(
     request = DeployRequest(
         model=model, version=version, alias=alias, mode=mode, node=node,  # type: ignore[arg-type]
         resources={"cpu": cpu, "memory": memory},  # type: ignore[arg-type]
+        log={"sample": log_sample, "row_id": log_row_id} if log_sample is not None else None,  # type: ignore[arg-type]
     )  # fmt: skip
     dep = Deployments(open_volume(common.settings_for(volume).volume)).create(request)
     if version is None and alias is None:

@@ -203,6 +203,9 @@ class Orchestrator:
     # -- following runs ------------------------------------------------------------------
     def on_event(self, delivery: Delivery) -> None:
         env = delivery.envelope
+        if "hop" not in env.body:  # not a step's event (a monitoring check, ...): not the run store's
+            delivery.ack()
+            return
         try:
             self._record(env.run_id, env.body)
         except MlrmError as exc:  # e.g. an event for a run this store never saw

@@ -33,13 +33,14 @@ from mlrm.monitoring.feedback import (
     FEEDBACK_QUEUE,
     FeedbackItem,
     consume_feedback,
+    feedback_from_frame,
     labelled,
     labelled_window,
     parse_feedback,
     send_feedback,
     write_feedback,
 )
-from mlrm.monitoring.log import FEATURE, OUTPUT, LogEntry, PredictionLog, read_log
+from mlrm.monitoring.log import FEATURE, OUTPUT, LogEntry, PredictionLog, read_log, read_predictions
 from mlrm.monitoring.paths import REFERENCE_FILE
 from mlrm.monitoring.reference import Reference, Summary, load_reference, reference_bytes, reference_statistics
 
@@ -63,12 +64,14 @@ __all__ = [
     "Window",
     "consume_feedback",
     "detectors",
+    "feedback_from_frame",
     "history",
     "labelled",
     "labelled_window",
     "load_reference",
     "parse_feedback",
     "read_log",
+    "read_predictions",
     "reference_bytes",
     "reference_statistics",
     "run_checks",

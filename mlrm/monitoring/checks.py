@@ -23,8 +23,8 @@ from mlrm.errors import CorruptRecordError
 from mlrm.monitoring.config import DetectorSpec, MonitorConfig
 from mlrm.monitoring.detectors import MetricDecay, detectors
 from mlrm.monitoring.feedback import labelled
-from mlrm.monitoring.log import FEATURE, OUTPUT, read_log
-from mlrm.monitoring.paths import history_prefix, predictions_prefix
+from mlrm.monitoring.log import FEATURE, OUTPUT, read_predictions
+from mlrm.monitoring.paths import history_prefix
 from mlrm.monitoring.reference import Reference, Summary, load_reference
 from mlrm.registry import ModelRegistry
 from mlrm.volume import Volume
@@ -67,9 +67,9 @@ def _finite(value: float | None) -> float | None:
 def _window(volume: Volume, config: MonitorConfig, version: int, now: float) -> pd.DataFrame:
     where = {"version": version}
     if config.window.count is not None:
-        return read_log(volume, predictions_prefix(config.model), until=now, newest=config.window.count, where=where)
+        return read_predictions(volume, config.model, until=now, newest=config.window.count, where=where)
     since = now - float(config.window.seconds or 0)
-    return read_log(volume, predictions_prefix(config.model), since=since, until=now, where=where)
+    return read_predictions(volume, config.model, since=since, until=now, where=where)
 
 
 def _columns(spec: DetectorSpec, available: dict[str, Summary]) -> list[str]:

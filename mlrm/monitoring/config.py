@@ -61,7 +61,7 @@ class DetectorSpec(Section):
     features: list[str] | Literal["all"] = "all"
     """Which columns of `on` (a list of names), or `all`."""
     threshold: float | None = None
-    """Drift when the statistic passes it (psi: > 0.2, wasserstein: > 0.1 reference standard
+    """Drift when the statistic passes it (psi: > 0.2, wasserstein: > 0.2 reference standard
     deviations) or the p-value falls below it (ks, chi2: < 0.01). Default: the detector's."""
     metric: DecayMetric | None = None
     """For `metric_decay`: the metric computed on labelled feedback."""

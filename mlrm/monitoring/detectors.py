@@ -10,7 +10,7 @@ reference :class:`~mlrm.monitoring.reference.Summary`; the statistics come from 
 - ``ks``: two-sample Kolmogorov-Smirnov against the reference sample (``scipy.stats.ks_2samp``),
   numeric columns only; drift when the p-value is below the threshold (default 0.01).
 - ``wasserstein``: earth mover's distance to the reference sample (``scipy.stats.wasserstein_distance``)
-  in reference standard deviations, numeric columns only; drift above the threshold (default 0.1).
+  in reference standard deviations, numeric columns only; drift above the threshold (default 0.2).
 
 ``metric_decay`` (:class:`MetricDecay`) compares a metric of the labelled feedback with the
 hold-out figure of the version's card. A detector of your own subclasses :class:`Detector`
@@ -121,7 +121,7 @@ class KolmogorovSmirnov(Detector):
 
 @detectors.register("wasserstein")
 class Wasserstein(Detector):
-    default_threshold = 0.1
+    default_threshold = 0.2
     numeric_only = True
 
     def test(self, reference: Summary, values: pd.Series, threshold: float) -> Outcome:

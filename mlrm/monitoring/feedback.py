@@ -29,8 +29,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlrm.errors import DataError, MlrmError
-from mlrm.monitoring.log import FEATURE, OUTPUT, read_log, write_part
-from mlrm.monitoring.paths import feedback_prefix, predictions_prefix
+from mlrm.monitoring.log import FEATURE, OUTPUT, read_log, read_predictions, write_part
+from mlrm.monitoring.paths import feedback_prefix
 from mlrm.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,37 @@ def write_feedback(volume: Volume, model: str, items: list[FeedbackItem], *, at:
     return len(frame)
 
 
+def feedback_from_frame(
+    volume: Volume, model: str, frame: pd.DataFrame, *, label: str, request_id: str | None = None,
+    row_id: str | None = None, row: str | None = None,
+) -> int:  # fmt: skip
+    """Bulk labels from a table (a collector's batches): ``label`` names the label column, and ``row_id``
+    or ``request_id`` (with ``row``, else row 0) the column that names the logged row."""
+    if (request_id is None) == (row_id is None):
+        raise DataError("name the rows by a row id column or by a request id column, one of them")
+    missing = [c for c in (label, request_id, row_id, row) if c is not None and c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"column(s) {', '.join(missing)} not in the feedback data (columns: {', '.join(frame.columns)})"
+        )
+    records = []
+    for data in frame.to_dict("records"):
+        item: dict[str, Any] = {"label": _plain(data[label])}
+        if row_id is not None:
+            item["row_id"] = str(data[row_id])
+        else:
+            item["request_id"] = str(data[str(request_id)])
+            if row is not None:
+                item["row"] = int(data[row])
+        records.append(item)
+    return sum(write_feedback(volume, model, parse_feedback(records[i : i + MAX_ITEMS]))
+               for i in range(0, len(records), MAX_ITEMS))  # fmt: skip
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def read_feedback(volume: Volume, model: str) -> pd.DataFrame:
     frame = read_log(volume, feedback_prefix(model))
     return frame if len(frame) else pd.DataFrame(columns=["request_id", "row", "row_id", "label", "at"])
@@ -154,7 +185,7 @@ def labelled(
     """Logged rows (of ``version``, logged in ``[since, until]``) joined to their labels, the newest
     ``limit`` of them, as stored (``feature.*``, ``output.*``, ``label``), and the feedback counts."""
     where = {"version": version} if version is not None else None
-    predictions = read_log(volume, predictions_prefix(model), since=since, until=until, where=where)
+    predictions = read_predictions(volume, model, since=since, until=until, where=where)
     joined, counts = join(predictions, read_feedback(volume, model))
     if limit is not None:
         joined = joined.iloc[-limit:].reset_index(drop=True)
@@ -186,13 +217,15 @@ def labelled_window(
 
 
 # -- over the bus -----------------------------------------------------------------------------
-def send_feedback(bus: Any, model: str, items: list[FeedbackItem] | list[dict[str, Any]]) -> str:
-    """Publish feedback for a predict replica to store; returns the message id."""
+def send_feedback(
+    bus: Any, model: str, items: list[FeedbackItem] | list[dict[str, Any]], *, queue: str = FEEDBACK_QUEUE
+) -> str:
+    """Publish feedback for a predict replica to store (on :data:`FEEDBACK_QUEUE`); returns the message id."""
     body = [i.model_dump(exclude_none=True) if isinstance(i, FeedbackItem) else i for i in items]
     from mlrm.bus import Envelope
 
     envelope = Envelope(id=f"feedback/{uuid.uuid4().hex}", run_id="feedback", body={"model": model, "feedback": body})
-    bus.publish(FEEDBACK_QUEUE, envelope)
+    bus.publish(queue, envelope)
     return envelope.id
 
 

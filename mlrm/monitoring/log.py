@@ -22,10 +22,12 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mlrm.monitoring.paths import part_key, part_time, predictions_prefix
@@ -63,7 +65,7 @@ def rows_of(entry: LogEntry) -> pd.DataFrame:
     ids = entry.row_ids[:n] if entry.row_ids is not None and len(entry.row_ids) >= n else None
     frame = pd.DataFrame({
         "request_id": entry.request_id,
-        "row_id": ids if ids is not None else [f"{entry.request_id}/{i}" for i in range(n)],
+        "row_id": pd.Series(ids if ids is not None else [None] * n, dtype=object),
         "row": np.arange(n, dtype="int64"),
         "model": entry.model, "version": entry.version, "source": entry.source, "at": entry.at,
     })  # fmt: skip
@@ -79,11 +81,12 @@ def _table(frame: pd.DataFrame) -> pa.Table:
         return pa.Table.from_pandas(frame.assign(**mixed), preserve_index=False)
 
 
-def write_part(volume: Volume, prefix: str, frame: pd.DataFrame) -> str:
+def write_part(volume: Volume, prefix: str, frame: pd.DataFrame | pa.Table) -> str:
     """Write ``frame`` (with an ``at`` column) as one new Parquet part under ``prefix``; returns its key."""
-    key = part_key(prefix, float(frame["at"].max()))
+    table = frame if isinstance(frame, pa.Table) else _table(frame)
+    key = part_key(prefix, float(pc.max(table.column("at")).as_py()))
     sink = io.BytesIO()
-    pq.write_table(_table(frame), sink)
+    pq.write_table(table, sink)
     volume.put_bytes(key, sink.getvalue())
     return key
 
@@ -199,33 +202,96 @@ class PredictionLog:
         if not entries:
             return
         for model, frames in _by_model(entries):
-            frame = pd.concat(frames, ignore_index=True)
-            try:
-                write_part(self.volume, predictions_prefix(model), frame)
-            except Exception:  # a volume outage must not kill the writer: count the rows as lost
-                log.exception("could not write %d logged prediction(s) of %s", len(frame), model)
-                self._count("failed", len(frame))
-                continue
-            self._count("written", len(frame))
-            self._count("parts")
+            for frame in frames:
+                rows = len(frame)
+                try:
+                    write_part(self.volume, predictions_prefix(model), frame)
+                except Exception:  # a volume outage must not kill the writer: count the rows as lost
+                    log.exception("could not write %d logged prediction(s) of %s", rows, model)
+                    self._count("failed", rows)
+                    continue
+                self._count("written", rows)
+                self._count("parts")
 
 
 _TIMEOUT = _Flush()  # a sentinel: the queue was empty for the whole wait
 
 
-def _by_model(entries: Iterable[LogEntry]) -> Iterator[tuple[str, list[pd.DataFrame]]]:
-    groups: dict[str, list[pd.DataFrame]] = {}
+def _by_model(entries: Iterable[LogEntry]) -> Iterator[tuple[str, list[pd.DataFrame | pa.Table]]]:
+    groups: dict[str, list[LogEntry]] = {}
     for entry in entries:
+        groups.setdefault(entry.model, []).append(entry)
+    for model, group in groups.items():
         try:
-            groups.setdefault(entry.model, []).append(rows_of(entry))
-        except Exception:
-            log.exception("could not log request %s of %s", entry.request_id, entry.model)
-    yield from groups.items()
+            yield model, [_batch_table(group)]
+            continue
+        except Exception:  # one odd request (columns of mixed types, ...): build its rows on their own
+            log.debug("logging %d request(s) of %s one by one", len(group), model, exc_info=True)
+        frames: list[pd.DataFrame | pa.Table] = []
+        for entry in group:
+            try:
+                frames.append(rows_of(entry))
+            except Exception:
+                log.exception("could not log request %s of %s", entry.request_id, entry.model)
+        yield model, frames
+
+
+def _aligned(entry: LogEntry) -> bool:
+    n = len(entry.outputs)
+    return len(entry.features) == n and (entry.row_ids is None or len(entry.row_ids) == n)
+
+
+def _batch_table(entries: list[LogEntry]) -> pa.Table | pd.DataFrame:
+    """The rows of many requests at once, column by column (one concatenation per table, not one per
+    request; request ids, model and source dictionary-encoded): the writer's CPU is what the server shares."""
+    same = len({(tuple(e.features.columns), tuple(e.outputs.columns)) for e in entries}) == 1
+    if not same or not all(_aligned(e) for e in entries):
+        return pd.concat([rows_of(e) for e in entries], ignore_index=True)
+    sizes = np.array([len(e.outputs) for e in entries])
+    total = int(sizes.sum())
+    owner = pa.array(np.repeat(np.arange(len(entries), dtype="int32"), sizes))
+
+    def shared(values: list[str]) -> pa.Array:
+        return pa.DictionaryArray.from_arrays(owner, pa.array(values, pa.string()))
+
+    if any(e.row_ids is not None for e in entries):
+        row_ids = pa.array([r for e in entries for r in (e.row_ids or [None] * len(e.outputs))], pa.string())
+    else:
+        row_ids = pa.nulls(total, pa.string())
+    columns: dict[str, pa.Array] = {
+        "request_id": shared([e.request_id for e in entries]),
+        "row_id": row_ids,
+        "row": pa.array(np.concatenate([np.arange(n, dtype="int64") for n in sizes])),
+        "model": shared([e.model for e in entries]),
+        "version": pa.array(np.repeat(np.array([e.version for e in entries], dtype="int64"), sizes)),
+        "source": shared([e.source for e in entries]),
+        "at": pa.array(np.repeat(np.array([e.at for e in entries], dtype=float), sizes)),
+    }
+    for prefix, frames in ((FEATURE, [e.features for e in entries]), (OUTPUT, [e.outputs for e in entries])):
+        part = pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False)
+        for name, column in zip(part.column_names, part.columns, strict=True):
+            columns[f"{prefix}{name}"] = column
+    return pa.table(columns)
 
 
 # -- reading ---------------------------------------------------------------------------------
 def read_part(volume: Volume, key: str) -> pd.DataFrame:
-    return pq.read_table(io.BytesIO(volume.get_bytes(key))).to_pandas()
+    frame = pq.read_table(io.BytesIO(volume.get_bytes(key))).to_pandas()
+    for column in frame.columns[frame.dtypes == "category"]:  # dictionary-encoded text: plain text again
+        frame[column] = frame[column].astype(object)
+    return frame
+
+
+def read_predictions(volume: Volume, model: str, **window: Any) -> pd.DataFrame:
+    """Logged rows of ``model`` (see :func:`read_log` for ``since``, ``until``, ``newest``, ``where``); rows
+    logged without a row id get ``<request id>/<row>``."""
+    frame = read_log(volume, predictions_prefix(model), **window)
+    if len(frame) and frame["row_id"].isna().any():
+        missing = frame["row_id"].isna()
+        derived = frame.loc[missing, "request_id"].astype(str) + "/" + frame.loc[missing, "row"].astype(str)
+        frame["row_id"] = frame["row_id"].astype(object)
+        frame.loc[missing, "row_id"] = derived
+    return frame
 
 
 def part_keys(volume: Volume, prefix: str) -> list[tuple[float, str]]:

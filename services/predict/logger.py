@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 class PredictionLogger:
     """``dataplane.on_predict.append(logger)``; :meth:`start` it, :meth:`stop` flushes what is queued."""
 
+    may_block = False  # it only queues: the V2 servers may still answer small requests on their event loop
+
     def __init__(self, volume: Volume, *, refresh: float = 2.0, writer: PredictionLog | None = None) -> None:
         self.volume = volume
         self.refresh = refresh

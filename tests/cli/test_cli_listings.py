@@ -48,6 +48,9 @@ def populated(cli, iris, monkeypatch):
     assert cli("run", iris / "train.yaml").exit_code == 0
     assert cli("deploy", "iris-classifier").exit_code == 0
     cli.volume.put_bytes(LONG_KEY, b"id,prediction\n")
+    from mlrm.monitoring import MonitorConfig, run_checks
+
+    run_checks(cli.volume, MonitorConfig(model="iris-classifier", detectors=[{"type": "psi"}]))  # nothing logged yet
 
     def dead_letters(settings):
         bus = MemoryBus()
@@ -76,7 +79,11 @@ def _ids(cli) -> dict[str, tuple[list[str], Callable[[Any], list[str]]]]:
         "dlq list": ([DEAD_ID, DEAD_ID[:22]], lambda doc: [x for d in doc for x in (d["message"], d["run"])]),
         "volume ls": ([LONG_KEY], lambda doc: [o["key"] for o in doc]),
         "steps": (["csv", "one_hot", "drop_na"], lambda doc: [s["step"] for s in doc]),
+        "monitor status": (["petal_length"], lambda doc: [c["target"] for c in doc]),
     }
+
+
+ARGUMENTS = {"monitor status": ["iris-classifier"]}  # listings of one thing: which
 
 
 @pytest.mark.parametrize("console", ["piped", "narrow"])
@@ -89,10 +96,10 @@ def test_every_listing_has_json_and_never_cuts_an_id(populated, monkeypatch, con
     listings = _ids(cli)
     assert set(listings) == _with_json()  # a new --json listing must be added here
     for command, (ids, found_in) in listings.items():
-        as_json = cli(*command.split(), "--json")
+        as_json = cli(*command.split(), *ARGUMENTS.get(command, []), "--json")
         assert as_json.exit_code == 0, (command, as_json.stderr)
         assert set(ids) <= set(found_in(json.loads(as_json.stdout))), command
-        table = cli(*command.split())
+        table = cli(*command.split(), *ARGUMENTS.get(command, []))
         assert table.exit_code == 0, (command, table.stderr)
         if command == "steps":  # a list, not a table
             assert all(one in table.stdout for one in ids)

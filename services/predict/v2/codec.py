@@ -314,8 +314,9 @@ class V2:
         (``INLINE_BODY`` bytes at most) for a model already loaded and not batched. Such a request takes well
         under a millisecond, less than the hop to a thread and back; loading a model, a large batch, a
         batcher's wait for other requests or an ``on_predict`` subscriber (user code, which may block) would
-        stall the loop, and with it the 429 answered at once, so those still go to a thread."""
-        if size > INLINE_BODY or len(self.dataplane.on_predict):
+        stall the loop, and with it the 429 answered at once, so those still go to a thread (subscribers that
+        say they never block, ``may_block = False`` like the prediction logger, do not count)."""
+        if size > INLINE_BODY or any(getattr(fn, "may_block", True) for fn in self.dataplane.on_predict):
             return False
         target = self.target(model, version)
         return self.server.is_loaded(target) and self.server.options(target).batching is None

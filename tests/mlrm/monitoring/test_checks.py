@@ -11,7 +11,7 @@ from mlrm.config import parse_document
 from mlrm.errors import ConfigErrors
 from mlrm.monitoring import EVENT, FeedbackItem, MonitorConfig, history, run_checks, write_feedback
 from mlrm.yamlio import Document
-from tests.mlrm.monitoring.conftest import iris_rows
+from tests.mlrm.monitoring.conftest import IRIS, iris_rows
 
 DISTRIBUTIONS = [
     {"type": "psi", "features": ["petal_length", "sepal_width"]},
@@ -123,3 +123,10 @@ def test_a_monitor_config_names_its_mistakes():
         parse_document(doc)
     text = str(err.value)
     assert "did you mean 'psi'" in text and "needs 'metric'" in text and "greater than or equal to 1" in text
+
+
+def test_check_events_on_the_orchestrators_bus_leave_runs_alone(iris, logged):
+    logged(iris_rows(120, seed=9))
+    run_checks(iris.volume, config(), bus=iris.bus)  # the embedded orchestrator follows these events too
+    run = iris.run(IRIS / "predict.yaml", timeout=120)
+    assert run.status == "succeeded", run.error

@@ -10,7 +10,16 @@ import pandas as pd
 import pytest
 
 from mlrm.deployments import Deployments, DeployRequest
-from mlrm.monitoring import FEATURE, OUTPUT, LogEntry, PredictionLog, labelled_window, read_log, write_feedback
+from mlrm.monitoring import (
+    FEATURE,
+    OUTPUT,
+    LogEntry,
+    PredictionLog,
+    labelled_window,
+    read_log,
+    read_predictions,
+    write_feedback,
+)
 from mlrm.monitoring.feedback import parse_feedback
 from mlrm.monitoring.paths import predictions_prefix
 from mlrm.settings import Settings
@@ -48,7 +57,7 @@ def deploy(iris, predict, **log) -> None:
 
 
 def logged(iris) -> pd.DataFrame:
-    return read_log(iris.volume, predictions_prefix(MODEL))
+    return read_predictions(iris.volume, MODEL)
 
 
 def test_a_deployment_logs_its_direct_requests(iris, predict):
@@ -82,6 +91,7 @@ def test_a_sample_rate_logs_whole_requests_some_of_the_time(iris, predict):
     rows = logged(iris)
     requests = rows.groupby("request_id").size()
     assert 15 < len(requests) < 85 and (requests == 2).all()
+    assert (rows["row_id"] == rows["request_id"] + "/" + rows["row"].astype(str)).all()  # no id column: derived
 
 
 def test_a_batch_workflow_logs_when_its_predict_config_says_so(iris, predict, tmp_path):
