@@ -35,6 +35,9 @@ def test_apply_history_and_remove(cli, tmp_path, monkeypatch):
     assert rejected.exit_code == 1 and "fewer than min_holdout" in rejected.stderr  # no feedback to judge it on
     missing = cli("loop", "promote", "drift-classifier", "7")
     assert missing.exit_code != 0 and "7" in " ".join(error_lines(missing))
+    assert cli("loop", "run", DRIFT / "policy.yaml", "--once").exit_code == 0  # one embedded round: no logs yet
+    checks = json.loads(cli("monitor", "status", "drift-classifier", "--json").stdout)
+    assert checks and not any(c["drifted"] for c in checks)  # it ran the monitor's checks: too few samples
     status = json.loads(cli("loop", "status", "--json").stdout)
     assert [(s["model"], s["state"]["phase"]) for s in status] == [("drift-classifier", "idle")]
     assert "drift-classifier" in cli("loop", "status").stdout
