@@ -32,9 +32,13 @@ from services.predict.traffic import Mirror, in_canary
 log = logging.getLogger(__name__)
 
 
+CALLER_ERRORS = frozenset({400, 404, 413, 422, 429})
+
+
 def server_side(exc: Exception) -> bool:
-    """Whether a failure is the server's (counted against the version), not a bad request's."""
-    return not (isinstance(exc, MlrmError) and 400 <= exc.http_status < 500)
+    """Whether a failure counts against the version that answered (not a bad request, an unknown model
+    or a busy server)."""
+    return not (isinstance(exc, MlrmError) and exc.http_status in CALLER_ERRORS)
 
 
 @dataclass

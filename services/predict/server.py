@@ -189,7 +189,9 @@ class ModelServer:
         if policy is None:
             return None
         try:
-            self.get(Target(dep.model, policy.alias, policy.version))
+            served = self.get(Target(dep.model, policy.alias, policy.version))
+            if served.refusal:  # e.g. its pipeline drops rows: it could not answer one of these requests
+                raise RefusedError(served.refusal)
         except MlrmError as exc:  # the deployment's own version goes on answering everything
             log.warning("%s: deployment %s: %s not applied: %s", self.worker, dep.id, type(policy).__name__, exc)
             return None
