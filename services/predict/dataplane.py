@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Collection, Iterable, Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -107,20 +107,25 @@ class DataPlane:
             raise RefusedError(served.refusal)
         runtime = request.runtime or options.runtime
         batcher = self._batcher(served, runtime, options.batching) if options.batching else None
+        with self._counted(served), batcher.slot() if batcher is not None else nullcontext() as slot:
+            frame = self.run(
+                served, served.coerce(request.frame), keep=request.keep, probabilities=request.probabilities,
+                column=request.column, request_id=request.id, source=request.source, runtime=runtime,
+                call=slot.call if slot is not None else None,
+            )  # fmt: skip
+        if options.shadow is not None:
+            self._mirror(options.shadow, served, request)
+        return InferenceResult(served.ref, frame, request.id)
+
+    @contextmanager
+    def _counted(self, served: ServedModel) -> Iterator[None]:
+        """Count a direct request against the version that answers it (promotion reads the counts)."""
         try:
-            with batcher.slot() if batcher is not None else nullcontext() as slot:
-                frame = self.run(
-                    served, served.coerce(request.frame), keep=request.keep, probabilities=request.probabilities,
-                    column=request.column, request_id=request.id, source=request.source, runtime=runtime,
-                    call=slot.call if slot is not None else None,
-                )  # fmt: skip
+            yield
         except Exception as exc:  # a bad request is the caller's; anything else counts against the version
             self.server.traffic.add(served.ref.name, served.ref.version, failed=server_side(exc))
             raise
         self.server.traffic.add(served.ref.name, served.ref.version)
-        if options.shadow is not None:
-            self._mirror(options.shadow, served, request)
-        return InferenceResult(served.ref, frame, request.id)
 
     def _route(self, target: Target, options: Serving, request: InferenceRequest) -> ServedModel:
         """The version that answers: the deployment's, or its canary's for the share of routing keys it has."""

@@ -102,6 +102,11 @@ def test_replicas_report_requests_per_version_for_promotion(served):
     assert served["deployments"].traffic(MODEL)[1]["requests"] == before + 5
     assert infer(served["client"], "").status_code == 400  # a bad routing key is the caller's error
     assert "routing_key" in infer(served["client"], "").json()["error"]
+    body = b'{"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 4], "data": [[1e999, 4.0, 1.2, 0.2]]}]}'
+    r = served["client"].post(f"/v2/models/{MODEL}/versions/production/infer", content=body)
+    assert r.status_code == 400, r.text  # the caller's failure, never the version's
+    served["service"].server.sync()
+    assert served["deployments"].traffic(MODEL)[1]["errors"] == 0
 
 
 def test_shadow_answers_are_logged_as_shadow_and_never_returned(served):
