@@ -98,6 +98,8 @@ class RetrainPolicy(ConfigModel):
     """The training workflow (relative to this file); it must register a new version of `model`."""
     data: FeedbackData | None = None
     """Recent labelled feedback to train on; none: the workflow's collector reads its own source."""
+    training_timeout: float = Field(21600, gt=0)
+    """Seconds a retraining run may take; past it (or when its run is unknown) the episode ends as failed."""
     cooldown: float = Field(3600, ge=0)
     """Seconds after a trigger during which no other trigger counts (one drift episode, one retraining)."""
     promotion: PromotionPolicy = Field(default_factory=PromotionPolicy)
@@ -264,7 +266,7 @@ class ClosedLoop:
             return  # too little feedback yet: wait for more, without starting the cool-down
         run_id = self.submit(entry.workflow)
         state.update(phase="training", last_trigger=now, run_id=run_id, reasons=reasons, production=current,
-                     holdout_since=window["holdout_since"], episode_start=None)  # fmt: skip
+                     holdout_since=window["holdout_since"], episode_start=None, submitted=time.time())  # fmt: skip
         self._save(state)
         drifted = [{"detector": c.detector, "target": c.target, "statistic": c.statistic, "p_value": c.p_value}
                    for c in fresh][:20]  # fmt: skip
@@ -294,6 +296,11 @@ class ClosedLoop:
         policy = entry.policy
         record = self.status(state["run_id"])
         if record is None or not record.done:
+            if time.time() - float(state.get("submitted", time.time())) > policy.training_timeout:
+                loop_events.record(self.volume, policy.model, "retraining_failed", run_id=state["run_id"],
+                                   error=f"the run did not finish within {policy.training_timeout:g}s")  # fmt: skip
+                state["phase"] = "idle"
+                self._save(state)
             return
         result = record.result("train") or {}
         if record.status != "succeeded" or result.get("model") != policy.model:
