@@ -219,11 +219,16 @@ def orchestrator_cmd(
     orchestrator = Orchestrator(bus, volume, store)
     orchestrator.start()
     bus.start()
+    from orchestrator.retrain import start_with
+
+    loop = start_with(orchestrator)  # the closed loop: retraining policies applied to the volume
     common.err.print(f"orchestrator: runs in {settings.state}, bus {bus.url}, volume {volume.url}")
     api = _control_plane(orchestrator, configs, host, http_port, grpc_port, security, tls)
     try:
         _wait_for(stop)
     finally:
+        if loop is not None:
+            loop.stop()
         if api is not None:
             api.stop()
         orchestrator.stop()
@@ -282,14 +287,18 @@ def api_cmd(
     )  # fmt: skip
     stop = _stop_on_signal()
     from orchestrator.embedded import Embedded
+    from orchestrator.retrain import start_with
 
     with Embedded(common.settings_for(volume, state)) as mlrm:
         api = _control_plane(mlrm.orchestrator, configs, host, http_port, grpc_port, security, tls)
+        loop = start_with(mlrm.orchestrator)  # retraining policies, as beside a distributed orchestrator
         common.err.print(f"embedded: every service in this process, volume {mlrm.volume.url}, runs in "
                          f"{mlrm.settings.state}", highlight=False)  # fmt: skip
         try:
             _wait_for(stop)
         finally:
+            if loop is not None:
+                loop.stop()
             api.stop()
 
 

@@ -62,6 +62,37 @@ class Batching(Section):
     """Seconds the first request of a batch waits, at most, for concurrent ones to join."""
 
 
+class TrafficTarget(Section):
+    """Another version of the same model, named by version or by alias (followed as it is re-pointed)."""
+
+    version: int | None = Field(None, ge=1)
+    """A fixed version."""
+    alias: str | None = None
+    """An alias to follow, e.g. `staging`."""
+
+    @model_validator(mode="after")
+    def _one(self) -> TrafficTarget:
+        if (self.version is None) == (self.alias is None):
+            raise ValueError("give exactly one of 'version' or 'alias'")
+        if self.alias is not None:
+            as_value_error(check_alias, self.alias)
+        return self
+
+    def selector(self) -> dict[str, Any]:
+        return {"alias": self.alias} if self.alias else {"version": self.version}
+
+
+class Canary(TrafficTarget):
+    """A share of the deployment's requests answered by another version (sticky by routing key)."""
+
+    share: float = Field(0.1, gt=0, le=1)
+    """Fraction of requests the canary answers; a request's `routing_key` parameter keeps a caller on one side."""
+
+
+class Shadow(TrafficTarget):
+    """Mirror every request to another version, off the request path; its answers are logged, never returned."""
+
+
 class DeployRequest(Section):
     """What to serve, where, and with what."""
 
@@ -84,6 +115,10 @@ class DeployRequest(Section):
     batching: Batching | None = None
     """Merge concurrent direct requests into one model call (`{max_batch_size: 64, max_batch_time: 0.002}`);
     off by default."""
+    canary: Canary | None = None
+    """Answer a share of this deployment's requests with another version: `{alias: staging, share: 0.1}`."""
+    shadow: Shadow | None = None
+    """Mirror requests to another version and log its answers without returning them: `{alias: staging}`."""
     log: LogSettings | None = None
     """Log its predictions for monitoring (`{sample: 0.1, row_id: id}`: a tenth of the requests); off by default."""
 
@@ -137,6 +172,26 @@ class Deployments:
         now = time.time()
         dep = Deployment(**fields, id=f"dep-{secrets.token_hex(4)}", created=now, updated=now)
         return self._save(dep)
+
+    def set_traffic(
+        self,
+        dep_id: str,
+        *,
+        canary: Canary | Literal["keep"] | None = "keep",
+        shadow: Shadow | Literal["keep"] | None = "keep",
+    ) -> Deployment:
+        """Change a deployment's canary or shadow (None removes it); every replica applies it on its next sync."""
+        dep = self.get(dep_id)
+        if canary != "keep":
+            dep.canary = canary
+        if shadow != "keep":
+            dep.shadow = shadow
+        return self._save(dep)
+
+    def following(self, model: str, alias: str) -> Deployment | None:
+        """The oldest active deployment of ``model`` that follows ``alias``."""
+        found = [d for d in self.active() if d.model == model and d.alias == alias]
+        return found[0] if found else None
 
     def get(self, dep_id: str) -> Deployment:
         try:
@@ -203,6 +258,33 @@ class Deployments:
         if dep.status == "queued":
             dep.status = "active"
             self._save(dep)
+
+    def report_traffic(self, model: str, worker: str, counts: dict[int, dict[str, int]]) -> None:
+        """A replica's running totals of direct requests per version of ``model`` (answered, failed)."""
+        self.volume.put_json(
+            f"deployments/traffic/{model}/{worker}.json",
+            {"worker": worker, "at": time.time(), "versions": {str(v): c for v, c in counts.items()}},
+        )
+
+    def traffic(self, model: str, on_corrupt: OnCorrupt = None) -> dict[int, dict[str, int]]:
+        """Requests and errors per version of ``model``, summed over every replica's last report."""
+        totals: dict[int, dict[str, int]] = {}
+        for obj in self.volume.list(f"deployments/traffic/{model}/"):
+            try:
+                record = self.volume.get_json(obj.key)
+                versions = record.get("versions") if isinstance(record, dict) else None
+                if not isinstance(versions, dict):
+                    raise CorruptRecordError(
+                        f"'{obj.key}' in volume {self.volume.url} is not a traffic report", obj.key
+                    )
+            except CorruptRecordError as exc:
+                skip_or_raise(exc, on_corrupt)
+                continue
+            for version, counts in versions.items():
+                slot = totals.setdefault(int(version), {"requests": 0, "errors": 0})
+                for name in slot:
+                    slot[name] += int(counts.get(name, 0))
+        return totals
 
     def report_unloaded(self, dep_id: str, worker: str) -> None:
         self.volume.delete(f"deployments/{dep_id}/loaded/{worker}.json")

@@ -8,24 +8,37 @@ model, the output columns and the ``on_predict`` hook live here, once.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
 from collections.abc import Collection, Iterable, Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from mlrm.context import StepContext
-from mlrm.deployments import Batching
-from mlrm.errors import RefusedError
+from mlrm.deployments import Batching, Shadow
+from mlrm.errors import MlrmError, RefusedError
 from mlrm.hooks import Hook
 from mlrm.registry import ModelRef
 from services.predict.batching import Batcher, Call, ModelCall
 from services.predict.model import ServedModel
 from services.predict.reference import ReferenceRequest, ReferenceResult, check_refs, sink_for, source_for
-from services.predict.server import ModelServer, Target
+from services.predict.server import ModelServer, Serving, Target
+from services.predict.traffic import Mirror, in_canary
+
+log = logging.getLogger(__name__)
+
+
+CALLER_ERRORS = frozenset({400, 404, 413, 422, 429})
+
+
+def server_side(exc: Exception) -> bool:
+    """Whether a failure counts against the version that answered (not a bad request, an unknown model
+    or a busy server)."""
+    return not (isinstance(exc, MlrmError) and exc.http_status in CALLER_ERRORS)
 
 
 @dataclass
@@ -42,6 +55,7 @@ class InferenceRequest:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     source: str = "direct"  # which transport brought it: "nameko", "rest", "grpc", ...
     runtime: str | None = None  # "auto", "sklearn", "onnx"; None: the deployment's choice (else auto)
+    routing_key: str | None = None  # keeps a caller on one side of a canary (default: the request id)
 
 
 @dataclass
@@ -55,6 +69,11 @@ class Prediction:
     features: pd.DataFrame  # the rows after the inference pipeline: what the model saw
     outputs: pd.DataFrame  # the answer: predictions, probabilities, kept columns
     at: float  # seconds since the epoch
+
+    @property
+    def shadow(self) -> bool:
+        """A shadow's answer to a mirrored request: logged, never returned to the caller."""
+        return self.source == "shadow"
 
 
 @dataclass
@@ -72,6 +91,7 @@ class DataPlane:
         """Fires for each model call of batched direct requests: how many requests and rows it merged."""
         self._batchers: dict[tuple[ModelRef, str], Batcher] = {}
         self._lock = threading.Lock()
+        self.mirror = Mirror()  # runs shadow requests off the request path
         server.on_unload.append(self._drop_batchers)
 
     def infer(self, request: InferenceRequest) -> InferenceResult:
@@ -81,19 +101,53 @@ class DataPlane:
         pipeline) is merged with those of concurrent requests for the same version and runtime.
         """
         target = Target(request.model, request.alias, request.version)
-        served = self.server.get(target)
+        options = self.server.options(target)
+        served = self._route(target, options, request)
         if served.refusal:
             raise RefusedError(served.refusal)
-        options = self.server.options(target)
         runtime = request.runtime or options.runtime
         batcher = self._batcher(served, runtime, options.batching) if options.batching else None
-        with batcher.slot() if batcher is not None else nullcontext() as slot:
+        with self._counted(served), batcher.slot() if batcher is not None else nullcontext() as slot:
             frame = self.run(
                 served, served.coerce(request.frame), keep=request.keep, probabilities=request.probabilities,
                 column=request.column, request_id=request.id, source=request.source, runtime=runtime,
                 call=slot.call if slot is not None else None,
             )  # fmt: skip
+        if options.shadow is not None:
+            self._mirror(options.shadow, served, request)
         return InferenceResult(served.ref, frame, request.id)
+
+    @contextmanager
+    def _counted(self, served: ServedModel) -> Iterator[None]:
+        """Count a direct request against the version that answers it (promotion reads the counts)."""
+        try:
+            yield
+        except Exception as exc:  # a bad request is the caller's; anything else counts against the version
+            self.server.traffic.add(served.ref.name, served.ref.version, failed=server_side(exc))
+            raise
+        self.server.traffic.add(served.ref.name, served.ref.version)
+
+    def _route(self, target: Target, options: Serving, request: InferenceRequest) -> ServedModel:
+        """The version that answers: the deployment's, or its canary's for the share of routing keys it has."""
+        canary = options.canary
+        if canary is not None and in_canary(request.model, request.routing_key or request.id, canary.share):
+            try:
+                return self.server.get(Target(request.model, canary.alias, canary.version))
+            except MlrmError as exc:  # the canary went away since the last sync: the deployment answers
+                log.warning("canary %s of %s not available: %s", canary.selector(), request.model, exc)
+        return self.server.get(target)
+
+    def _mirror(self, shadow: Shadow, answered: ServedModel, request: InferenceRequest) -> None:
+        def run() -> None:
+            served = self.server.get(Target(request.model, shadow.alias, shadow.version))
+            if served.ref == answered.ref or served.refusal:
+                return
+            self.run(
+                served, served.coerce(request.frame), keep=request.keep, probabilities=request.probabilities,
+                column=request.column, request_id=request.id, source="shadow",
+            )  # fmt: skip
+
+        self.mirror.submit(run)
 
     def infer_reference(self, request: ReferenceRequest) -> ReferenceResult:
         """Predict a volume object's rows into another object, batch by batch (see :mod:`.reference`).

@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
+from typing import TypeVar
 
-from mlrm.deployments import Batching, Deployments
+from mlrm.deployments import Batching, Canary, Deployment, Deployments, Shadow
 from mlrm.errors import CorruptRecordError, MlrmError, NotFoundError, RefusedError
 from mlrm.hooks import Hook
 from mlrm.registry import ModelRef, ModelRegistry
 from mlrm.volume import Volume
 from services.predict.model import ServedModel
+from services.predict.traffic import TrafficCounts
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T", Canary, Shadow)
 
 
 def _warn(exc: Exception) -> None:
@@ -33,6 +38,8 @@ class Serving:
 
     runtime: str = "auto"
     batching: Batching | None = None
+    canary: Canary | None = None  # loaded before it is set: a request routed to it never waits or fails
+    shadow: Shadow | None = None
 
 
 DEFAULT_SERVING = Serving()
@@ -60,6 +67,11 @@ class ModelServer:
         self.follow_aliases_on_request = False  # True when no watcher calls sync()
         self.on_load: Hook[ServedModel] = Hook("on_load")
         self.on_unload: Hook[ServedModel] = Hook("on_unload")
+        self.traffic = TrafficCounts()  # requests and failures per version, reported on each sync
+        self._reported: dict[str, dict[int, dict[str, int]]] = {}
+        self.refresh_interval = 1.0  # without a watcher: how often requests re-read the deployment records
+        self._refreshed = 0.0
+        self._refreshing = threading.Lock()
 
     # -- loading -----------------------------------------------------------------------
     def load(self, ref: ModelRef, trusted: tuple[str, ...] = (), runtime: str = "auto") -> ServedModel:
@@ -104,7 +116,18 @@ class ModelServer:
             )
 
     def options(self, target: Target) -> Serving:
-        """How requests for ``target`` are served: its deployment's runtime and batching, else the defaults."""
+        """How requests for ``target`` are served: its deployment's runtime, batching and traffic policies,
+        else the defaults. Without a watcher, the deployment records are re-read at most every
+        ``refresh_interval`` seconds, by one request at a time."""
+        stale = self.follow_aliases_on_request and time.monotonic() - self._refreshed > self.refresh_interval
+        if stale and self._refreshing.acquire(blocking=False):
+            try:
+                self._refreshed = time.monotonic()
+                self._sync_deployments()
+            except MlrmError as exc:
+                log.warning("%s: deployments not refreshed: %s", self.worker, exc)
+            finally:
+                self._refreshing.release()
         return self._options.get(target, DEFAULT_SERVING)
 
     # -- keeping current -----------------------------------------------------------------
@@ -137,7 +160,8 @@ class ModelServer:
                 log.warning("%s: deployment %s: %s", self.worker, dep.id, exc)
         for dep_id, (dep, ref) in wanted.items():
             target = Target(dep.model, dep.alias, dep.version)
-            self._options[target] = Serving(dep.runtime, dep.batching)  # a changed record applies at once
+            canary, shadow = self._ready(dep, dep.canary), self._ready(dep, dep.shadow)
+            self._options[target] = Serving(dep.runtime, dep.batching, canary, shadow)  # applies at once
             if self._deployed.get(dep_id) != ref:
                 try:
                     loaded = self.load(ref, runtime=dep.runtime)
@@ -154,6 +178,24 @@ class ModelServer:
             ref = self._deployed.pop(dep_id)
             self.deployments.report_unloaded(dep_id, self.worker)
             self._forget(ref)
+        for model in self.traffic.models():
+            counts = self.traffic.of(model)
+            if self._reported.get(model) != counts:  # a replica with no traffic writes nothing
+                self.deployments.report_traffic(model, self.worker, counts)
+                self._reported[model] = counts
+
+    def _ready(self, dep: Deployment, policy: T | None) -> T | None:
+        """A canary or shadow whose version is loaded (and kept current), or None when it cannot be."""
+        if policy is None:
+            return None
+        try:
+            served = self.get(Target(dep.model, policy.alias, policy.version))
+            if served.refusal:  # e.g. its pipeline drops rows: it could not answer one of these requests
+                raise RefusedError(served.refusal)
+        except MlrmError as exc:  # the deployment's own version goes on answering everything
+            log.warning("%s: deployment %s: %s not applied: %s", self.worker, dep.id, type(policy).__name__, exc)
+            return None
+        return policy
 
     def _forget(self, ref: ModelRef) -> None:
         """Drop a version from memory unless a request target still uses it."""

@@ -347,7 +347,7 @@ class V2:
         frame = decode(served, tensors, parameters or {})
         request = InferenceRequest(
             model, frame, alias=target.alias, version=target.version, probabilities="probabilities" in wanted,
-            source=source,
+            source=source, routing_key=_routing_key(parameters or {}),
         )  # fmt: skip
         if request_id:
             request.id = request_id
@@ -442,6 +442,16 @@ class V2:
             self.server.deployments.unload(dep.id)
         self.server.sync()
         return {"deployments": [d.id for d in deps]}
+
+
+def _routing_key(parameters: dict[str, Any]) -> str | None:
+    """``routing_key``: keeps a caller on one side of a canary (a string or a number)."""
+    value = parameters.get("routing_key")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value) or len(str(value)) > 256:
+        raise DataError("parameter 'routing_key' must be a non-empty string (256 characters at most) or an integer")
+    return str(value)
 
 
 def _text(parameters: dict[str, Any], name: str, *, required: bool = False) -> Any:
