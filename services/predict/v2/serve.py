@@ -6,11 +6,23 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from mlrm.service import ApiSettings, ServiceApi
 from mlrm.web.servers import ApiServers
-from services.predict.service import PredictService
 from services.predict.v2.codec import V2
-from services.predict.v2.grpc import registrar
+from services.predict.v2.grpc import SCOPES, registrar
 from services.predict.v2.rest import rest_app
+
+if TYPE_CHECKING:  # the service starts these servers (PredictService.api): no import back at run time
+    from services.predict.service import PredictService
+
+
+def v2_api(service: PredictService, settings: ApiSettings) -> ServiceApi:
+    """The predict service's direct API (:meth:`PredictService.api`): V2 over REST and gRPC."""
+    v2 = V2(service.dataplane, max_inflight=settings.max_inflight)
+    return ServiceApi(rest=rest_app(v2, max_body=settings.max_body), grpc=registrar(v2), scopes=dict(SCOPES),
+                      max_concurrent_rpcs=settings.max_inflight)  # fmt: skip
 
 
 class V2Servers(ApiServers):
