@@ -16,6 +16,7 @@ with the server's configuration, and reads nothing else of the server's (``read`
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -176,7 +177,7 @@ def process_routes(service: str, process: Process, *, statistics: bool, max_body
     process_table.__doc__ = f"""The table, processed by the {service} service's configured steps.
         ---
         summary: Process a table ({service})
-        description: {description or "The body is a table; the answer is the processed table."}
+        description: {json.dumps(description or "The body is a table; the answer is the processed table.")}
         {params}requestBody:
           required: true
           content:
@@ -213,12 +214,12 @@ def grpc_status(exc: MlrmError) -> grpc.StatusCode:
     return getattr(grpc.StatusCode, exc.grpc_status, grpc.StatusCode.INTERNAL)
 
 
-def grpc_guarded(method: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[[Any, grpc.ServicerContext], Any]:
+def grpc_guarded(method: Callable[[Any, Any, grpc.ServicerContext], Any]) -> Callable[..., Any]:
     """A servicer method with every error answered by the one mapping (its grpc_status and message)."""
 
-    def call(request: Any, context: grpc.ServicerContext) -> Any:
+    def call(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
-            return method(request, context)
+            return method(self, request, context)
         except MlrmError as exc:
             context.abort(grpc_status(exc), exc.message)
         except Exception:
