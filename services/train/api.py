@@ -195,7 +195,7 @@ def routes(jobs: TrainJobs, *, max_body: int) -> list[Route]:
             content:
               application/json:
                 schema: {{$ref: '#/components/schemas/JobStatus'}}
-{_indent(error_responses(400, 401, 403, 404, 413, 415, 422), 10)}
+{_indent(error_responses(400, 401, 403, 404, 413, 415, 422), 8)}
         """
 
     @requires("read")
@@ -213,7 +213,7 @@ def routes(jobs: TrainJobs, *, max_body: int) -> list[Route]:
             content:
               application/json:
                 schema: {{$ref: '#/components/schemas/JobStatus'}}
-{_indent(error_responses(401, 403, 404), 10)}
+{_indent(error_responses(401, 403, 404), 8)}
         """
     return [Route("/v1/jobs", guarded(submit), methods=["POST"]), Route("/v1/jobs/{id}", guarded(status))]
 

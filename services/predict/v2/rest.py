@@ -129,6 +129,9 @@ def rest_app(v2: V2, *, max_body: int = 16 * 1024 * 1024) -> Starlette:
               409:
                 description: refused in this state
                 content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
+              422:
+                description: the request does not fit the model (a bad name, missing columns)
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
             """
         name, version = request.path_params["name"], _version(request)
         return json_response(await anyio.to_thread.run_sync(v2.model_metadata, name, version))
@@ -150,6 +153,9 @@ def rest_app(v2: V2, *, max_body: int = 16 * 1024 * 1024) -> Starlette:
                 content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
               409:
                 description: refused in this state
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
+              422:
+                description: the request does not fit the model (a bad name, missing columns)
                 content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
             """
         name, version = request.path_params["name"], _version(request)
@@ -243,6 +249,9 @@ def rest_app(v2: V2, *, max_body: int = 16 * 1024 * 1024) -> Starlette:
               413:
                 description: the body is too large
                 content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
+              422:
+                description: the request does not fit the model (a bad name, missing columns)
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
             """
         body = await read_body(request)
         params = _object(body, "the load request").get("parameters") if body.strip() else None
@@ -266,6 +275,9 @@ def rest_app(v2: V2, *, max_body: int = 16 * 1024 * 1024) -> Starlette:
                 content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
               409:
                 description: refused in this state
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
+              422:
+                description: the request does not fit the model (a bad name, missing columns)
                 content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
             """
         await anyio.to_thread.run_sync(v2.unload, request.path_params["name"])
