@@ -200,8 +200,10 @@ class TransformService(Service):
             return self.process_table(config, df, model=options.model, version=options.version, hop=options.step)
 
         routes = process_routes(self.name, process, statistics=True, max_body=settings.max_body, description=(
-            "Stateful steps (imputers, scalers, encoders) learn their statistics from the request's rows, "
-            "or, with `model`, apply the ones that model version stored when it was trained."))  # fmt: skip
+            "Stateful steps (imputers, scalers, encoders) learn their statistics from the request's rows. With "
+            "`model`, the rows are treated as that version's inference pipeline treats prediction rows: its steps "
+            "only (curating ones such as drop_na and filter are left out), with the statistics it stored.")
+        )  # fmt: skip
         return ServiceApi(rest=rest_app(f"mlrm {self.name}", routes, ready=self.ready),
                           grpc=tables_registrar(process, statistics=True), scopes=dict(SCOPES))  # fmt: skip
 
@@ -209,9 +211,12 @@ class TransformService(Service):
                       hop: str | None = None) -> pd.DataFrame:  # fmt: skip
         """``df`` through the config's steps, as one whole stream.
 
-        Without ``model`` a stateful step learns its statistics from ``df`` (nothing is stored). With it, every
-        stateful step applies what that version (a number or an alias; default the latest) stored for it when
-        it was trained, from the training route's step ``hop`` (default: the route's only step of this service).
+        Without ``model``: every step, a stateful one learning its statistics from ``df`` (nothing is stored).
+        With ``model`` (a version number or an alias; default the latest): ``df`` as that version's inference
+        pipeline treats prediction rows — the steps that belong to it (:meth:`TransformStep.in_inference`:
+        curating steps such as ``drop_na`` or ``filter`` are left out unless configured ``inference: true``),
+        each stateful one applying what the version stored for it, from the training route's step ``hop``
+        (default: the route's only step of this service).
         """
         steps: list[TransformStep] = list(config.steps)
         if model is None:
@@ -225,7 +230,12 @@ class TransformService(Service):
         ref = registry.resolve(model, version=number, alias=None if version is None or number is not None else version)
         ctx = StepContext(volume=self.volume, run_id="api", step=hop or self._training_hop(registry, ref),
                           mode="predict", model=ref)  # fmt: skip
-        return self.runner.run(steps, df, ctx, whole=True)
+        for i, step in enumerate(steps):  # positions as configured: they key the statistics of unnamed steps
+            if step.in_inference():
+                key = state_key(ctx.step, i, step)
+                state = self.runner.state(step, key, df, ctx, whole=True) if step.stateful else None
+                df = apply_step(step, df, state)
+        return df
 
     def _training_hop(self, registry: ModelRegistry, ref: ModelRef) -> str:
         """The step of ``ref``'s training route this service ran (the one whose statistics apply)."""

@@ -157,15 +157,16 @@ def test_with_a_model_the_statistics_it_stored_are_applied_as_its_own_pipeline_d
     expected = ServedModel.load(registry, ref).transform(rows)
 
     for version in ("production", str(ref.version)):
-        handler = iris["handler"].process(rows.assign(species="?"), model=MODEL, version=version)
-        got = iris["features"].process(handler.drop(columns=["species"]), model=MODEL, version=version)
-        same(got, expected)
-    by_grpc = iris["features"].process_grpc(
-        iris["handler"].process_grpc(rows.assign(species="?"), model=MODEL).drop(columns=["species"]), model=MODEL
-    )
+        handler = iris["handler"].process(rows, model=MODEL, version=version)  # no species: drop_na is curation
+        same(iris["features"].process(handler, model=MODEL, version=version), expected)
+    by_grpc = iris["features"].process_grpc(iris["handler"].process_grpc(rows, model=MODEL), model=MODEL)
     same(by_grpc, expected)
+    # the version's pipeline keeps every row: its filter curated training data and is left out
+    odd = rows.assign(sepal_length=-1.0)
+    assert len(iris["handler"].process(odd, model=MODEL)) == len(rows)
     # without the model, the few rows' own statistics: not the training set's
     fitted = iris["features"].process(iris["handler"].process(rows.assign(species="?")).drop(columns=["species"]))
+    assert len(fitted) == len(rows)
     assert not np.allclose(fitted[MEASURES].to_numpy(), expected[MEASURES].to_numpy())
 
 
