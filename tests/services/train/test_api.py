@@ -108,6 +108,16 @@ def test_a_job_whose_training_fails_reports_why(train):
     assert status["status"] == "failed" and "species" in status["error"]
 
 
+def test_a_job_whose_rows_hold_one_class_trains_and_the_server_survives(train):
+    """Found by schemathesis: converting a one-class classifier to ONNX aborted the process in native code."""
+    one = rows()[rows()["species"] == "setosa"]
+    answer = train["http"].post("/v1/jobs", json={"records": one.to_dict("records")})
+    status = wait(train["http"], answer.json()["id"])
+    assert status["status"] == "done" and train["http"].get("/health/live").status_code == 200
+    card = ModelRegistry(train["volume"]).card(ModelRegistry(train["volume"]).resolve(MODEL, version=status["version"]))
+    assert "single class" in card["inference"]["runtimes"]["onnx"]["reason"]
+
+
 @pytest.mark.parametrize(
     ("body", "status", "reason"),
     [
