@@ -204,8 +204,8 @@ class TransformService(Service):
             "`model`, the rows are treated as that version's inference pipeline treats prediction rows: its steps "
             "only (curating ones such as drop_na and filter are left out), with the statistics it stored.")
         )  # fmt: skip
-        return ServiceApi(rest=rest_app(f"mlrm {self.name}", routes, ready=self.ready),
-                          grpc=tables_registrar(process, statistics=True), scopes=dict(SCOPES))  # fmt: skip
+        grpc = tables_registrar(process, statistics=True, ready=self.ready)
+        return ServiceApi(rest=rest_app(f"mlrm {self.name}", routes, ready=self.ready), grpc=grpc, scopes=dict(SCOPES))
 
     def process_table(self, config: Any, df: pd.DataFrame, *, model: str | None = None, version: str | None = None,
                       hop: str | None = None) -> pd.DataFrame:  # fmt: skip

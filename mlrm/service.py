@@ -130,11 +130,14 @@ class Service(ABC):
     def api(self, settings: ApiSettings) -> ServiceApi:
         """What this service answers over REST and gRPC beside the bus (a lifecycle hook services override).
 
-        The base answers health only: ``GET /health/live`` (the process serves) and ``GET /health/ready``.
+        The base answers health only: ``GET /health/live`` (the process serves), ``GET /health/ready``, and the
+        standard gRPC health check ``grpc.health.v1.Health/Check``.
         """
+        from mlrm.web.grpc_health import SCOPES, with_health
         from mlrm.web.tables_api import rest_app
 
-        return ServiceApi(rest=rest_app(f"mlrm {self.name}", [], ready=self.ready))
+        return ServiceApi(rest=rest_app(f"mlrm {self.name}", [], ready=self.ready), grpc=with_health(None, self.ready),
+                          scopes=dict(SCOPES))  # fmt: skip
 
     def ready(self) -> str | None:
         """None when the service can take direct calls; otherwise why not (``/health/ready`` answers 503)."""

@@ -8,7 +8,8 @@ A service gives a function ``process(df, options) -> df`` (its configured steps)
   version stored instead of fitting them on the request's rows (when the service takes statistics);
 - ``GET /health/live`` and ``GET /health/ready`` (503 with the reason while not ready);
 - ``GET /openapi.json`` and ``GET /docs``;
-- gRPC ``mlrm.tables.v1.Tables/Process``: the same, the table as Arrow IPC bytes (``tables.proto``).
+- gRPC ``mlrm.tables.v1.Tables/Process``: the same, the table as Arrow IPC bytes (``tables.proto``), and the
+  standard health check ``grpc.health.v1.Health/Check``.
 
 Processing a caller's table is scope ``infer``: like a prediction, it computes on the caller's rows
 with the server's configuration, and reads nothing else of the server's (``read`` is for its records).
@@ -37,12 +38,14 @@ from mlrm.web import tables
 from mlrm.web import tables_pb2 as pb
 from mlrm.web import tables_pb2_grpc as pb_grpc
 from mlrm.web.auth import requires
+from mlrm.web.grpc_health import SCOPES as HEALTH_SCOPES
+from mlrm.web.grpc_health import with_health
 from mlrm.web.http import guarded, json_response, read_body
 from mlrm.web.openapi import openapi_routes
 
 log = logging.getLogger(__name__)
 
-SCOPES: dict[str, str] = {"/mlrm.tables.v1.Tables/Process": "infer"}
+SCOPES: dict[str, str | None] = {"/mlrm.tables.v1.Tables/Process": "infer", **HEALTH_SCOPES}
 
 
 @dataclass(frozen=True)
@@ -243,6 +246,8 @@ class TablesServicer(pb_grpc.TablesServicer):
         return pb.ProcessResponse(arrow=tables.to_ipc(df), rows=len(df))
 
 
-def tables_registrar(process: Process, *, statistics: bool) -> Callable[[grpc.Server], None]:
+def tables_registrar(process: Process, *, statistics: bool, ready: Ready) -> Callable[[grpc.Server], None]:
+    """``Tables/Process`` and the standard health check (``grpc.health.v1``)."""
     servicer = TablesServicer(process, statistics=statistics)
-    return lambda server: pb_grpc.add_TablesServicer_to_server(servicer, server)
+    return with_health(lambda server: pb_grpc.add_TablesServicer_to_server(servicer, server), ready,
+                       ["mlrm.tables.v1.Tables"])  # fmt: skip

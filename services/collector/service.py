@@ -50,8 +50,8 @@ class CollectorService(Service):
         routes = process_routes(self.name, process, statistics=False, max_body=settings.max_body, description=(
             "The rows as the configured source would deliver them: only its `columns` (in order), its `dtypes` "
             "forced (a value that does not convert is refused), at most `limit` rows."))  # fmt: skip
-        return ServiceApi(rest=rest_app("mlrm collector", routes, ready=self.ready),
-                          grpc=tables_registrar(process, statistics=False), scopes=dict(SCOPES))  # fmt: skip
+        grpc = tables_registrar(process, statistics=False, ready=self.ready)
+        return ServiceApi(rest=rest_app("mlrm collector", routes, ready=self.ready), grpc=grpc, scopes=dict(SCOPES))
 
     @staticmethod
     def process_table(config: CollectorConfig, df: pd.DataFrame) -> pd.DataFrame:

@@ -18,6 +18,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -36,6 +37,8 @@ from mlrm.web import tables
 from mlrm.web import tables_pb2 as pb
 from mlrm.web import tables_pb2_grpc as pb_grpc
 from mlrm.web.auth import requires
+from mlrm.web.grpc_health import SCOPES as HEALTH_SCOPES
+from mlrm.web.grpc_health import with_health
 from mlrm.web.http import guarded, json_response, read_body
 from mlrm.web.tables_api import error_responses, grpc_guarded
 from services.train.config import TrainConfig
@@ -48,7 +51,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCOPES: dict[str, str] = {"/mlrm.tables.v1.Training/Submit": "submit", "/mlrm.tables.v1.Training/Status": "read"}
+SCOPES: dict[str, str | None] = {"/mlrm.tables.v1.Training/Submit": "submit", "/mlrm.tables.v1.Training/Status": "read",
+                                 **HEALTH_SCOPES}  # fmt: skip
 JOB_ID = re.compile(r"train-[0-9a-f]{16}")
 SUFFIXES = {".csv": tables.CSV, ".parquet": tables.PARQUET, ".arrow": tables.ARROW, ".json": tables.JSON}
 
@@ -246,6 +250,8 @@ def _status(record: dict[str, Any]) -> pb.JobStatus:
     )  # fmt: skip
 
 
-def registrar(jobs: TrainJobs) -> Any:
+def registrar(jobs: TrainJobs, ready: Callable[[], str | None]) -> Any:
+    """``Training/Submit``, ``Training/Status`` and the standard health check (``grpc.health.v1``)."""
     servicer = TrainingServicer(jobs)
-    return lambda server: pb_grpc.add_TrainingServicer_to_server(servicer, server)
+    return with_health(lambda server: pb_grpc.add_TrainingServicer_to_server(servicer, server), ready,
+                       ["mlrm.tables.v1.Training"])  # fmt: skip

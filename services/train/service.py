@@ -52,7 +52,7 @@ class TrainService(Service):
         jobs = api.TrainJobs(self.volume, default)
         app = rest_app("mlrm train", api.routes(jobs, max_body=settings.max_body), ready=self.ready,
                        models=[api.TrainJobRequest, api.JobStatus])  # fmt: skip
-        return ServiceApi(rest=app, grpc=api.registrar(jobs), scopes=dict(api.SCOPES), close=jobs.close)
+        return ServiceApi(rest=app, grpc=api.registrar(jobs, self.ready), scopes=dict(api.SCOPES), close=jobs.close)
 
     def process(self, env: Envelope, config: TrainConfig, ctx: StepContext) -> Iterator[Batch]:
         gather = Gather(self.volume, env.run_id, ctx.step, self.holder)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mlrm.service import ApiSettings, ServiceApi
+from mlrm.web.grpc_health import SCOPES as HEALTH_SCOPES
+from mlrm.web.grpc_health import with_health
 from mlrm.web.servers import ApiServers
 from services.predict.v2.codec import V2
 from services.predict.v2.grpc import SCOPES, registrar
@@ -21,7 +23,8 @@ if TYPE_CHECKING:  # the service starts these servers (PredictService.api): no i
 def v2_api(service: PredictService, settings: ApiSettings) -> ServiceApi:
     """The predict service's direct API (:meth:`PredictService.api`): V2 over REST and gRPC."""
     v2 = V2(service.dataplane, max_inflight=settings.max_inflight)
-    return ServiceApi(rest=rest_app(v2, max_body=settings.max_body), grpc=registrar(v2), scopes=dict(SCOPES),
+    grpc = with_health(registrar(v2), service.ready, ["inference.GRPCInferenceService"])
+    return ServiceApi(rest=rest_app(v2, max_body=settings.max_body), grpc=grpc, scopes={**SCOPES, **HEALTH_SCOPES},
                       max_concurrent_rpcs=settings.max_inflight)  # fmt: skip
 
 

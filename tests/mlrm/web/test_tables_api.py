@@ -277,7 +277,20 @@ def test_every_endpoint_declares_its_scope(iris):
         scopes = {r.path: getattr(r.endpoint, "scope", "undeclared") for r in api.servers.rest.routes
                   if getattr(r, "include_in_schema", True)}  # fmt: skip
         assert scopes == {"/health/live": None, "/health/ready": None, "/v1/process": "infer"}
-    assert SCOPES == {"/mlrm.tables.v1.Tables/Process": "infer"}
+    assert SCOPES == {"/mlrm.tables.v1.Tables/Process": "infer", "/grpc.health.v1.Health/Check": None}
+
+
+def test_the_standard_grpc_health_check_answers(iris):
+    from mlrm.web import health_pb2, health_pb2_grpc
+
+    for api in (iris["collector"], iris["handler"], iris["features"]):
+        stub = health_pb2_grpc.HealthStub(api.channel)
+        for name in ("", "mlrm.tables.v1.Tables"):
+            answer = stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=30)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Check(health_pb2.HealthCheckRequest(service="nothing.Here"), timeout=30)
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 def test_schemathesis_finds_no_server_error_and_no_answer_off_its_schema(iris):

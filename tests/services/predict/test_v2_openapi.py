@@ -68,7 +68,22 @@ def test_every_endpoint_and_grpc_method_names_its_scope(v2):
     assert scopes["/v2/repository/models/{name}/load"] == "admin"
     methods = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods_by_name
     assert set(SCOPES) == {f"/inference.GRPCInferenceService/{m}" for m in methods}
-    assert v2["offered"].scopes == SCOPES
+    assert v2["offered"].scopes == {**SCOPES, "/grpc.health.v1.Health/Check": None}
+
+
+def test_the_standard_grpc_health_check_answers(v2):
+    import grpc
+
+    from mlrm.web import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{v2['servers'].grpc_port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for name in ("", "inference.GRPCInferenceService"):
+            answer = stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=30)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Check(health_pb2.HealthCheckRequest(service="nothing.Here"))
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 def test_schemathesis_finds_no_server_error_and_no_answer_off_its_schema(v2):

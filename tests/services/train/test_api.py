@@ -161,7 +161,8 @@ def test_health_documents_and_scopes(train):
                                                                "/v1/jobs/{id}"}  # fmt: skip
     scopes = {r.path: r.endpoint.scope for r in train["servers"].rest.routes if getattr(r, "include_in_schema", True)}
     assert scopes == {"/health/live": None, "/health/ready": None, "/v1/jobs": "submit", "/v1/jobs/{id}": "read"}
-    assert SCOPES == {"/mlrm.tables.v1.Training/Submit": "submit", "/mlrm.tables.v1.Training/Status": "read"}
+    assert SCOPES == {"/mlrm.tables.v1.Training/Submit": "submit", "/mlrm.tables.v1.Training/Status": "read",
+                      "/grpc.health.v1.Health/Check": None}  # fmt: skip
 
 
 def test_schemathesis_finds_no_server_error_and_no_answer_off_its_schema(train):
