@@ -57,21 +57,33 @@ def serve(
     node: Annotated[str | None, typer.Option(help="Node label for strict deployments [env MLRM_NODE].")] = None,
     prefetch: Annotated[int | None, typer.Option(min=1, help="Messages taken at once [env MLRM_PREFETCH].")] = None,
     nameko: Annotated[bool, typer.Option(help="predict: also answer nameko RPC (predict.infer).")] = True,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="The config the service's direct API applies (collector, handler, features; train: the default "
+            "of jobs that name none).",
+        ),
+    ] = None,
     http_port: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=0,
             max=65535,
             envvar="MLRM_HTTP_PORT",
-            help="predict: V2 (Open Inference Protocol) REST port; 0 turns it off.",
+            help="REST port of the service's API (predict: V2, default 8080; others: off unless given); 0: off.",
         ),
-    ] = 8080,
+    ] = None,
     grpc_port: Annotated[
-        int, typer.Option(min=0, max=65535, envvar="MLRM_GRPC_PORT", help="predict: V2 gRPC port; 0 turns it off.")
-    ] = 8081,
-    host: Annotated[
-        str, typer.Option(envvar="MLRM_HOST", help="predict: address the V2 servers listen on.")
-    ] = "127.0.0.1",
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            envvar="MLRM_GRPC_PORT",
+            help="gRPC port of the service's API (predict: V2, default 8081; others: off unless given); 0: off.",
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(envvar="MLRM_HOST", help="Address the API servers listen on.")] = "127.0.0.1",
     max_inflight: Annotated[
         int,
         typer.Option(
@@ -80,7 +92,7 @@ def serve(
     ] = 64,
     max_body: Annotated[
         int,
-        typer.Option(min=1, envvar="MLRM_MAX_BODY", help="predict: largest V2 request body in bytes (413 past it)."),
+        typer.Option(min=1, envvar="MLRM_MAX_BODY", help="Largest API request body in bytes (413 past it)."),
     ] = 16 * 1024 * 1024,
     no_bus: Annotated[
         bool,
@@ -99,7 +111,9 @@ def serve(
     """Run one service on the shared bus until Ctrl-C (distributed mode).
 
     `mlrm serve predict` also answers the Open Inference Protocol (KServe V2) over REST and gRPC; with `--no-bus`
-    (or MLRM_BUS=memory://) it needs no broker: online inference from the models of a local volume.
+    (or MLRM_BUS=memory://) it needs no broker: online inference from the models of a local volume. The other
+    services answer directly too when given `--http-port`/`--grpc-port`: collector, handler and features process a
+    table with `--config`, train takes training jobs; every service has /health/live, /health/ready and /docs.
 
     Ports need a token or API key (users, keys: `mlrm users`, `mlrm keys`; tokens from POST /token) once a JWT
     signing key is configured (MLRM_JWT_KEYS, MLRM_JWT_KEYS_FILE or `mlrm auth init-key`). On a shared bus a
@@ -117,10 +131,10 @@ def serve(
     standalone = service == "predict" and (no_bus or settings.bus.startswith("memory://"))
     if no_bus and service != "predict":
         raise typer.BadParameter("--no-bus is for `mlrm serve predict`")
-    opens_port = service == "predict" and bool(http_port or grpc_port)
+    ports = (cls.api_ports[0] if http_port is None else http_port, cls.api_ports[1] if grpc_port is None else grpc_port)
     # before anything starts: a refusal leaves nothing behind
     security, tls = auth.server_security(
-        who=service, opens_port=opens_port, shared_bus=not standalone, insecure=insecure, auth_file=auth_file,
+        who=service, opens_port=any(ports), shared_bus=not standalone, insecure=insecure, auth_file=auth_file,
         jwt_keys_file=jwt_keys_file, tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca,
     )  # fmt: skip
     if standalone:
@@ -130,6 +144,13 @@ def serve(
         nameko = False
     else:
         bus = _shared_bus(settings)
+    api_settings = None
+    if any(ports):
+        from mlrm.config import load_config
+        from mlrm.service import ApiSettings
+
+        api_config = load_config(config, cls.config_model) if config is not None else None
+        api_settings = ApiSettings(config=api_config, max_body=max_body, max_inflight=max_inflight)
     volume = open_volume(settings.volume)
     base = worker or f"{service}@{socket.gethostname()}:{os.getpid()}"
     extra: dict[str, Any] = {"node": node or settings.node}
@@ -143,30 +164,34 @@ def serve(
     for s in services:
         s.start()
     bus.start()
-    responder = None
-    if nameko and service == "predict":  # nameko clients can call predict.infer(...) on the same broker
-        from mlrm.integrations.nameko import NamekoResponder
-        from services.predict.rpc import methods
-
-        responder = NamekoResponder(settings.bus, "predict", methods(services[0])).start()
-    v2 = None
-    if service == "predict" and (http_port or grpc_port):
-        from services.predict.v2.serve import V2Servers
-
-        v2 = V2Servers(services[0], host=host, http_port=http_port or None, grpc_port=grpc_port or None,
-                       max_inflight=max_inflight, max_body=max_body, security=security, tls=tls).start()  # fmt: skip
-        where = [
-            f"REST http{'s' if tls else ''}://{host}:{v2.http_port}/v2" if http_port else "",
-            f"gRPC{' (TLS)' if tls else ''} {host}:{v2.grpc_port}" if grpc_port else "",
-        ]
-        common.err.print(f"{base}: Open Inference Protocol (V2) on {', '.join(w for w in where if w)}")
-    on = "no broker (V2 only)" if standalone else bus.url
-    common.err.print(f"{base}: serving {service} ({replicas} consumer(s)) on {on}, volume {volume.url}")
+    responder = api = offered = None
     try:
+        if nameko and service == "predict":  # nameko clients can call predict.infer(...) on the same broker
+            from mlrm.integrations.nameko import NamekoResponder
+            from services.predict.rpc import methods
+
+            responder = NamekoResponder(settings.bus, "predict", methods(services[0])).start()
+        if api_settings is not None:  # what the service offers directly (Service.api), on the ports asked for
+            from mlrm.web.servers import ApiServers
+
+            offered = services[0].api(api_settings)
+            api = ApiServers(rest=offered.rest, grpc=offered.grpc, host=host, http_port=ports[0] or None,
+                             grpc_port=ports[1] or None, max_body=max_body, name=service,
+                             max_concurrent_rpcs=offered.max_concurrent_rpcs, security=security,
+                             grpc_scopes=offered.scopes, tls=tls).start()  # fmt: skip
+            where = [
+                f"REST http{'s' if tls else ''}://{host}:{api.http_port} (docs /docs)" if api.http_port else "",
+                f"gRPC{' (TLS)' if tls else ''} {host}:{api.grpc_port}" if api.grpc_port else "",
+            ]
+            common.err.print(f"{base}: API on {', '.join(w for w in where if w)}")
+        on = "no broker (V2 only)" if standalone else bus.url
+        common.err.print(f"{base}: serving {service} ({replicas} consumer(s)) on {on}, volume {volume.url}")
         _wait_for(stop)
     finally:
-        if v2 is not None:
-            v2.stop()
+        if api is not None:
+            api.stop()
+        if offered is not None and offered.close is not None:
+            offered.close()
         if responder is not None:
             responder.stop()
         for s in services:

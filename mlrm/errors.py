@@ -166,6 +166,39 @@ class TooLargeError(DataError):
     grpc_status = "RESOURCE_EXHAUSTED"
 
 
+class UnsupportedMediaTypeError(DataError):
+    """A request body in a format the endpoint does not read (its Content-Type)."""
+
+    http_status = 415
+    grpc_status = "INVALID_ARGUMENT"
+
+
+class NotAcceptableError(DataError):
+    """No format the endpoint answers in is one the request's Accept header takes."""
+
+    http_status = 406
+    grpc_status = "INVALID_ARGUMENT"
+
+
+class MissingColumnsError(DataError):
+    """The data lacks columns a step needs; ``columns`` names them."""
+
+    http_status = 422
+    grpc_status = "INVALID_ARGUMENT"
+
+    def __init__(self, message: str, columns: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.columns = list(columns or [])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "columns": self.columns}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MlrmError:
+        columns = data.get("columns")
+        return cls(str(data.get("message", "unknown error")), [str(c) for c in columns or [] if isinstance(c, str)])
+
+
 class OverloadedError(MlrmError):
     """Too much work in flight; answered at once rather than queued without end."""
 

@@ -12,6 +12,7 @@ predict service applies it with the version's stored statistics to every predict
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -19,13 +20,15 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from mlrm.bus import Envelope, Hop
-from mlrm.context import StepContext
-from mlrm.errors import INPUT_EXCEPTIONS, ConfigError, DataError, MlrmError, one_line
+from mlrm.context import ModelRef, StepContext
+from mlrm.errors import INPUT_EXCEPTIONS, ConfigError, DataError, MlrmError, NotFoundError, one_line
 from mlrm.gather import Gather, rebatch
-from mlrm.service import Batch, Service, services
+from mlrm.registry import ModelRegistry
+from mlrm.service import ApiSettings, Batch, Service, ServiceApi, services
 from mlrm.steps import TransformStep
 
 DEFAULT_BATCH_SIZE = 65_536
+HOP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 def state_key(hop: str, index: int, step: TransformStep) -> str:
@@ -62,6 +65,17 @@ def postprocess(
             except INPUT_EXCEPTIONS as exc:
                 raise DataError(f"post-processing of step '{step.step}' failed: {one_line(str(exc))}") from exc
     return outputs
+
+
+def fit_step(step: TransformStep, df: pd.DataFrame) -> dict[str, Any]:
+    """``step.fit``, with the exceptions data can cause turned into a DataError naming the step."""
+    try:
+        return step.fit(df)
+    except MlrmError:
+        raise
+    except INPUT_EXCEPTIONS as exc:
+        reason = one_line(str(exc) or type(exc).__name__)
+        raise DataError(f"step '{step.step}' cannot learn from the data: {reason}") from exc
 
 
 def same_statistics(record: dict[str, Any], step: TransformStep) -> bool:
@@ -188,6 +202,70 @@ class TransformService(Service):
                 batches, rows = batches + 1, rows + len(batch.frame)
                 yield batch
             gather.clear(claim, {"seq": env.seq, "rows_out": rows, "batches_out": batches})
+
+    # -- called directly (REST, gRPC) -------------------------------------------------------
+    def api(self, settings: ApiSettings) -> ServiceApi:
+        """``POST /v1/process`` and gRPC ``Tables/Process`` with the config the service was started with."""
+        from mlrm.web.tables_api import SCOPES, process_routes, rest_app, tables_registrar
+
+        if settings.config is None:
+            raise ConfigError(f"the {self.name} service's API processes tables with a config: give it one (--config)")
+        config = self.config_model.model_validate(settings.config)  # a dict, or the validated model itself
+
+        def process(df: pd.DataFrame, options: Any) -> pd.DataFrame:
+            return self.process_table(config, df, model=options.model, version=options.version, hop=options.step)
+
+        routes = process_routes(self.name, process, statistics=True, max_body=settings.max_body, description=(
+            "Stateful steps (imputers, scalers, encoders) learn their statistics from the request's rows. With "
+            "`model`, the rows are treated as that version's inference pipeline treats prediction rows: its steps "
+            "only (curating ones such as drop_na and filter are left out), with the statistics it stored.")
+        )  # fmt: skip
+        grpc = tables_registrar(process, statistics=True, ready=self.ready)
+        return ServiceApi(rest=rest_app(f"mlrm {self.name}", routes, ready=self.ready), grpc=grpc, scopes=dict(SCOPES))
+
+    def process_table(self, config: Any, df: pd.DataFrame, *, model: str | None = None, version: str | None = None,
+                      hop: str | None = None) -> pd.DataFrame:  # fmt: skip
+        """``df`` through the config's steps, as one whole stream.
+
+        Without ``model``: every step, a stateful one learning its statistics from ``df`` (nothing is stored).
+        With ``model`` (a version number or an alias; default the latest): ``df`` as that version's inference
+        pipeline treats prediction rows — the steps that belong to it (:meth:`TransformStep.in_inference`:
+        curating steps such as ``drop_na`` or ``filter`` are left out unless configured ``inference: true``),
+        each stateful one applying what the version stored for it, from the training route's step ``hop``
+        (default: the route's only step of this service).
+        """
+        steps: list[TransformStep] = list(config.steps)
+        if model is None:
+            for step in steps:
+                df = apply_step(step, df, fit_step(step, df) if step.stateful else None)
+            return df
+        if hop is not None and not HOP_NAME.fullmatch(hop):
+            raise DataError(f"'step' {hop[:80]!r} is not a step name")
+        registry = ModelRegistry(self.volume)
+        number = int(version) if version is not None and version.isdigit() else None
+        ref = registry.resolve(model, version=number, alias=None if version is None or number is not None else version)
+        ctx = StepContext(volume=self.volume, run_id="api", step=hop or self._training_hop(registry, ref),
+                          mode="predict", model=ref)  # fmt: skip
+        for i, step in enumerate(steps):  # positions as configured: they key the statistics of unnamed steps
+            if step.in_inference():
+                key = state_key(ctx.step, i, step)
+                state = self.runner.state(step, key, df, ctx, whole=True) if step.stateful else None
+                df = apply_step(step, df, state)
+        return df
+
+    def _training_hop(self, registry: ModelRegistry, ref: ModelRef) -> str:
+        """The step of ``ref``'s training route this service ran (the one whose statistics apply)."""
+        card = registry.verified_card(ref)
+        route = (card.get("lineage") or {}).get("steps") or []
+        hops = [h.get("name") for h in route if isinstance(h, dict) and h.get("service") == self.name]
+        if len(hops) == 1 and isinstance(hops[0], str):
+            return hops[0]
+        if not hops:
+            raise NotFoundError(f"model '{ref.name}' version {ref.version} was trained without a {self.name} step: "
+                                "it has no statistics of this service")  # fmt: skip
+        named = ", ".join(map(str, hops))
+        raise DataError(f"model '{ref.name}' version {ref.version} was trained with {len(hops)} {self.name} "
+                        f"steps ({named}): name the one whose statistics to apply with 'step'")  # fmt: skip
 
     def _whole(self, df: pd.DataFrame, config: Any, ctx: StepContext) -> Iterator[Batch]:
         out = self.runner.run(list(config.steps), df, ctx, whole=True)

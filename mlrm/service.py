@@ -2,7 +2,8 @@
 
 A concrete service (collector, handler, ...) only implements :meth:`Service.process`, and
 registers itself in :data:`services` under its name (:func:`register_service`), the name
-workflows write in ``service:``.
+workflows write in ``service:``. What it answers when called directly (REST and gRPC, beside the bus)
+it says in :meth:`Service.api`; ``mlrm serve`` runs that on the ports it is given.
 The runtime gives every service the same guarantees:
 
 - idempotent on message id: a redelivered message that was already handled is acked and skipped;
@@ -25,8 +26,8 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -55,12 +56,40 @@ class Batch:
     last: bool
 
 
+@dataclass(frozen=True)
+class ApiSettings:
+    """What the command that starts a service (``mlrm serve``, a test) gives its direct API."""
+
+    config: Any = None
+    """The service's own config for direct calls (``mlrm serve handler --config clean.yaml``), validated."""
+    max_body: int = 16 * 1024 * 1024
+    """Largest request body in bytes (413 past it)."""
+    max_inflight: int = 64
+    """Requests in flight before a service that bounds them answers 429."""
+
+
+@dataclass
+class ServiceApi:
+    """A service's direct API: a REST (ASGI) app and/or a gRPC registrar, for :class:`mlrm.web.servers.ApiServers`."""
+
+    rest: Any = None
+    grpc: Callable[[Any], None] | None = None
+    scopes: dict[str, str | None] = field(default_factory=dict)
+    """The scope each gRPC method needs, by full method name (``/package.Service/Method``)."""
+    close: Callable[[], None] | None = None
+    """Called when the servers stop (background jobs the API started)."""
+    max_concurrent_rpcs: int | None = None
+    """gRPC calls in flight before RESOURCE_EXHAUSTED (None: unbounded)."""
+
+
 class Service(ABC):
     """One service of a workflow route; ``name`` is what workflows write in ``service:``."""
 
     name: ClassVar[str]
     config_model: ClassVar[type[BaseModel]]
     default_prefetch: ClassVar[int] = 4  # messages a replica takes at once unless configured
+    api_ports: ClassVar[tuple[int | None, int | None]] = (None, None)
+    """(REST, gRPC) ports ``mlrm serve`` opens when none is given; None: the API is off unless asked for."""
 
     def __init__(
         self,
@@ -100,6 +129,22 @@ class Service(ABC):
 
     def stop(self) -> None:  # noqa: B027 - an optional hook
         """Stop background work (watchers); the bus stops deliveries."""
+
+    def api(self, settings: ApiSettings) -> ServiceApi:
+        """What this service answers over REST and gRPC beside the bus (a lifecycle hook services override).
+
+        The base answers health only: ``GET /health/live`` (the process serves), ``GET /health/ready``, and the
+        standard gRPC health check ``grpc.health.v1.Health/Check``.
+        """
+        from mlrm.web.grpc_health import SCOPES, with_health
+        from mlrm.web.tables_api import rest_app
+
+        return ServiceApi(rest=rest_app(f"mlrm {self.name}", [], ready=self.ready), grpc=with_health(None, self.ready),
+                          scopes=dict(SCOPES))  # fmt: skip
+
+    def ready(self) -> str | None:
+        """None when the service can take direct calls; otherwise why not (``/health/ready`` answers 503)."""
+        return None
 
     # -- what a concrete service implements ----------------------------------------------
     @abstractmethod

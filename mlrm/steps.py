@@ -118,15 +118,17 @@ class TransformStep(Step):
         raise NotImplementedError
 
     def check_columns(self, df: pd.DataFrame, columns: list[str] | None) -> list[str]:
-        """The named columns (all when None), or a DataError naming the missing ones."""
-        from mlrm.errors import DataError
+        """The named columns (all when None), or a MissingColumnsError (a DataError) naming the missing ones."""
+        from mlrm.errors import MissingColumnsError
 
         if columns is None:
             return list(df.columns)
         missing = [c for c in columns if c not in df.columns]
         if missing:
             have = ", ".join(map(str, df.columns))
-            raise DataError(f"step '{self.step}': column(s) {', '.join(missing)} not in the data (columns: {have})")
+            raise MissingColumnsError(
+                f"step '{self.step}': column(s) {', '.join(missing)} not in the data (columns: {have})", missing
+            )
         return list(columns)
 
 

@@ -35,9 +35,13 @@ class ServiceReplicas(Section):
     prefetch: int | None = Field(None, ge=1)
     """Messages a replica takes at once (default: the bus's)."""
     http_port: int | None = Field(None, ge=1, le=65535)
-    """predict: serve the Open Inference Protocol over REST, replica i on this port + i (off when unset)."""
+    """Serve the service's API over REST, replica i on this port + i (off when unset). predict: the Open
+    Inference Protocol (V2); collector, handler, features: tables (with `config`); train: training jobs."""
     grpc_port: int | None = Field(None, ge=1, le=65535)
-    """predict: serve it over gRPC, replica i on this port + i (off when unset)."""
+    """Serve it over gRPC, replica i on this port + i (off when unset)."""
+    config: str | None = None
+    """The config the service's API applies (`mlrm serve --config`): collector, handler, features; train: the
+    default of jobs that name none. Relative to the folder `mlrm up` runs in."""
 
 
 class LocalDeployment(ConfigModel):
@@ -75,9 +79,11 @@ class LocalDeployment(ConfigModel):
                     cmd += ["--node", spec.node]
                 if spec.prefetch:
                     cmd += ["--prefetch", str(spec.prefetch)]
-                if name == "predict":  # replicas on one machine cannot share a port: each its own, or none
-                    cmd += ["--http-port", str(spec.http_port + i if spec.http_port else 0)]
-                    cmd += ["--grpc-port", str(spec.grpc_port + i if spec.grpc_port else 0)]
+                # replicas on one machine cannot share a port: each its own, or none (0, whatever MLRM_HTTP_PORT says)
+                cmd += ["--http-port", str(spec.http_port + i if spec.http_port else 0)]
+                cmd += ["--grpc-port", str(spec.grpc_port + i if spec.grpc_port else 0)]
+                if spec.config:
+                    cmd += ["--config", spec.config]
                 if self.insecure:
                     cmd.append("--insecure")
                 procs.append((f"{name}-{i}", cmd))

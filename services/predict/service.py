@@ -23,7 +23,7 @@ from mlrm.context import ModelRef, StepContext
 from mlrm.errors import ConfigError
 from mlrm.gather import Gather
 from mlrm.monitoring import FEEDBACK_QUEUE, consume_feedback
-from mlrm.service import Batch, Service, register_service
+from mlrm.service import ApiSettings, Batch, Service, ServiceApi, register_service
 from services.predict.config import PredictConfig
 from services.predict.dataplane import DataPlane, InferenceRequest
 from services.predict.logger import PredictionLogger
@@ -35,6 +35,7 @@ from services.predict.sinks import ParquetSink
 class PredictService(Service):
     name = "predict"
     config_model = PredictConfig
+    api_ports = (8080, 8081)  # the Open Inference Protocol's usual ports
 
     def __init__(self, *args: Any, watch_interval: float = 2.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -64,6 +65,12 @@ class PredictService(Service):
     def _on_feedback(self, delivery: Delivery) -> None:
         """Feedback over the bus (:func:`mlrm.monitoring.send_feedback`): stored, then acknowledged."""
         consume_feedback(self.volume, delivery)
+
+    def api(self, settings: ApiSettings) -> ServiceApi:
+        """The Open Inference Protocol (KServe V2) over REST and gRPC, from the models this replica holds."""
+        from services.predict.v2.serve import v2_api
+
+        return v2_api(self, settings)
 
     def infer(
         self, model: str, df: pd.DataFrame, *, alias: str | None = None, version: int | None = None, **options: Any

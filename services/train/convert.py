@@ -40,7 +40,7 @@ def convert(model: Any, check: pd.DataFrame, kind: str, classes: list[Any] | Non
     else None and the reason."""
     onnx = flavour("onnx")
     try:
-        reason = _unsupported(check)
+        reason = _unsupported(check, classes)
         if reason:
             return None, Runtime(flavour="onnx", reason=reason)
         reference = flavour("sklearn").predict(model, check, proba=classes is not None)
@@ -71,7 +71,10 @@ def convert(model: Any, check: pd.DataFrame, kind: str, classes: list[Any] | Non
         return None, Runtime(flavour="onnx", reason=f"conversion failed: {_why(exc)}")
 
 
-def _unsupported(check: pd.DataFrame) -> str | None:
+def _unsupported(check: pd.DataFrame, classes: list[Any] | None) -> str | None:
+    if classes is not None and len(classes) < 2:
+        # skl2onnx makes a graph for it that ONNX Runtime's checks abort the whole process on (native code)
+        return "a classifier of a single class: not converted"
     if len(check) == 0:
         return "no hold-out rows to check the conversion on"
     for name, dtype in check.dtypes.items():

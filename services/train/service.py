@@ -17,7 +17,7 @@ from mlrm.cancel import RunCancelled
 from mlrm.context import StepContext
 from mlrm.errors import MlrmError, describe
 from mlrm.gather import Gather
-from mlrm.service import Batch, Service, register_service
+from mlrm.service import ApiSettings, Batch, Service, ServiceApi, register_service
 from services.train.config import TrainConfig
 from services.train.jobs import JobRunner
 from services.train.trainer import train
@@ -43,6 +43,17 @@ class TrainService(Service):
     def stop(self) -> None:
         self.jobs.stop()
         super().stop()
+
+    def api(self, settings: ApiSettings) -> ServiceApi:
+        """Training jobs: ``POST /v1/jobs``, ``GET /v1/jobs/{id}``; gRPC ``Training/Submit`` and ``Status``."""
+        from mlrm.web.tables_api import rest_app
+        from services.train import api
+
+        default = None if settings.config is None else TrainConfig.model_validate(settings.config)
+        jobs = api.TrainJobs(self.volume, default)
+        app = rest_app("mlrm train", api.routes(jobs, max_body=settings.max_body), ready=self.ready,
+                       models=[api.TrainJobRequest, api.JobStatus])  # fmt: skip
+        return ServiceApi(rest=app, grpc=api.registrar(jobs, self.ready), scopes=dict(api.SCOPES), close=jobs.close)
 
     def process(self, env: Envelope, config: TrainConfig, ctx: StepContext) -> Iterator[Batch]:
         gather = Gather(self.volume, env.run_id, ctx.step, self.holder)

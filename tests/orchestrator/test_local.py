@@ -34,3 +34,16 @@ def test_an_insecure_deployment_serves_its_replicas_ports_without_authentication
 
     assert "--insecure" not in predict_command()  # secure by default: the replica needs a signing key
     assert "--insecure" in predict_command(insecure=True)
+
+
+def test_each_replica_serves_its_api_on_its_own_ports_and_the_others_on_none():
+    deployment = LocalDeployment.model_validate({"services": {
+        "handler": {"replicas": 2, "http_port": 9000, "grpc_port": 9100, "config": "configs/iris/clean-train.yaml"},
+    }})  # fmt: skip
+    commands = dict(deployment.commands())
+    for i in (0, 1):
+        cmd = commands[f"handler-{i}"]
+        assert cmd[cmd.index("--http-port") + 1] == str(9000 + i) and cmd[cmd.index("--grpc-port") + 1] == str(9100 + i)
+        assert cmd[cmd.index("--config") + 1] == "configs/iris/clean-train.yaml"
+    features = commands["features-0"]  # no ports: 0, so an MLRM_HTTP_PORT in the environment opens nothing
+    assert features[features.index("--http-port") + 1] == "0" and "--config" not in features

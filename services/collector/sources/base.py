@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from mlrm.errors import INPUT_EXCEPTIONS, DataError, MlrmError, NotFoundError, one_line
+from mlrm.errors import INPUT_EXCEPTIONS, DataError, MissingColumnsError, MlrmError, NotFoundError, one_line
 from mlrm.steps import SourceStep
 from mlrm.volume.base import VolumeKey
 
@@ -55,7 +55,18 @@ class TabularSource(SourceStep):
         wanted = [*(self.columns or []), *(self.dtypes or {})]
         missing = list(dict.fromkeys(c for c in wanted if c not in have))
         if missing:
-            raise DataError(f"{where}: column(s) {', '.join(missing)} not found (the data has: {', '.join(have)})")
+            raise MissingColumnsError(
+                f"{where}: column(s) {', '.join(missing)} not found (the data has: {', '.join(have)})", missing
+            )
+
+    def conform(self, df: pd.DataFrame, where: str) -> pd.DataFrame:
+        """A table read elsewhere (a direct request), held to this source's `columns` and `dtypes`."""
+        self.check_columns(df.columns, where)
+        if self.columns is not None and list(df.columns) != self.columns:
+            df = df[self.columns]
+        for col, dtype in (self.dtypes or {}).items():
+            df = df.assign(**{col: _to_arrow(df[col], ARROW_TYPES[dtype], col, where).to_pandas().set_axis(df.index)})
+        return df
 
     def frame_from_records(self, records: list[dict[str, Any]], where: str, strict: bool = True) -> pd.DataFrame:
         """A DataFrame from parsed records, with `columns` and `dtypes` applied like Arrow reads do.

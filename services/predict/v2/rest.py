@@ -4,13 +4,15 @@ JSON bodies and the binary tensor extension (``Inference-Header-Content-Length``
 then each tensor's raw bytes) in both directions. Every refusal is the V2 error body
 ``{"error": "..."}`` with the error's own ``http_status``: a malformed body, a body over
 ``max_body`` bytes (413), more than ``max_inflight`` requests in flight (429, answered at once).
+``GET /openapi.json`` describes the endpoints (from their docstrings and :mod:`.schemas`), ``GET /docs``
+shows them; each endpoint names the scope it needs (:func:`mlrm.web.auth.requires`).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio.to_thread
@@ -23,7 +25,9 @@ from starlette.routing import Route
 
 from mlrm.errors import DataError, MlrmError, TooLargeError
 from mlrm.web.auth import requires, secure, token_routes
+from mlrm.web.openapi import openapi_routes
 from services.predict.v2.codec import V2, Tensor, from_list, from_raw, json_data, to_raw
+from services.predict.v2.schemas import MODELS
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +43,15 @@ def error_response(message: str, status: int) -> Response:
     return json_response({"error": message}, status)
 
 
-def rest_app(v2: V2, *, max_body: int = 16 * 1024 * 1024) -> Starlette:
-    """The ASGI application: health, metadata, inference, the model repository extension, and
-    ``POST /token`` (answered when a :class:`~mlrm.auth.Security` is installed, see :func:`mlrm.web.auth.secure`).
+def rest_app(v2: V2, *, max_body: int = 16 * 1024 * 1024, extra: Sequence[Route] = ()) -> Starlette:
+    """The ASGI application: health, metadata, inference, the model repository extension, ``extra`` routes
+    (monitoring), and ``POST /token`` (answered when a :class:`~mlrm.auth.Security` is installed, see
+    :func:`mlrm.web.auth.secure`).
 
     Scopes: inference ``infer``; model metadata, readiness and the repository index ``read``;
     repository load and unload ``admin``; health and server metadata open."""
 
-    def guarded(handler: Handler) -> Handler:
-        @functools.wraps(handler)  # keeps the scope marker requires() sets
+    def guarded(handler: Handler, path: str = "") -> Handler:
         async def endpoint(request: Request) -> Response:
             try:
                 return await handler(request)
@@ -57,6 +61,8 @@ def rest_app(v2: V2, *, max_body: int = 16 * 1024 * 1024) -> Starlette:
                 log.exception("V2 REST: %s %s failed", request.method, request.url.path)
                 return error_response("internal error (logged by the server)", 500)
 
+        endpoint.__name__, endpoint.__doc__ = handler.__name__, _with_path_params(handler.__doc__, path)
+        endpoint.scope = getattr(handler, "scope", None)  # type: ignore[attr-defined]
         return endpoint
 
     async def read_body(request: Request) -> bytes:
@@ -71,28 +77,136 @@ def rest_app(v2: V2, *, max_body: int = 16 * 1024 * 1024) -> Starlette:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    @requires(None)
     async def live(request: Request) -> Response:
+        """The server is live.
+            ---
+            summary: Server live
+            responses:
+              200:
+                description: live
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Live'}}}
+            """
         return json_response({"live": True})
 
+    @requires(None)
     async def ready(request: Request) -> Response:
+        """The server is ready.
+            ---
+            summary: Server ready
+            responses:
+              200:
+                description: ready
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Ready'}}}
+            """
         return json_response({"ready": True})
 
+    @requires(None)
     async def server_metadata(request: Request) -> Response:
+        """The server's name, version and protocol extensions.
+            ---
+            summary: Server metadata
+            responses:
+              200:
+                description: metadata
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2ServerMetadata'}}}
+            """
         return json_response(v2.server_metadata())
 
     def _version(request: Request) -> str | None:
         return request.path_params.get("version")
 
+    @requires('read')
     async def model_metadata(request: Request) -> Response:
+        """A model version's inputs and outputs (the version an alias or the latest serves, without one).
+            ---
+            summary: Model metadata
+            responses:
+              200:
+                description: metadata
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2ModelMetadata'}}}
+              400:
+                description: a malformed request
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
+              404:
+                description: no such model or version
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
+              409:
+                description: refused in this state
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
+              422:
+                description: the request does not fit the model (a bad name, missing columns)
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
+            """
         name, version = request.path_params["name"], _version(request)
         return json_response(await anyio.to_thread.run_sync(v2.model_metadata, name, version))
 
+    @requires('read')
     async def model_ready(request: Request) -> Response:
+        """Whether a model (version) is ready: it is loaded if it was not.
+            ---
+            summary: Model ready
+            responses:
+              200:
+                description: ready
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2ModelReady'}}}
+              400:
+                description: a malformed request
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
+              404:
+                description: no such model or version
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
+              409:
+                description: refused in this state
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
+              422:
+                description: the request does not fit the model (a bad name, missing columns)
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
+            """
         name, version = request.path_params["name"], _version(request)
         await anyio.to_thread.run_sync(v2.model_ready, name, version)
         return json_response({"name": name, "ready": True})
 
+    @requires('infer')
     async def infer(request: Request) -> Response:
+        """Predictions for the request's rows, through the version's inference pipeline.
+            ---
+            summary: Inference
+            description: JSON tensors, or the binary tensor extension (Inference-Header-Content-Length, then raw
+              bytes; answered in kind when outputs ask for binary_data).
+            requestBody:
+              required: true
+              content:
+                application/json: {schema: {$ref: '#/components/schemas/V2InferenceRequest'}}
+                application/octet-stream: {schema: {type: string, format: binary}}
+            responses:
+              200:
+                description: the outputs
+                content:
+                  application/json: {schema: {$ref: '#/components/schemas/V2InferenceResponse'}}
+                  application/octet-stream: {schema: {type: string, format: binary}}
+              400:
+                description: a malformed request
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
+              404:
+                description: no such model or version
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
+              409:
+                description: refused in this state
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
+              413:
+                description: the body is too large
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
+              422:
+                description: the rows do not fit the model
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
+              429:
+                description: too many requests in flight
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
+              503:
+                description: not available
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
+            """
         with v2.admit():  # 429 at once when too many are in flight
             body = await read_body(request)
             header_length = request.headers.get(HEADER_LENGTH)
@@ -101,36 +215,101 @@ def rest_app(v2: V2, *, max_body: int = 16 * 1024 * 1024) -> Starlette:
                 return _infer(v2, name, version, body, header_length)
             return await anyio.to_thread.run_sync(_infer, v2, name, version, body, header_length)
 
+    @requires('read')
     async def index(request: Request) -> Response:
+        """The models of the registry, and the versions this server has loaded.
+            ---
+            summary: Repository index
+            responses:
+              200:
+                description: one entry a model (or loaded version)
+                content:
+                  application/json:
+                    schema: {type: array, items: {$ref: '#/components/schemas/V2RepositoryModel'}}
+            """
         return json_response(await anyio.to_thread.run_sync(v2.index))
 
+    @requires('admin')
     async def load(request: Request) -> Response:
+        """Deploy a model (parameters version or alias; default the latest) and load it here.
+            ---
+            summary: Load a model
+            requestBody:
+              required: false
+              content:
+                application/json: {schema: {$ref: '#/components/schemas/V2LoadRequest'}}
+            responses:
+              200:
+                description: loaded
+                content: {application/json: {schema: {type: object}}}
+              400:
+                description: a malformed request
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
+              404:
+                description: no such model or version
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
+              409:
+                description: refused in this state
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
+              413:
+                description: the body is too large
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
+              422:
+                description: the request does not fit the model (a bad name, missing columns)
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
+            """
         body = await read_body(request)
         params = _object(body, "the load request").get("parameters") if body.strip() else None
         await anyio.to_thread.run_sync(v2.load, request.path_params["name"], params if isinstance(params, dict) else {})
         return json_response({})
 
+    @requires('admin')
     async def unload(request: Request) -> Response:
+        """Withdraw this server's deployment of a model and unload it.
+            ---
+            summary: Unload a model
+            responses:
+              200:
+                description: unloaded
+                content: {application/json: {schema: {type: object}}}
+              400:
+                description: a malformed request
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
+              404:
+                description: no such model or version
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
+              409:
+                description: refused in this state
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
+              422:
+                description: the request does not fit the model (a bad name, missing columns)
+                content: {application/json: {schema: {$ref: '#/components/schemas/V2Error'}}}
+            """
         await anyio.to_thread.run_sync(v2.unload, request.path_params["name"])
         return json_response({})
 
     model = "/v2/models/{name}"
     versioned = "/v2/models/{name}/versions/{version}"
+    repository = "/v2/repository/models/{name}"
     routes = [
-        Route("/v2/health/live", guarded(requires(None)(live))),
-        Route("/v2/health/ready", guarded(requires(None)(ready))),
-        Route("/v2", guarded(requires(None)(server_metadata))),
-        Route(model, guarded(requires("read")(model_metadata))),
-        Route(versioned, guarded(requires("read")(model_metadata))),
-        Route(f"{model}/ready", guarded(requires("read")(model_ready))),
-        Route(f"{versioned}/ready", guarded(requires("read")(model_ready))),
-        Route(f"{model}/infer", guarded(requires("infer")(infer)), methods=["POST"]),
-        Route(f"{versioned}/infer", guarded(requires("infer")(infer)), methods=["POST"]),
-        Route("/v2/repository/index", guarded(requires("read")(index)), methods=["POST"]),
-        Route("/v2/repository/models/{name}/load", guarded(requires("admin")(load)), methods=["POST"]),
-        Route("/v2/repository/models/{name}/unload", guarded(requires("admin")(unload)), methods=["POST"]),
+        Route("/v2/health/live", guarded(live)),
+        Route("/v2/health/ready", guarded(ready)),
+        Route("/v2", guarded(server_metadata)),
+        Route(model, guarded(model_metadata, model)),
+        Route(versioned, guarded(model_metadata, versioned)),
+        Route(f"{model}/ready", guarded(model_ready, f"{model}/ready")),
+        Route(f"{versioned}/ready", guarded(model_ready, f"{versioned}/ready")),
+        Route(f"{model}/infer", guarded(infer, f"{model}/infer"), methods=["POST"]),
+        Route(f"{versioned}/infer", guarded(infer, f"{versioned}/infer"), methods=["POST"]),
+        Route("/v2/repository/index", guarded(index), methods=["POST"]),
+        Route(f"{repository}/load", guarded(load, f"{repository}/load"), methods=["POST"]),
+        Route(f"{repository}/unload", guarded(unload, f"{repository}/unload"), methods=["POST"]),
+        Route("/health/live", guarded(live)),  # the same probes at the paths every mlrm service answers
+        Route("/health/ready", guarded(ready)),
+        *extra,
         *token_routes(),
     ]
+    routes += openapi_routes("mlrm predict: Open Inference Protocol (V2)", routes, models=MODELS)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
@@ -139,6 +318,18 @@ def rest_app(v2: V2, *, max_body: int = 16 * 1024 * 1024) -> Starlette:
 
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: http_error})
     return secure(app, None)  # open until ApiServers installs a Security
+
+
+def _with_path_params(doc: str | None, path: str) -> str | None:
+    """``doc`` with its OpenAPI operation declaring the path's parameters (one handler serves several paths)."""
+    names = re.findall(r"{(\w+)}", path)
+    if not doc or "---" not in doc or not names:
+        return doc
+    head, _, operation = doc.partition("---")
+    indent = re.search(r"\n( *)\S", operation)
+    pad = indent.group(1) if indent else ""
+    params = "".join(f"\n{pad}  - {{name: {n}, in: path, required: true, schema: {{type: string}}}}" for n in names)
+    return f"{head}---\n{pad}parameters:{params}{operation}"
 
 
 def _object(body: bytes, what: str) -> dict[str, Any]:

@@ -5,23 +5,39 @@
 
 With ``security`` (a :class:`~mlrm.auth.Security`) every call but health and server metadata needs
 a token or API key with its scope (see :data:`~services.predict.v2.grpc.SCOPES`), and REST also
-answers ``POST /token``; with ``tls`` both ports speak TLS only.
+answers ``POST /token``; with ``tls`` both ports speak TLS only. Beside the protocol, the same
+ports take feedback and answer drift checks (:mod:`.monitoring`) and the gRPC health check.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mlrm.service import ApiSettings, ServiceApi
+from mlrm.web.grpc_health import SCOPES as HEALTH_SCOPES
+from mlrm.web.grpc_health import with_health
 from mlrm.web.servers import ApiServers
 from mlrm.web.tls import Tls
-from services.predict.service import PredictService
 from services.predict.v2 import monitoring
 from services.predict.v2.codec import V2
 from services.predict.v2.grpc import SCOPES, registrar
 from services.predict.v2.rest import rest_app
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the service starts these servers (PredictService.api): no import back at run time
     from mlrm.auth import Security
+    from services.predict.service import PredictService
+
+
+def v2_api(service: PredictService, settings: ApiSettings, v2: V2 | None = None) -> ServiceApi:
+    """The predict service's direct API (:meth:`PredictService.api`): V2 over REST and gRPC, with monitoring."""
+    v2 = v2 or V2(service.dataplane, max_inflight=settings.max_inflight)
+    watch = monitoring.Monitoring(service.server.registry)  # feedback in, drift checks out
+    rest = rest_app(v2, max_body=settings.max_body, extra=monitoring.rest_routes(watch, max_body=settings.max_body))
+    v2_grpc, watch_grpc = registrar(v2), monitoring.registrar(watch)
+    grpc = with_health(lambda server: (v2_grpc(server), watch_grpc(server)), service.ready,
+                       ["inference.GRPCInferenceService", "mlrm.monitoring.Monitoring"])  # fmt: skip
+    return ServiceApi(rest=rest, grpc=grpc, scopes={**SCOPES, **monitoring.SCOPES, **HEALTH_SCOPES},
+                      max_concurrent_rpcs=settings.max_inflight)  # fmt: skip
 
 
 class V2Servers(ApiServers):
@@ -39,13 +55,9 @@ class V2Servers(ApiServers):
         tls: Tls | None = None,
     ) -> None:
         self.v2 = V2(service.dataplane, max_inflight=max_inflight)
-        rest = rest_app(self.v2, max_body=max_body)
-        watch = monitoring.Monitoring(service.server.registry)  # feedback in, drift checks out
-        rest.router.routes.extend(monitoring.rest_routes(watch, max_body=max_body))
-        v2_grpc, watch_grpc = registrar(self.v2), monitoring.registrar(watch)
+        api = v2_api(service, ApiSettings(max_body=max_body, max_inflight=max_inflight), self.v2)
         super().__init__(
-            rest=rest, grpc=lambda server: (v2_grpc(server), watch_grpc(server)), host=host,
-            http_port=http_port, grpc_port=grpc_port, max_body=max_body, grpc_workers=grpc_workers,
-            max_concurrent_rpcs=max_inflight, name="v2", security=security, tls=tls,
-            grpc_scopes={**SCOPES, **monitoring.SCOPES},
+            rest=api.rest, grpc=api.grpc, host=host, http_port=http_port, grpc_port=grpc_port, max_body=max_body,
+            grpc_workers=grpc_workers, max_concurrent_rpcs=api.max_concurrent_rpcs, name="v2", security=security,
+            grpc_scopes=api.scopes, tls=tls,
         )  # fmt: skip
