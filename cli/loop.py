@@ -152,7 +152,7 @@ def loop_history(
         common.print_json(events)
         return
     rows = [(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at"])), e["step"], _summary(e)) for e in events]
-    common.print_table(["at", "step", "details"], rows)
+    common.print_table(["at", "step", "details"], rows, ids=["details"])  # run ids and versions stay whole
 
 
 def _summary(event: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,8 @@ cli, iris = test_cli.cli, test_cli.iris  # the fixtures of the CLI's tests
 
 LONG_KEY = "predictions/iris/" + "a-rather-long-object-name-" * 3 + "20261129-184615-abcdef[bold].csv"
 DEAD_ID = "20261129-184615-abcdef/clean/0000000000000000007"
+LOOP_MODEL = "drift-classifier"  # the model of configs/drift/policy.yaml
+ROOT = Path(__file__).resolve().parents[2]
 USER = "someone.with-a-rather-long-user-name@example.org"
 
 
@@ -62,6 +65,10 @@ def populated(cli, iris, monkeypatch, tmp_path):
     from mlrm.monitoring import MonitorConfig, run_checks
 
     run_checks(cli.volume, MonitorConfig(model="iris-classifier", detectors=[{"type": "psi"}]))  # nothing logged yet
+    from orchestrator import loop_events, retrain
+
+    retrain.apply(cli.volume, ROOT / "configs" / "drift" / "policy.yaml")
+    loop_events.record(cli.volume, LOOP_MODEL, "retraining", run_id=DEAD_ID[:22])  # a run id
 
     def dead_letters(settings):
         bus = MemoryBus()
@@ -93,10 +100,12 @@ def _ids(cli) -> dict[str, tuple[list[str], Callable[[Any], list[str]]]]:
         "users list": ([USER], lambda doc: [u["name"] for u in doc]),
         "keys list": ([cli.key_id], lambda doc: [k["id"] for k in doc]),
         "monitor status": (["petal_length"], lambda doc: [c["target"] for c in doc]),
+        "loop status": ([LOOP_MODEL], lambda doc: [p["model"] for p in doc]),
+        "loop history": ([DEAD_ID[:22]], lambda doc: [e["run_id"] for e in doc]),
     }
 
 
-ARGUMENTS = {"monitor status": ["iris-classifier"]}  # listings of one thing: which
+ARGUMENTS = {"monitor status": ["iris-classifier"], "loop history": [LOOP_MODEL]}  # listings of one thing: which
 
 
 @pytest.mark.parametrize("console", ["piped", "narrow"])
@@ -132,7 +141,7 @@ def test_piped_output_is_not_laid_out_for_80_columns(monkeypatch):
 
 
 DURATIONS = {("run", "--timeout"), ("submit", "--timeout"), ("submit", "--start-timeout"), ("gc", "--older-than"),
-             ("auth token", "--ttl")}  # fmt: skip
+             ("auth token", "--ttl"), ("loop run", "--interval")}  # fmt: skip
 ZERO_MEANS = {"--older-than": "every finished run", "--start-timeout": "wait for ever"}
 
 
