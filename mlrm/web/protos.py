@@ -7,6 +7,7 @@ temporary folder and fails when the committed ones differ.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,16 +25,19 @@ def generate(proto: Path) -> dict[Path, str]:
     """The generated modules' text by path, for one ``.proto`` (the grpc module imports its sibling relatively)."""
     from importlib.resources import files
 
-    from grpc_tools import protoc
-
     stem, here = proto.stem, proto.parent
     well_known = str(files("grpc_tools") / "_proto")
     names = (f"{stem}_pb2.py", f"{stem}_pb2.pyi", f"{stem}_pb2_grpc.py")
     with tempfile.TemporaryDirectory() as out:
-        code = protoc.main(["protoc", f"-I{here}", f"-I{well_known}", f"--python_out={out}", f"--pyi_out={out}",
-                            f"--grpc_python_out={out}", str(proto)])  # fmt: skip
-        if code != 0:
-            raise SystemExit(f"protoc failed on {proto} ({code})")
+        # protoc in a process of its own: in one that has loaded another protobuf runtime (TensorFlow's)
+        # the compiler's C++ crashes
+        done = subprocess.run(
+            [sys.executable, "-m", "grpc_tools.protoc", f"-I{here}", f"-I{well_known}", f"--python_out={out}",
+             f"--pyi_out={out}", f"--grpc_python_out={out}", str(proto)],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise SystemExit(f"protoc failed on {proto} ({done.returncode}): {done.stderr.strip()}")
         texts = {name: (Path(out) / name).read_text() for name in names}
     messages = texts[names[0]]
     if "import " not in "".join(line for line in proto.read_text().splitlines() if line.startswith("import ")):
