@@ -31,7 +31,7 @@ from orchestrator.api.registry import RegistryPlane
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 STATUSES = ("running", "succeeded", "failed", "cancelled", "abandoned")
-DEPLOYMENT_ID = re.compile(r"^dep-[0-9a-f]{1,64}$")
+DEPLOYMENT_ID = re.compile(r"^dep-[0-9a-f]{1,64}\Z")
 MAX_LIMIT = 1000
 KEEPALIVE = 15.0  # seconds between SSE comments on a quiet stream (proxies close idle connections)
 

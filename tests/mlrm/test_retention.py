@@ -50,12 +50,12 @@ def test_gc_during_a_training_run_leaves_everything_the_run_owns(mlrm, monkeypat
     seen: dict = {}
     evaluate = trainer.evaluate
 
-    def gc_then_evaluate(config, X, y):
+    def gc_then_evaluate(config, X, y, *more):
         run_id = next(r for r in {o.key.split("/")[1] for o in mlrm.volume.list("runs/")})
         before = [o.key for o in mlrm.volume.list(f"runs/{run_id}/")]
         seen["collected"] = collect(mlrm.volume, finished_at, older_than=0)
         seen["lost"] = sorted(set(before) - {o.key for o in mlrm.volume.list(f"runs/{run_id}/")})
-        return evaluate(config, X, y)
+        return evaluate(config, X, y, *more)
 
     monkeypatch.setattr(trainer, "evaluate", gc_then_evaluate)
     trained = mlrm.run(CONFIGS / "iris" / "train.yaml", timeout=120)
@@ -72,10 +72,10 @@ def test_a_training_whose_statistics_vanished_fails_instead_of_registering_a_ver
 ):
     evaluate = trainer.evaluate
 
-    def delete_then_evaluate(config, X, y):  # whatever deleted them (not gc: it leaves live runs alone)
+    def delete_then_evaluate(config, X, y, *more):  # whatever deleted them (not gc: it leaves live runs alone)
         run_id = next(r for r in {o.key.split("/")[1] for o in mlrm.volume.list("runs/")})
         mlrm.volume.delete_prefix(f"runs/{run_id}/state/")
-        return evaluate(config, X, y)
+        return evaluate(config, X, y, *more)
 
     monkeypatch.setattr(trainer, "evaluate", delete_then_evaluate)
     run = mlrm.run(CONFIGS / "iris" / "train.yaml", timeout=120)

@@ -42,14 +42,6 @@ SCOPES: dict[str, str | None] = {
 
 R = TypeVar("R")
 
-_SERVICE = "/inference.GRPCInferenceService"
-SCOPES: dict[str, str | None] = {
-    f"{_SERVICE}/ServerLive": None, f"{_SERVICE}/ServerReady": None, f"{_SERVICE}/ServerMetadata": "infer",
-    f"{_SERVICE}/ModelReady": "infer", f"{_SERVICE}/ModelMetadata": "infer", f"{_SERVICE}/ModelInfer": "infer",
-    f"{_SERVICE}/RepositoryIndex": "read", f"{_SERVICE}/RepositoryModelLoad": "admin",
-    f"{_SERVICE}/RepositoryModelUnload": "admin",
-}  # fmt: skip
-"""The scope each V2 method needs: health is open, inference and metadata ``infer``, loading ``admin``."""
 
 
 def _params(params: Any) -> dict[str, Any]:
