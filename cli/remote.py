@@ -7,6 +7,7 @@ Data files the configs name must be where the server's services can read them (o
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,19 @@ from mlrm.errors import ConfigError, ConfigErrors, Location, MlrmError, NotFound
 from orchestrator.store import RunRecord
 
 
+def credentials() -> dict[str, str]:
+    """The caller's credential for a control plane with authentication: ``MLRM_TOKEN`` (a bearer token,
+    e.g. from `mlrm auth token` or POST /token) or ``MLRM_API_KEY`` (`mlrm keys create`)."""
+    token, key = os.environ.get("MLRM_TOKEN", "").strip(), os.environ.get("MLRM_API_KEY", "").strip()
+    if token:
+        return {"Authorization": f"Bearer {token}"}
+    return {"X-API-Key": key} if key else {}
+
+
 class Remote:
     def __init__(self, url: str, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, timeout=timeout)
+        self.http = httpx.Client(base_url=self.url, timeout=timeout, headers=credentials())
 
     def close(self) -> None:
         self.http.close()

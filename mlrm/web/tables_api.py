@@ -37,7 +37,7 @@ from mlrm.errors import DataError, MlrmError
 from mlrm.web import tables
 from mlrm.web import tables_pb2 as pb
 from mlrm.web import tables_pb2_grpc as pb_grpc
-from mlrm.web.auth import requires
+from mlrm.web.auth import requires, token_routes
 from mlrm.web.grpc_health import SCOPES as HEALTH_SCOPES
 from mlrm.web.grpc_health import with_health
 from mlrm.web.http import guarded, json_response, read_body
@@ -202,7 +202,7 @@ def _indent(text: str, n: int) -> str:
 def rest_app(title: str, routes: Sequence[BaseRoute], *, ready: Ready,
              models: Sequence[type[BaseModel]] = ()) -> Starlette:  # fmt: skip
     """A service's REST application: its ``routes``, health, the OpenAPI document and docs page, JSON errors."""
-    routes = [*health_routes(ready), *routes]
+    routes = [*health_routes(ready), *routes, *token_routes()]
     routes += openapi_routes(title, routes, models=[ErrorBody, Health, *models])
 
     async def http_error(request: Request, exc: Exception) -> Response:

@@ -97,3 +97,29 @@ def test_mlrm_api_serves_embedded_without_a_broker(tmp_path: Path) -> None:
         _, errors = proc.communicate(timeout=30)
     assert proc.returncode == 0, errors
     assert "no authentication" in errors and f"REST http://127.0.0.1:{http}" in errors
+
+
+def test_url_commands_send_the_callers_credential(cli, embedded, configs, tmp_path, monkeypatch) -> None:  # noqa: F811
+    """Against a control plane with authentication, --url commands carry MLRM_API_KEY or MLRM_TOKEN."""
+    from mlrm.auth import AuthSettings, Security
+    from orchestrator.api.serve import ControlServers
+
+    store_file = tmp_path / "auth.yaml"
+    security = Security.from_settings(AuthSettings(auth_file=str(store_file), jwt_keys="k1:" + "x" * 40))
+    _, key = security.store.create_key("scripts", ["read"])
+    with ControlServers(embedded.orchestrator, configs=configs, http_port=0, grpc_port=None,
+                        security=security) as running:  # fmt: skip
+        url = f"http://127.0.0.1:{running.http_port}"
+        monkeypatch.delenv("MLRM_TOKEN", raising=False)
+        monkeypatch.delenv("MLRM_API_KEY", raising=False)
+        anonymous = cli("runs", "--url", url)
+        assert anonymous.exit_code != 0 and "authentication required" in anonymous.output
+        monkeypatch.setenv("MLRM_API_KEY", key)
+        assert cli("runs", "--url", url, "--json").exit_code == 0
+        refused = cli("submit", "iris/train", "--url", url, "--no-follow")  # a key without the submit scope
+        assert refused.exit_code != 0 and "submit" in refused.output
+        monkeypatch.delenv("MLRM_API_KEY")
+        monkeypatch.setenv("MLRM_TOKEN", security.tokens.issue("alice", ["submit", "read"])[0])
+        started = cli("submit", "iris/train", "--url", url, "--no-follow")
+        assert started.exit_code == 0, started.output
+        assert key not in anonymous.output + refused.output  # no secret in what the user sees
