@@ -276,7 +276,7 @@ def test_every_endpoint_declares_its_scope(iris):
     for api in (iris["collector"], iris["handler"], iris["features"]):
         scopes = {r.path: getattr(r.endpoint, "scope", "undeclared") for r in api.servers.rest.routes
                   if getattr(r, "include_in_schema", True)}  # fmt: skip
-        assert scopes == {"/health/live": None, "/health/ready": None, "/v1/process": "infer"}
+        assert scopes == {"/health/live": None, "/health/ready": None, "/v1/process": "infer", "/token": None}
     assert SCOPES == {"/mlrm.tables.v1.Tables/Process": "infer", "/grpc.health.v1.Health/Check": None}
 
 

@@ -68,7 +68,9 @@ def test_every_endpoint_and_grpc_method_names_its_scope(v2):
     assert scopes["/v2/repository/models/{name}/load"] == "admin"
     methods = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods_by_name
     assert set(SCOPES) == {f"/inference.GRPCInferenceService/{m}" for m in methods}
-    assert v2["offered"].scopes == {**SCOPES, "/grpc.health.v1.Health/Check": None}
+    from services.predict.v2 import monitoring
+
+    assert v2["offered"].scopes == {**SCOPES, **monitoring.SCOPES, "/grpc.health.v1.Health/Check": None}
 
 
 def test_the_standard_grpc_health_check_answers(v2):

@@ -158,9 +158,10 @@ def test_health_documents_and_scopes(train):
     http = train["http"]
     assert http.get("/health/live").json() == {"live": True} and http.get("/health/ready").json() == {"ready": True}
     assert set(http.get("/openapi.json").json()["paths"]) == {"/health/live", "/health/ready", "/v1/jobs",
-                                                               "/v1/jobs/{id}"}  # fmt: skip
+                                                               "/v1/jobs/{id}", "/token"}  # fmt: skip
     scopes = {r.path: r.endpoint.scope for r in train["servers"].rest.routes if getattr(r, "include_in_schema", True)}
-    assert scopes == {"/health/live": None, "/health/ready": None, "/v1/jobs": "submit", "/v1/jobs/{id}": "read"}
+    assert scopes == {"/health/live": None, "/health/ready": None, "/v1/jobs": "submit", "/v1/jobs/{id}": "read",
+                      "/token": None}  # fmt: skip
     assert SCOPES == {"/mlrm.tables.v1.Training/Submit": "submit", "/mlrm.tables.v1.Training/Status": "read",
                       "/grpc.health.v1.Health/Check": None}  # fmt: skip
 
