@@ -15,11 +15,13 @@ from collections.abc import Collection, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from mlrm.context import StepContext
 from mlrm.deployments import Batching
 from mlrm.errors import RefusedError
+from mlrm.flavours import Prediction as Answer
 from mlrm.hooks import Hook
 from mlrm.registry import ModelRef
 from services.predict.batching import Batcher, Call, ModelCall
@@ -42,6 +44,10 @@ class InferenceRequest:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     source: str = "direct"  # which transport brought it: "nameko", "rest", "grpc", ...
     runtime: str | None = None  # "auto", "sklearn", "onnx"; None: the deployment's choice (else auto)
+    matrix: np.ndarray | None = None
+    """The same rows as ``frame``, as one 2-D float64 array of the columns ``matrix_columns``, when the transport
+    decoded them so: a version with no pipeline steps then answers from it without DataFrames."""
+    matrix_columns: list[str] | None = None
 
 
 @dataclass
@@ -57,11 +63,26 @@ class Prediction:
     at: float  # seconds since the epoch
 
 
-@dataclass
 class InferenceResult:
-    ref: ModelRef
-    frame: pd.DataFrame
-    request_id: str
+    """The answer to a direct request: its output columns (``frame``), and the version that made them.
+
+    An answer made from a request's ``matrix`` holds the model's arrays (``answer``); its ``frame`` is
+    built from them only when someone asks for it."""
+
+    def __init__(
+        self, ref: ModelRef, frame: pd.DataFrame | None, request_id: str, *, answer: Answer | None = None,
+        served: ServedModel | None = None, probabilities: bool = True, column: str = "prediction",
+    ) -> None:  # fmt: skip
+        self.ref, self.request_id, self.answer = ref, request_id, answer
+        self._frame, self._served, self._probabilities, self._column = frame, served, probabilities, column
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        if self._frame is None:
+            assert self.answer is not None and self._served is not None
+            served, answer = self._served, self.answer
+            self._frame = served.answer_frame(answer, probabilities=self._probabilities, column=self._column)
+        return self._frame
 
 
 class DataPlane:
@@ -87,6 +108,16 @@ class DataPlane:
         options = self.server.options(target)
         runtime = request.runtime or options.runtime
         batcher = self._batcher(served, runtime, options.batching) if options.batching else None
+        if (
+            request.matrix is not None and served.matrix_ready and batcher is None and not request.keep
+            and not len(self.on_predict) and request.matrix_columns == served.features and len(request.matrix)
+        ):  # fmt: skip
+            answer = served.predict_matrix(request.matrix, probabilities=request.probabilities, runtime=runtime)
+            if answer is not None:  # else the runtime refused these rows: the DataFrame path says why
+                return InferenceResult(
+                    served.ref, None, request.id, answer=answer, served=served,
+                    probabilities=request.probabilities and served.classes is not None, column=request.column,
+                )  # fmt: skip
         with batcher.slot() if batcher is not None else nullcontext() as slot:
             frame = self.run(
                 served, served.coerce(request.frame), keep=request.keep, probabilities=request.probabilities,
