@@ -114,14 +114,15 @@ class ServedModel:
         runtime does not take) are answered by the artefact's own flavour instead.
         """
         chosen, model = self.runtime(runtime)
-        if runtime != "auto" or chosen.name == self.card.inference.artefact.flavour:
+        native_name = self.card.inference.artefact.flavour
+        if runtime != "auto" or chosen.name == native_name:
             return lambda X, proba: chosen.predict(model, X, proba=proba)
-        native, native_model = self.runtime(self.card.inference.artefact.flavour)
 
         def call(X: pd.DataFrame, proba: bool) -> Prediction:
             try:
                 return chosen.predict(model, X, proba=proba)
-            except INPUT_EXCEPTIONS:
+            except INPUT_EXCEPTIONS:  # the artefact's own runtime is loaded the first time it is needed
+                native, native_model = self.runtime(native_name)
                 return native.predict(native_model, X, proba=proba)
 
         return call
