@@ -110,14 +110,19 @@ class DataPlane:
         batcher = self._batcher(served, runtime, options.batching) if options.batching else None
         if (
             request.matrix is not None and served.matrix_ready and batcher is None and not request.keep
-            and not len(self.on_predict) and request.matrix_columns == served.features and len(request.matrix)
+            and request.matrix_columns == served.features and len(request.matrix)
         ):  # fmt: skip
             answer = served.predict_matrix(request.matrix, probabilities=request.probabilities, runtime=runtime)
             if answer is not None:  # else the runtime refused these rows: the DataFrame path says why
-                return InferenceResult(
+                result = InferenceResult(
                     served.ref, None, request.id, answer=answer, served=served,
                     probabilities=request.probabilities and served.classes is not None, column=request.column,
                 )  # fmt: skip
+                if len(self.on_predict):  # what run() would tell them: with no pipeline, features are the input
+                    rows = served.coerce(request.frame)
+                    event = Prediction(served.ref, request.id, request.source, rows, rows, result.frame, time.time())
+                    self.on_predict.fire(event)
+                return result
         with batcher.slot() if batcher is not None else nullcontext() as slot:
             frame = self.run(
                 served, served.coerce(request.frame), keep=request.keep, probabilities=request.probabilities,

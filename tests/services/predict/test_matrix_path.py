@@ -138,16 +138,19 @@ def test_rows_the_runtime_refuses_get_the_dataframe_paths_reason(served):
         client.close()
 
 
-def test_on_predict_subscribers_see_dataframes(served):
+def test_on_predict_subscribers_see_what_the_dataframe_path_shows_them(served):
     plane = served["service"].dataplane
+    rows = served["rows"][:5]
+    frame = pd.DataFrame(rows, columns=FEATURES)
     seen = []
     plane.on_predict.append(seen.append)
     try:
-        rows = served["rows"][:5]
-        result = plane.infer(InferenceRequest("m", pd.DataFrame(rows, columns=FEATURES), matrix=rows,
-                                              matrix_columns=FEATURES))  # fmt: skip
+        fast = plane.infer(InferenceRequest("m", frame, matrix=rows, matrix_columns=FEATURES, id="fast"))
+        slow = plane.infer(InferenceRequest("m", frame, id="slow"))
     finally:
         plane.on_predict.remove(seen.append)
-    assert result.answer is None and len(seen) == 1
-    assert list(seen[0].inputs.columns) == FEATURES
-    pd.testing.assert_frame_equal(seen[0].outputs, result.frame)
+    assert fast.answer is not None and slow.answer is None
+    assert [e.request_id for e in seen] == ["fast", "slow"]
+    for part in ("inputs", "features", "outputs"):
+        pd.testing.assert_frame_equal(getattr(seen[0], part), getattr(seen[1], part))
+    pd.testing.assert_frame_equal(seen[0].outputs, fast.frame)
