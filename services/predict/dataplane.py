@@ -32,7 +32,10 @@ from services.predict.server import ModelServer, Target
 
 @dataclass
 class InferenceRequest:
-    """A direct request: raw rows for a model named by version, alias, or neither (the latest)."""
+    """A direct request: raw rows for a model named by version, alias, or neither (the latest).
+
+    ``frame`` may be None when ``matrix`` carries the rows: it is then built from the matrix when
+    first read (a version with no pipeline never reads it)."""
 
     model: str
     frame: pd.DataFrame
@@ -48,6 +51,22 @@ class InferenceRequest:
     """The same rows as ``frame``, as one 2-D float64 array of the columns ``matrix_columns``, when the transport
     decoded them so: a version with no pipeline steps then answers from it without DataFrames."""
     matrix_columns: list[str] | None = None
+
+
+def _request_frame(request: InferenceRequest) -> pd.DataFrame:
+    frame = request.__dict__.get("_frame")
+    if frame is None and request.matrix is not None:
+        frame = request._frame = pd.DataFrame(request.matrix, columns=request.matrix_columns, copy=False)
+    return frame
+
+
+def _set_request_frame(request: InferenceRequest, frame: pd.DataFrame | None) -> None:
+    request._frame = frame
+
+
+# ``frame`` is a property over the dataclass field of that name, so a request given only its matrix builds
+# the DataFrame the first time something reads it (pandas costs more than the model on a small request)
+InferenceRequest.frame = property(_request_frame, _set_request_frame)  # type: ignore[assignment,method-assign]
 
 
 @dataclass

@@ -187,10 +187,11 @@ _TO_FLOAT64 = {"FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UI
 
 
 def decode_rows(
-    served: ServedModel, tensors: list[Tensor], parameters: dict[str, Any]
-) -> tuple[pd.DataFrame, np.ndarray | None]:
+    served: ServedModel, tensors: list[Tensor], parameters: dict[str, Any], *, lazy: bool = False
+) -> tuple[pd.DataFrame | None, np.ndarray | None]:
     """:func:`decode`, and for a :attr:`~ServedModel.matrix_ready` version the same rows as one float64 matrix
-    (None otherwise): the values the DataFrame path would hand the model after coercion."""
+    (None otherwise): the values the DataFrame path would hand the model after coercion. With ``lazy``, a
+    frame that is the matrix itself (FP64 inputs) is left to be built from it (None)."""
     features = served.card.inference.inputs or served.card.featurelist
     names = [f.name for f in features]
     kinds = {f.name: f.datatype for f in features}
@@ -216,6 +217,8 @@ def decode_rows(
             matrix = None
             if served.matrix_ready and first.datatype in _TO_FLOAT64:
                 matrix = values.astype(np.float64, copy=False)  # FP64: the same array
+                if lazy and matrix is values:
+                    return None, matrix
             return pd.DataFrame(values, columns=served.columns(names), copy=False), matrix
         return pd.DataFrame({name: values[:, i] for i, name in enumerate(names)}), None
     columns: dict[str, Any] = {}
@@ -241,7 +244,7 @@ def decode_rows(
         for i, n in enumerate(names):
             matrix[:, i] = columns[n]
         if all(t.datatype == "FP64" for t in tensors):  # the same rows, one block (integers keep their type)
-            return pd.DataFrame(matrix, columns=served.columns(names), copy=False), matrix
+            return None if lazy else pd.DataFrame(matrix, columns=served.columns(names), copy=False), matrix
         return pd.DataFrame({n: columns[n] for n in names}), matrix
     return pd.DataFrame({n: columns[n] for n in names}), None
 
@@ -384,7 +387,7 @@ class V2:
         unknown = [o for o in wanted if o not in available]
         if unknown:
             raise DataError(f"unknown output(s) {', '.join(unknown)}: the model has {', '.join(available)}")
-        frame, matrix = decode_rows(served, tensors, parameters or {})
+        frame, matrix = decode_rows(served, tensors, parameters or {}, lazy=True)
         request = InferenceRequest(
             model, frame, alias=target.alias, version=target.version, probabilities="probabilities" in wanted,
             source=source, matrix=matrix, matrix_columns=served.features if matrix is not None else None,

@@ -154,3 +154,11 @@ def test_on_predict_subscribers_see_what_the_dataframe_path_shows_them(served):
     for part in ("inputs", "features", "outputs"):
         pd.testing.assert_frame_equal(getattr(seen[0], part), getattr(seen[1], part))
     pd.testing.assert_frame_equal(seen[0].outputs, fast.frame)
+
+
+def test_a_request_given_only_its_matrix_has_the_frame_when_asked(served):
+    rows = served["rows"][:4]
+    request = InferenceRequest("m", None, matrix=rows, matrix_columns=FEATURES)
+    pd.testing.assert_frame_equal(request.frame, pd.DataFrame(rows, columns=FEATURES))
+    assert request.frame is request.frame  # built once
+    pd.testing.assert_frame_equal(served["service"].dataplane.infer(request).frame, frame_answer(served, rows))
