@@ -11,7 +11,6 @@ from typing import IO, Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import KFold, StratifiedKFold, TimeSeriesSplit, train_test_split
 
 from mlrm.bus import Hop
 from mlrm.card import PipelineStep, Runtime
@@ -78,6 +77,8 @@ def evaluate(
 ) -> tuple[Any, dict[str, float], dict[str, Any], pd.DataFrame]:
     """Fit and evaluate as configured; return the model to register, metrics, a description, and the
     hold-out rows (the training rows, up to 1000, when there is no hold-out) to check conversions on."""
+    from sklearn.model_selection import KFold, StratifiedKFold, TimeSeriesSplit, train_test_split  # when training
+
     ev, kind, names = config.evaluation, config.model.kind, config.metric_names()
     fitter = _Fitter(config)
     strategy = ev.strategy if ev.strategy != "auto" else ("stratified" if kind == "classification" else "random")
