@@ -107,10 +107,15 @@ class Gather:
 
     def batches(self) -> Iterator[pd.DataFrame]:
         """The stored batches in sequence order, one at a time."""
+        for table in self.tables():
+            yield table.to_pandas()
+
+    def tables(self) -> Iterator[pa.Table]:
+        """The stored batches in sequence order, one at a time, as the Arrow tables they are stored as."""
         for obj in self.volume.list(self.prefix):
             if obj.key.endswith(".arrow"):
                 with self.volume.open_read(obj.key) as f:
-                    yield pa.ipc.open_stream(f).read_all().to_pandas()
+                    yield pa.ipc.open_stream(f).read_all()
 
     def frame(self) -> pd.DataFrame:
         frames = list(self.batches())

@@ -74,3 +74,10 @@ class Flavour(ABC):
     @abstractmethod
     def predict(self, model: Any, X: pd.DataFrame, *, proba: bool = False) -> Prediction:
         """Predict every row of ``X`` (its columns are the card's ``inference.input``)."""
+
+    def predict_matrix(self, model: Any, X: np.ndarray, columns: list[str], *, proba: bool = False) -> Prediction:
+        """Predict every row of a 2-D float64 matrix whose columns are ``columns`` (the card's ``inference.input``).
+
+        The same answers as :meth:`predict` on a DataFrame of those columns, which is what this default
+        builds; a flavour whose runtime takes arrays overrides it to skip the DataFrame."""
+        return self.predict(model, pd.DataFrame(X, columns=columns, copy=False), proba=proba)

@@ -131,7 +131,12 @@ class OnnxFlavour(Flavour):
         return model.classes
 
     def predict(self, model: Any, X: pd.DataFrame, *, proba: bool = False) -> Prediction:
-        data = X.to_numpy(dtype=model.dtype)  # text refuses here (ValueError), as in scikit-learn
+        return self._run(model, X.to_numpy(dtype=model.dtype), proba)  # text refuses here, as in scikit-learn
+
+    def predict_matrix(self, model: Any, X: np.ndarray, columns: list[str], *, proba: bool = False) -> Prediction:
+        return self._run(model, np.asarray(X, dtype=model.dtype), proba)
+
+    def _run(self, model: Any, data: np.ndarray, proba: bool) -> Prediction:
         if not np.isfinite(data).all():  # scikit-learn's own check: refused, never answered differently
             raise ValueError("Input contains NaN or infinity")
         want = [model.label, model.proba] if proba and model.proba is not None else [model.label]

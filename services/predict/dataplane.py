@@ -16,11 +16,13 @@ from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from mlrm.context import StepContext
 from mlrm.deployments import Batching, Shadow
 from mlrm.errors import MlrmError, RefusedError
+from mlrm.flavours import Prediction as Answer
 from mlrm.hooks import Hook
 from mlrm.registry import ModelRef
 from services.predict.batching import Batcher, Call, ModelCall
@@ -43,7 +45,10 @@ def server_side(exc: Exception) -> bool:
 
 @dataclass
 class InferenceRequest:
-    """A direct request: raw rows for a model named by version, alias, or neither (the latest)."""
+    """A direct request: raw rows for a model named by version, alias, or neither (the latest).
+
+    ``frame`` may be None when ``matrix`` carries the rows: it is then built from the matrix when
+    first read (a version with no pipeline never reads it)."""
 
     model: str
     frame: pd.DataFrame
@@ -56,6 +61,26 @@ class InferenceRequest:
     source: str = "direct"  # which transport brought it: "nameko", "rest", "grpc", ...
     runtime: str | None = None  # "auto", "sklearn", "onnx"; None: the deployment's choice (else auto)
     routing_key: str | None = None  # keeps a caller on one side of a canary (default: the request id)
+    matrix: np.ndarray | None = None
+    """The same rows as ``frame``, as one 2-D float64 array of the columns ``matrix_columns``, when the transport
+    decoded them so: a version with no pipeline steps then answers from it without DataFrames."""
+    matrix_columns: list[str] | None = None
+
+
+def _request_frame(request: InferenceRequest) -> pd.DataFrame:
+    frame = request.__dict__.get("_frame")
+    if frame is None and request.matrix is not None:
+        frame = request._frame = pd.DataFrame(request.matrix, columns=request.matrix_columns, copy=False)
+    return frame
+
+
+def _set_request_frame(request: InferenceRequest, frame: pd.DataFrame | None) -> None:
+    request._frame = frame
+
+
+# ``frame`` is a property over the dataclass field of that name, so a request given only its matrix builds
+# the DataFrame the first time something reads it (pandas costs more than the model on a small request)
+InferenceRequest.frame = property(_request_frame, _set_request_frame)  # type: ignore[assignment,method-assign]
 
 
 @dataclass
@@ -76,11 +101,26 @@ class Prediction:
         return self.source == "shadow"
 
 
-@dataclass
 class InferenceResult:
-    ref: ModelRef
-    frame: pd.DataFrame
-    request_id: str
+    """The answer to a direct request: its output columns (``frame``), and the version that made them.
+
+    An answer made from a request's ``matrix`` holds the model's arrays (``answer``); its ``frame`` is
+    built from them only when someone asks for it."""
+
+    def __init__(
+        self, ref: ModelRef, frame: pd.DataFrame | None, request_id: str, *, answer: Answer | None = None,
+        served: ServedModel | None = None, probabilities: bool = True, column: str = "prediction",
+    ) -> None:  # fmt: skip
+        self.ref, self.request_id, self.answer = ref, request_id, answer
+        self._frame, self._served, self._probabilities, self._column = frame, served, probabilities, column
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        if self._frame is None:
+            assert self.answer is not None and self._served is not None
+            served, answer = self._served, self.answer
+            self._frame = served.answer_frame(answer, probabilities=self._probabilities, column=self._column)
+        return self._frame
 
 
 class DataPlane:
@@ -107,14 +147,36 @@ class DataPlane:
             raise RefusedError(served.refusal)
         runtime = request.runtime or options.runtime
         batcher = self._batcher(served, runtime, options.batching) if options.batching else None
-        with self._counted(served), batcher.slot() if batcher is not None else nullcontext() as slot:
+        with self._counted(served):
+            result = self._answer(served, request, runtime, batcher)
+        if options.shadow is not None:
+            self._mirror(options.shadow, served, request)
+        return result
+
+    def _answer(
+        self, served: ServedModel, request: InferenceRequest, runtime: str, batcher: Batcher | None
+    ) -> InferenceResult:
+        if (
+            request.matrix is not None and served.matrix_ready and batcher is None and not request.keep
+            and request.matrix_columns == served.features and len(request.matrix)
+        ):  # fmt: skip
+            answer = served.predict_matrix(request.matrix, probabilities=request.probabilities, runtime=runtime)
+            if answer is not None:  # else the runtime refused these rows: the DataFrame path says why
+                result = InferenceResult(
+                    served.ref, None, request.id, answer=answer, served=served,
+                    probabilities=request.probabilities and served.classes is not None, column=request.column,
+                )  # fmt: skip
+                if len(self.on_predict):  # what run() would tell them: with no pipeline, features are the input
+                    rows = served.coerce(request.frame)
+                    event = Prediction(served.ref, request.id, request.source, rows, rows, result.frame, time.time())
+                    self.on_predict.fire(event)
+                return result
+        with batcher.slot() if batcher is not None else nullcontext() as slot:
             frame = self.run(
                 served, served.coerce(request.frame), keep=request.keep, probabilities=request.probabilities,
                 column=request.column, request_id=request.id, source=request.source, runtime=runtime,
                 call=slot.call if slot is not None else None,
             )  # fmt: skip
-        if options.shadow is not None:
-            self._mirror(options.shadow, served, request)
         return InferenceResult(served.ref, frame, request.id)
 
     @contextmanager

@@ -53,12 +53,22 @@ class ServedModel:
         self.flavour = flavour(card.inference.runtime(runtime).flavour)
         self._registry, self._trusted = registry, tuple(trusted)
         self._runtimes: dict[str, tuple[Flavour, Any]] = {self.flavour.name: (self.flavour, model)}
+        self._chosen: dict[str, tuple[Flavour, Any]] = {}  # choice ("auto", a flavour name) -> its runtime
         self._lock = threading.Lock()
         self.features = list(card.inference.input) or [f.name for f in card.featurelist]
         self.classes = card.inference.classes
         self.targets = list(card.inference.targets)
         self.post = [s for s in stages if s.step.postprocesses]  # run in reverse after the model
         self.forecasts = [c for s in stages for c in s.step.forecasts()]
+        self._columns: pd.Index | None = None
+        inputs = card.inference.inputs
+        # A version with no pipeline steps whose inputs are all float64 numbers, in the model's order, takes a
+        # direct request's rows as one float64 matrix (:meth:`predict_matrix`): no DataFrame on the way to the
+        # model and back, which is most of what a small request costs.
+        self.matrix_ready = (
+            not stages and not self.targets and bool(inputs) and [f.name for f in inputs] == self.features
+            and all(f.type == "float64" for f in inputs)
+        )  # fmt: skip
         dropping = next((s for s in stages if not s.step.keeps_rows() and not s.step.regroups), None)
         self.refusal = (
             None
@@ -81,6 +91,9 @@ class ServedModel:
 
     def runtime(self, choice: str = "auto") -> tuple[Flavour, Any]:
         """The flavour and loaded model that answer for ``choice`` (``auto``, or a flavour name)."""
+        known = self._chosen.get(choice)
+        if known is not None:
+            return known
         try:
             name = self.card.inference.runtime(choice).flavour
         except RefusedError as exc:
@@ -94,6 +107,7 @@ class ServedModel:
                         raise RefusedError(f"model '{self.ref.name}' version {self.ref.version}: no {name} runtime")
                     model = self._registry.load_artefact(self.ref, trusted=self._trusted, runtime=name)
                     loaded = self._runtimes[name] = (flavour(name), model)
+        self._chosen[choice] = loaded  # the card's answer for a choice never changes: asked once
         return loaded
 
     def call(self, runtime: str = "auto") -> Callable[[pd.DataFrame, bool], Prediction]:
@@ -103,17 +117,56 @@ class ServedModel:
         runtime does not take) are answered by the artefact's own flavour instead.
         """
         chosen, model = self.runtime(runtime)
-        if runtime != "auto" or chosen.name == self.card.inference.artefact.flavour:
+        native_name = self.card.inference.artefact.flavour
+        if runtime != "auto" or chosen.name == native_name:
             return lambda X, proba: chosen.predict(model, X, proba=proba)
-        native, native_model = self.runtime(self.card.inference.artefact.flavour)
 
         def call(X: pd.DataFrame, proba: bool) -> Prediction:
             try:
                 return chosen.predict(model, X, proba=proba)
-            except INPUT_EXCEPTIONS:
+            except INPUT_EXCEPTIONS:  # the artefact's own runtime is loaded the first time it is needed
+                native, native_model = self.runtime(native_name)
                 return native.predict(native_model, X, proba=proba)
 
         return call
+
+    def columns(self, names: list[str]) -> pd.Index:
+        """``names`` as a column index, made once per version (building one costs more than the model call)."""
+        if names != self.features:
+            return pd.Index(names)
+        index = self._columns
+        if index is None:
+            index = self._columns = pd.Index(self.features)
+        return index
+
+    def predict_matrix(self, X: np.ndarray, *, probabilities: bool = True, runtime: str = "auto") -> Prediction | None:
+        """The model's answer for a float64 matrix of the ``features`` columns of a :attr:`matrix_ready` version,
+        without DataFrames; None when the runtime refuses these rows (the DataFrame path then answers, with
+        the other runtime or the error it gives, so answers and errors stay the same)."""
+        want_proba = probabilities and self.classes is not None
+        self._check_outputs([], "prediction", want_proba)
+        chosen, model = self.runtime(runtime)
+        try:
+            return chosen.predict_matrix(model, X, self.features, proba=want_proba)
+        except INPUT_EXCEPTIONS:
+            return None
+
+    def answer_frame(
+        self, answer: Prediction, *, probabilities: bool = True, column: str = "prediction",
+        kept: pd.DataFrame | None = None,
+    ) -> pd.DataFrame:  # fmt: skip
+        """A model's answer as output columns: ``kept`` columns, ``column``, then the class probabilities."""
+        # every output column at once: one DataFrame built from a dict, not a column assigned at a time
+        columns: dict[str, Any] = {} if kept is None else {name: kept[name].reset_index(drop=True) for name in kept}
+        if self.targets and answer.values.ndim == 2:  # several outputs per row: one column each
+            for i, name in enumerate(self.targets):
+                columns[name] = answer.values[:, i]
+        else:
+            columns[column] = answer.values
+        if probabilities and answer.proba is not None and self.classes is not None:
+            for i, cls in enumerate(self.classes):
+                columns[f"{PROBA_PREFIX}{cls}"] = answer.proba[:, i]
+        return pd.DataFrame(columns, copy=False)
 
     def coerce(self, df: pd.DataFrame) -> pd.DataFrame:
         """A direct request's columns converted to the types training saw (JSON carries timestamps as text).
@@ -188,17 +241,8 @@ class ServedModel:
                 f"model '{self.ref.name}' version {self.ref.version} cannot predict this input: "
                 f"{one_line(str(exc) or type(exc).__name__).rstrip('.')}{_suspects(X)}"
             ) from None
-        # every output column at once: one DataFrame built from a dict, not a column assigned at a time
-        columns: dict[str, Any] = {name: df[name].reset_index(drop=True) for name in keep}  # dtypes kept
-        if self.targets and answer.values.ndim == 2:  # several outputs per row: one column each
-            for i, name in enumerate(self.targets):
-                columns[name] = answer.values[:, i]
-        else:
-            columns[column] = answer.values
-        if want_proba and answer.proba is not None and self.classes is not None:
-            for i, cls in enumerate(self.classes):
-                columns[f"{PROBA_PREFIX}{cls}"] = answer.proba[:, i]
-        return pd.DataFrame(columns, copy=False)
+        kept = df[list(keep)] if keep else None  # dtypes kept
+        return self.answer_frame(answer, probabilities=want_proba, column=column, kept=kept)
 
     def postprocess(self, outputs: pd.DataFrame, features: pd.DataFrame, column: str = "prediction") -> pd.DataFrame:
         """The model's outputs through the pipeline's post-processing, in reverse step order (a window's

@@ -126,6 +126,7 @@ class PredictService(Service):
             ctx.extra["report"] = parts.outcome(seq)
             return
         with claim:
-            result = {"output": sink.write(ctx, parts.batches()), **result}
+            stored = parts.tables() if getattr(sink, "takes_arrow", False) else parts.batches()  # no pandas trip
+            result = {"output": sink.write(ctx, stored), **result}
             parts.clear(claim, {"seq": seq, "result": result})
         ctx.extra["result"] = result

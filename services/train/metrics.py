@@ -7,7 +7,19 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from sklearn import metrics as skm
+
+
+class _SklearnMetrics:
+    """``sklearn.metrics``, imported when a metric is first computed: a process that only predicts (an
+    embedded ``mlrm run`` of a predict workflow registers this service too) never pays for scikit-learn."""
+
+    def __getattr__(self, name: str) -> Any:
+        from sklearn import metrics
+
+        return getattr(metrics, name)
+
+
+skm = _SklearnMetrics()
 
 
 @dataclass(frozen=True)
@@ -17,12 +29,13 @@ class Metric:
     default: bool = False
 
 
-def _proba_metric(fn: Callable[..., float], **kw: Any) -> Callable[[Any, Any, Any, Any], float]:
+def _proba_metric(name: str, **kw: Any) -> Callable[[Any, Any, Any, Any], float]:
     def score(y, pred, proba, classes):
         if proba is None:
             return float("nan")
+        fn = getattr(skm, name)
         if len(classes) == 2:
-            return float(fn(y, proba[:, 1], **kw)) if fn is skm.roc_auc_score else float(fn(y, proba, labels=classes))
+            return float(fn(y, proba[:, 1], **kw)) if name == "roc_auc_score" else float(fn(y, proba, labels=classes))
         return float(fn(y, proba, labels=classes, **kw))
 
     return score
@@ -39,8 +52,8 @@ METRICS: dict[str, Metric] = {
     "recall_macro": Metric(
         "classification", lambda y, p, *_: float(skm.recall_score(y, p, average="macro", zero_division=0))
     ),
-    "log_loss": Metric("classification", _proba_metric(skm.log_loss)),
-    "roc_auc": Metric("classification", _proba_metric(skm.roc_auc_score, multi_class="ovr")),
+    "log_loss": Metric("classification", _proba_metric("log_loss")),
+    "roc_auc": Metric("classification", _proba_metric("roc_auc_score", multi_class="ovr")),
     "r2": Metric("regression", lambda y, p, *_: float(skm.r2_score(y, p)), True),
     "mae": Metric("regression", lambda y, p, *_: float(skm.mean_absolute_error(y, p)), True),
     "rmse": Metric("regression", lambda y, p, *_: float(np.sqrt(skm.mean_squared_error(y, p))), True),

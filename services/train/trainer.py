@@ -14,7 +14,6 @@ from typing import IO, Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import KFold, StratifiedKFold, TimeSeriesSplit, train_test_split
 
 from mlrm.bus import Hop
 from mlrm.cancel import RunCancelled
@@ -104,6 +103,8 @@ def evaluate(
     hold-out rows (the training rows, up to 1000, when there is no hold-out) to check conversions on.
 
     ``multi`` scores a model of several targets (``y`` a frame)."""
+    from sklearn.model_selection import KFold, StratifiedKFold, TimeSeriesSplit, train_test_split  # when training
+
     ev, kind, names = config.evaluation, config.model.kind, config.metric_names()
     fitter = _Fitter(config, multi)
     strategy = ev.strategy if ev.strategy != "auto" else ("stratified" if kind == "classification" else "random")

@@ -13,9 +13,10 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
+import pyarrow as pa
 from pydantic import field_validator, model_validator
 
 from mlrm.errors import ConfigError, DataError
@@ -68,6 +69,10 @@ class FileSink(SinkStep):
         """Where the output goes, for the run summary."""
         return f"volume:{self.target(ctx)}" if self.key is not None else str(ctx.resolve_path(self.target(ctx)))
 
+    takes_arrow: ClassVar[bool] = False
+    """Whether :meth:`write_stream` also takes ``pyarrow.Table`` batches (then stored parts reach it without
+    a round trip through pandas)."""
+
     def write(self, ctx: StepContext, batches: Iterator[pd.DataFrame]) -> str:
         where = self.location(ctx)
         with self.open(ctx) as stream:
@@ -112,17 +117,20 @@ class FileSink(SinkStep):
             raise
 
 
-def same_columns(batches: Iterator[pd.DataFrame], where: str) -> Iterator[pd.DataFrame]:
-    """Pass batches through, in the first batch's column order; a batch with other columns is an error."""
+def same_columns(batches: Iterator[Any], where: str) -> Iterator[Any]:
+    """Pass batches (DataFrames or Arrow tables) through, in the first batch's column order; a batch with
+    other columns is an error."""
     columns: list[str] | None = None
     for number, batch in enumerate(batches, start=1):
+        arrow = isinstance(batch, pa.Table)
+        names = list(batch.column_names) if arrow else list(batch.columns)
         if columns is None:
-            columns = list(batch.columns)
-        elif list(batch.columns) != columns:
-            if sorted(map(str, batch.columns)) != sorted(map(str, columns)):
+            columns = names
+        elif names != columns:
+            if sorted(map(str, names)) != sorted(map(str, columns)):
                 raise DataError(
-                    f"{where}: batch {number} has columns {', '.join(map(str, batch.columns))}, "
+                    f"{where}: batch {number} has columns {', '.join(map(str, names))}, "
                     f"but the first batch had {', '.join(map(str, columns))}"
                 )
-            batch = batch[columns]
+            batch = batch.select(columns) if arrow else batch[columns]
         yield batch

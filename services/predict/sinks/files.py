@@ -7,7 +7,7 @@ import json
 import math
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
-from typing import IO, Any, Literal
+from typing import IO, Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -27,8 +27,9 @@ class CsvSink(FileSink):
     example = {"key": "conformance/sample.csv"}
     step: Literal["csv"]
     """Step type: `csv`."""
+    takes_arrow: ClassVar[bool] = True
 
-    def write_stream(self, stream: IO[bytes], batches: Iterator[pd.DataFrame], where: str) -> None:
+    def write_stream(self, stream: IO[bytes], batches: Iterator[pd.DataFrame | pa.Table], where: str) -> None:
         # Arrow's writer is ~10x faster than pandas'; pandas handles what Arrow cannot type.
         writer: pa_csv.CSVWriter | None = None
         schema: pa.Schema | None = None
@@ -37,7 +38,7 @@ class CsvSink(FileSink):
             for number, batch in enumerate(batches):
                 if text is None:
                     try:
-                        table = pa.Table.from_pandas(batch, schema=schema, preserve_index=False)
+                        table = _table(batch, schema)
                         if writer is None:
                             schema = table.schema
                             writer = pa_csv.CSVWriter(stream, schema)
@@ -47,7 +48,8 @@ class CsvSink(FileSink):
                         if writer is not None:
                             raise
                         text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
-                batch.to_csv(text, header=number == 0, index=False)
+                frame = batch.to_pandas() if isinstance(batch, pa.Table) else batch
+                frame.to_csv(text, header=number == 0, index=False)
             if text is not None:
                 text.flush()
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
@@ -57,6 +59,15 @@ class CsvSink(FileSink):
                 writer.close()
             if text is not None:
                 text.detach()  # leave the byte stream to its owner
+
+
+def _table(batch: pd.DataFrame | pa.Table, schema: pa.Schema | None) -> pa.Table:
+    """A batch as an Arrow table, of ``schema`` when given (that of the first batch)."""
+    if not isinstance(batch, pa.Table):
+        return pa.Table.from_pandas(batch, schema=schema, preserve_index=False)
+    if schema is None or batch.schema.equals(schema, check_metadata=False):
+        return batch
+    return batch.select(schema.names).cast(schema)  # as from_pandas(schema=...) would (ArrowInvalid if not)
 
 
 @register
@@ -95,14 +106,15 @@ class ParquetSink(FileSink):
     example = {"key": "conformance/sample.parquet"}
     step: Literal["parquet"]
     """Step type: `parquet`."""
+    takes_arrow: ClassVar[bool] = True
 
-    def write_stream(self, stream: IO[bytes], batches: Iterator[pd.DataFrame], where: str) -> None:
+    def write_stream(self, stream: IO[bytes], batches: Iterator[pd.DataFrame | pa.Table], where: str) -> None:
         writer: pq.ParquetWriter | None = None
         try:
             for number, batch in enumerate(batches, start=1):
                 schema = writer.schema if writer is not None else None
                 try:
-                    table = pa.Table.from_pandas(batch, schema=schema, preserve_index=False)
+                    table = _table(batch, schema)
                 except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
                     reason = " ".join(str(exc).split())
                     what = "the schema of the first batch" if schema is not None else "Parquet"

@@ -24,6 +24,7 @@ import pandas as pd
 from mlrm.card import datatype as datatype_of
 from mlrm.deployments import DeployRequest
 from mlrm.errors import DataError, NotFoundError, OverloadedError
+from mlrm.flavours import Prediction as Answer
 from services.predict.config import PROBA_PREFIX
 from services.predict.dataplane import DataPlane, InferenceRequest, InferenceResult
 from services.predict.model import ServedModel
@@ -178,6 +179,19 @@ def _content_type(parameters: dict[str, Any]) -> str | None:
 
 def decode(served: ServedModel, tensors: list[Tensor], parameters: dict[str, Any]) -> pd.DataFrame:
     """The raw rows a request carries, as columns named like the card's ``inference.inputs``."""
+    return decode_rows(served, tensors, parameters)[0]
+
+
+# integer and float64 tensors become the float64 a float64 feature is coerced to (FP32, FP16: not the same numbers)
+_TO_FLOAT64 = {"FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
+
+
+def decode_rows(
+    served: ServedModel, tensors: list[Tensor], parameters: dict[str, Any], *, lazy: bool = False
+) -> tuple[pd.DataFrame | None, np.ndarray | None]:
+    """:func:`decode`, and for a :attr:`~ServedModel.matrix_ready` version the same rows as one float64 matrix
+    (None otherwise): the values the DataFrame path would hand the model after coercion. With ``lazy``, a
+    frame that is the matrix itself (FP64 inputs) is left to be built from it (None)."""
     features = served.card.inference.inputs or served.card.featurelist
     names = [f.name for f in features]
     kinds = {f.name: f.datatype for f in features}
@@ -200,8 +214,13 @@ def decode(served: ServedModel, tensors: list[Tensor], parameters: dict[str, Any
             _check_kind(first, kinds[name], model, column=name)
         values = _values(first).reshape(rows, width)
         if values.dtype != object:  # one numeric block, built at once (a column at a time costs ~0.2 ms a request)
-            return pd.DataFrame(values, columns=names, copy=False)
-        return pd.DataFrame({name: values[:, i] for i, name in enumerate(names)})
+            matrix = None
+            if served.matrix_ready and first.datatype in _TO_FLOAT64:
+                matrix = values.astype(np.float64, copy=False)  # FP64: the same array
+                if lazy and matrix is values:
+                    return None, matrix
+            return pd.DataFrame(values, columns=served.columns(names), copy=False), matrix
+        return pd.DataFrame({name: values[:, i] for i, name in enumerate(names)}), None
     columns: dict[str, Any] = {}
     rows = None
     for tensor in tensors:
@@ -220,7 +239,14 @@ def decode(served: ServedModel, tensors: list[Tensor], parameters: dict[str, Any
     missing = [n for n in names if n not in columns]
     if missing:
         raise DataError(f"{model} needs input(s) {', '.join(missing)}, which the request lacks")
-    return pd.DataFrame({n: columns[n] for n in names})
+    if served.matrix_ready and all(t.datatype in _TO_FLOAT64 for t in tensors):
+        matrix = np.empty((rows or 0, len(names)), dtype=np.float64)
+        for i, n in enumerate(names):
+            matrix[:, i] = columns[n]
+        if all(t.datatype == "FP64" for t in tensors):  # the same rows, one block (integers keep their type)
+            return None if lazy else pd.DataFrame(matrix, columns=served.columns(names), copy=False), matrix
+        return pd.DataFrame({n: columns[n] for n in names}), matrix
+    return pd.DataFrame({n: columns[n] for n in names}), None
 
 
 def _check_kind(tensor: Tensor, expected: str, model: str, column: str | None = None) -> None:
@@ -274,6 +300,26 @@ def encode(served: ServedModel, frame: pd.DataFrame, wanted: list[str]) -> list[
             elif kind == "BYTES":
                 values = np.asarray([str(v) for v in values], dtype=object)
             out.append(Tensor(name, kind, [rows], values))
+    return out
+
+
+def encode_answer(served: ServedModel, answer: Answer, wanted: list[str]) -> list[Tensor]:
+    """:func:`encode` straight from the model's arrays (an answer made without DataFrames): the same tensors."""
+    out = []
+    rows = len(answer.values)
+    for name in wanted:
+        if name == "probabilities":
+            width = len(served.classes or [])
+            proba = answer.proba if answer.proba is not None else np.empty((rows, 0))
+            values = np.ascontiguousarray(proba, dtype=np.float64).reshape(-1)
+            out.append(Tensor(name, "FP64", [rows, width], values))
+        else:
+            values = answer.values
+            if values.dtype.kind in "OSU":  # what a DataFrame column of text gives back: BYTES
+                values = np.asarray([str(v) for v in values], dtype=object)
+                out.append(Tensor(name, "BYTES", [rows], values))
+            else:
+                out.append(Tensor(name, datatype_of(values.dtype), [rows], values))
     return out
 
 
@@ -344,15 +390,18 @@ class V2:
         unknown = [o for o in wanted if o not in available]
         if unknown:
             raise DataError(f"unknown output(s) {', '.join(unknown)}: the model has {', '.join(available)}")
-        frame = decode(served, tensors, parameters or {})
+        frame, matrix = decode_rows(served, tensors, parameters or {}, lazy=True)
         request = InferenceRequest(
             model, frame, alias=target.alias, version=target.version, probabilities="probabilities" in wanted,
             source=source, routing_key=_routing_key(parameters or {}),
+            matrix=matrix, matrix_columns=served.features if matrix is not None else None,
         )  # fmt: skip
         if request_id:
             request.id = request_id
         result = self.dataplane.infer(request)
         served = self.server.load(result.ref)  # the version that answered (an alias may have moved meanwhile)
+        if result.answer is not None:
+            return result, encode_answer(served, result.answer, wanted)
         return result, encode(served, result.frame, wanted)
 
     def infer_reference(
