@@ -276,13 +276,15 @@ class Orchestrator:
                 log.exception("an on_recorded hook failed on an event of run %s", run_id)
 
     def _finish(self, run_id: str, status: str, error: str | None = None) -> None:
-        if not self.store.finish(run_id, status, error):
-            return
+        # the lease and the scratch space go before the record says the run ended: whoever sees it ended
+        # (a waiting `mlrm run`, then `mlrm gc`) finds neither
         self._let_go(run_id)
         try:
             self.volume.delete_prefix(f"runs/{run_id}/gather/")  # scratch space of steps that gathered
         except MlrmError as exc:  # `mlrm gc` collects it later
             log.warning("run %s: could not clean its scratch space: %s", run_id, exc)
+        if not self.store.finish(run_id, status, error):
+            return
         self._steps.pop(run_id, None)
         self._publish_status(run_id, force=True)
         self._status_at.pop(run_id, None)
