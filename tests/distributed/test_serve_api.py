@@ -19,6 +19,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from mlrm.auth.store import AuthStore
 from mlrm.web import tables
 from mlrm.web import tables_pb2 as pb
 from mlrm.web import tables_pb2_grpc as pb_grpc
@@ -33,9 +34,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def api_key(tmp_path: Path) -> str:
+    """The callers' API key (secure by default: a service opening ports on a shared bus needs a signing key)."""
+    kept = tmp_path / "api-key"
+    if not kept.exists():
+        kept.write_text(AuthStore(tmp_path / "auth.yaml").create_key("tests", ["infer", "submit", "read"])[1])
+    return kept.read_text()
+
+
 def serve(tmp_path: Path, vhost: str, *args: str) -> tuple[subprocess.Popen, Path]:
+    api_key(tmp_path)
     env = {**os.environ, "MLRM_VOLUME": str(tmp_path / "volume"),
-           "MLRM_BUS": f"amqp://guest:guest@127.0.0.1:5672/{vhost}?heartbeat=10"}  # fmt: skip
+           "MLRM_BUS": f"amqp://guest:guest@127.0.0.1:5672/{vhost}?heartbeat=10",
+           "MLRM_JWT_KEYS": "k1:" + "t" * 40, "MLRM_AUTH_FILE": str(tmp_path / "auth.yaml")}  # fmt: skip
     env.pop("MLRM_HTTP_PORT", None)
     env.pop("MLRM_GRPC_PORT", None)
     log = tmp_path / f"serve-{args[0]}.log"
@@ -69,13 +80,16 @@ def test_mlrm_serve_handler_answers_a_table_over_rest_and_grpc(tmp_path, vhost):
         wait_ready(process, log, f"http://127.0.0.1:{http_port}/health/ready")
         rows = pd.read_csv(IRIS / "iris.csv").head(10)
         rows.loc[2, "sepal_width"] = np.nan
+        assert httpx.post(f"http://127.0.0.1:{http_port}/v1/process", content=rows.to_csv(index=False),
+                          headers={"content-type": "text/csv"}).status_code == 401  # fmt: skip
         answer = httpx.post(f"http://127.0.0.1:{http_port}/v1/process", content=rows.to_csv(index=False),
-                            headers={"content-type": "text/csv"})  # fmt: skip
+                            headers={"content-type": "text/csv", "x-api-key": api_key(tmp_path)})  # fmt: skip
         assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
         cleaned = tables.decode(answer.content, tables.CSV)
         assert len(cleaned) == 10 and not cleaned["sepal_width"].isna().any()
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
-            reply = pb_grpc.TablesStub(channel).Process(pb.ProcessRequest(arrow=tables.to_ipc(rows)), timeout=30)
+            reply = pb_grpc.TablesStub(channel).Process(pb.ProcessRequest(arrow=tables.to_ipc(rows)), timeout=30,
+                                                        metadata=(("x-api-key", api_key(tmp_path)),))  # fmt: skip
         pd.testing.assert_frame_equal(tables.from_ipc(reply.arrow), cleaned, check_dtype=False)
         assert f"REST http://127.0.0.1:{http_port}" in log.read_text()
     finally:
@@ -103,11 +117,14 @@ def test_mlrm_serve_train_takes_a_job(tmp_path, vhost):
     try:
         base = f"http://127.0.0.1:{http_port}"
         wait_ready(process, log, f"{base}/health/ready")
+        key = {"x-api-key": api_key(tmp_path)}
         answer = httpx.post(f"{base}/v1/jobs", content=(IRIS / "iris.csv").read_bytes(),
-                            headers={"content-type": "text/csv"})  # fmt: skip
+                            headers={"content-type": "text/csv", **key})  # fmt: skip
         assert answer.status_code == 202, answer.text
         deadline = time.monotonic() + 120
-        while (status := httpx.get(f"{base}/v1/jobs/{answer.json()['id']}").json())["status"] not in ("done", "failed"):
+        while (status := httpx.get(f"{base}/v1/jobs/{answer.json()['id']}", headers=key).json())["status"] not in (
+            "done", "failed"
+        ):  # fmt: skip
             assert time.monotonic() < deadline
             time.sleep(0.2)
         assert status["status"] == "done" and status["model"] == "iris-classifier" and status["version"] == 1
