@@ -238,6 +238,10 @@ class Lease:
             self.volume.put_json(self.key, current)
             self.token = None
 
+    def abandon(self) -> None:
+        """Stop renewing and leave the record held: it goes stale, and a live peer may take it over."""
+        self._stop_renewing()
+
     def release(self) -> None:
         """Drop the lease (delete its record) if it is still ours."""
         self._stop_renewing()

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mlrm.bus import Envelope, Hop
-from mlrm.errors import CorruptRecordError
+from mlrm.errors import BusError, CorruptRecordError
 from mlrm.lease import Holder, Lease, live
 from mlrm.volume import Volume
 
@@ -93,13 +93,20 @@ class JobRunner:
 
     def _run(self, lease: Lease, env: Envelope) -> None:
         lease.start_renewing()
-        status = "failed"
+        status: str | None = "failed"
         try:
             self.work(env)  # reports the step's outcome itself (event or dead letter)
             status = "done"
+        except BusError as exc:  # the outcome could not be reported (the service is stopping): not failed,
+            # not done; the record stays held and goes stale, and a replica on the bus adopts the job
+            log.warning("job %s: its outcome was not reported (%s); it is left for a replica to adopt", lease.key, exc)
+            status = None
         finally:
             try:
-                lease.finish(status=status)
+                if status is None:
+                    lease.abandon()
+                else:
+                    lease.finish(status=status)
             finally:
                 with self._lock:
                     self._running.discard(lease.key)

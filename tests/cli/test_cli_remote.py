@@ -122,4 +122,6 @@ def test_url_commands_send_the_callers_credential(cli, embedded, configs, tmp_pa
         monkeypatch.setenv("MLRM_TOKEN", security.tokens.issue("alice", ["submit", "read"])[0])
         started = cli("submit", "iris/train", "--url", url, "--no-follow")
         assert started.exit_code == 0, started.output
+        run_id = started.stdout.strip().splitlines()[-1]
+        assert cli("status", run_id, "--url", url, "--follow").exit_code == 0  # read with the token too
         assert key not in anonymous.output + refused.output  # no secret in what the user sees

@@ -82,3 +82,23 @@ def test_an_embedded_run_never_adopts_the_job_of_a_killed_run(tmp_path):
         assert job.read_bytes() == stale  # not adopted: nobody touched the dead run's job
         assert mlrm.store.get(killed).status == "abandoned"
     assert ModelRegistry(mlrm.volume).names() == ["iris-classifier"]
+
+
+def test_a_job_whose_outcome_cannot_be_reported_is_left_for_adoption_not_failed(volume):
+    """The bus closes under a finishing job (its service is stopping): nothing escapes the job's thread,
+    the job is neither done nor failed, and once its lease goes stale a replica on the bus adopts it."""
+    from mlrm.errors import BusError
+
+    def closing(env: Envelope) -> None:
+        raise BusError("bus memory:// is closed")
+
+    runner = JobRunner(volume, Holder.here("train-0", BUS), closing, lease=0.5)
+    assert runner.submit(message(2)) is True
+    wait_for(lambda: not runner._running, what="the job's thread")
+    record = volume.get_json(job_key("r1", "train"))
+    assert record["held"] and record.get("status") not in ("done", "failed")
+    ran: list = []
+    replica = JobRunner(volume, Holder.here("train-1", BUS), worker(ran))
+    wait_for(lambda: replica.adopt_orphans() == [job_key("r1", "train")], what="the adoption")
+    wait_for(lambda: volume.get_json(job_key("r1", "train"))["status"] == "done", what="the adopted job")
+    assert [e.id for e in ran] == ["r1/train/2"]
