@@ -23,8 +23,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mlrm.errors import DataError, MlrmError, TooLargeError
+from mlrm.errors import DataError, MlrmError
 from mlrm.web.auth import requires, secure, token_routes
+from mlrm.web.http import read_body as bounded_body
 from mlrm.web.openapi import openapi_routes
 from services.predict.v2.codec import V2, Tensor, from_list, from_raw, json_data, to_raw
 from services.predict.v2.schemas import MODELS
@@ -66,16 +67,7 @@ def rest_app(v2: V2, *, max_body: int = 16 * 1024 * 1024, extra: Sequence[Route]
         return endpoint
 
     async def read_body(request: Request) -> bytes:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body:
-            raise TooLargeError(f"the request body has {length} bytes; the limit is {max_body}")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_body:
-                raise TooLargeError(f"the request body is over the limit of {max_body} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return await bounded_body(request, max_body)
 
     @requires(None)
     async def live(request: Request) -> Response:
