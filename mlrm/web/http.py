@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -51,6 +52,17 @@ def guarded(endpoint: Endpoint) -> Endpoint:
     call.__name__, call.__doc__ = endpoint.__name__, endpoint.__doc__  # the OpenAPI generator reads docstrings
     call.scope = getattr(endpoint, "scope", None)  # type: ignore[attr-defined]
     return call
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+    return json_response({"error": f"{request.method} {request.url.path}: {detail}"}, status)
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {HTTPException: _http_error, Exception: _http_error}
+"""For ``Starlette(exception_handlers=...)``: an unknown path (404), a wrong method (405) or anything
+that escapes an endpoint answers JSON ``{"error": ...}`` too, not plain text or a traceback."""
 
 
 async def read_body(request: Request, max_body: int) -> bytes:

@@ -28,7 +28,6 @@ import grpc
 import pandas as pd
 from pydantic import BaseModel, Field
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -40,7 +39,7 @@ from mlrm.web import tables_pb2_grpc as pb_grpc
 from mlrm.web.auth import requires, token_routes
 from mlrm.web.grpc_health import SCOPES as HEALTH_SCOPES
 from mlrm.web.grpc_health import with_health
-from mlrm.web.http import guarded, json_response, read_body
+from mlrm.web.http import EXCEPTION_HANDLERS, guarded, json_response, read_body
 from mlrm.web.openapi import openapi_routes
 
 log = logging.getLogger(__name__)
@@ -205,12 +204,7 @@ def rest_app(title: str, routes: Sequence[BaseRoute], *, ready: Ready,
     routes = [*health_routes(ready), *routes, *token_routes()]
     routes += openapi_routes(title, routes, models=[ErrorBody, Health, *models])
 
-    async def http_error(request: Request, exc: Exception) -> Response:
-        status = exc.status_code if isinstance(exc, HTTPException) else 500
-        detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
-        return json_response({"error": f"{request.method} {request.url.path}: {detail}"}, status)
-
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: http_error})
+    return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
 
 
 def grpc_status(exc: MlrmError) -> grpc.StatusCode:

@@ -3,6 +3,7 @@ list deployments, decommission (unload, then delete the version)."""
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,8 @@ class RegistryPlane:
         if not artefact:
             raise DataError("the artefact is empty")
         with tempfile.TemporaryDirectory(prefix="mlrm-upload-") as tmp:
-            path = Path(tmp) / f"artefact{suffix}"
+            stem = re.sub(r"[^A-Za-z0-9_-]", "_", Path(filename or "").stem)[:100] or "artefact"
+            path = Path(tmp) / f"{stem}{suffix}"  # errors name the file the caller sent
             path.write_bytes(artefact)
             card = register_model(self.registry, name, path, description, alias=alias)
         return Registered(model=name, version=int(card["version"]), card=card)

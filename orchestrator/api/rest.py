@@ -23,7 +23,7 @@ from mlrm.deployments import Deployment, DeployRequest
 from mlrm.discovery import ModelQuery
 from mlrm.errors import DataError, NotFoundError
 from mlrm.web.auth import requires, token_routes
-from mlrm.web.http import guarded, json_response, read_body
+from mlrm.web.http import EXCEPTION_HANDLERS, guarded, json_response, read_body
 from mlrm.web.openapi import openapi_routes
 from orchestrator.api import models as M
 from orchestrator.api.control import ControlPlane, load_body
@@ -471,7 +471,7 @@ def rest_app(control: ControlPlane, registry: RegistryPlane, *, max_body: int = 
         route("/deployments/{id}/decommission", decommission, ["POST"]),
     ]
     routes += token_routes()
-    return Starlette(routes=routes + docs_routes(title, routes))
+    return Starlette(routes=routes + docs_routes(title, routes), exception_handlers=EXCEPTION_HANDLERS)
 
 
 def docs_routes(title: str, routes: list[Route]) -> list[Route]:

@@ -18,13 +18,13 @@ from typing import Any
 import anyio.to_thread
 import orjson
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from mlrm.errors import DataError, MlrmError
 from mlrm.web.auth import requires, secure, token_routes
+from mlrm.web.http import EXCEPTION_HANDLERS
 from mlrm.web.http import read_body as bounded_body
 from mlrm.web.openapi import openapi_routes
 from services.predict.v2.codec import V2, Tensor, from_list, from_raw, json_data, to_raw
@@ -303,12 +303,7 @@ def rest_app(v2: V2, *, max_body: int = 16 * 1024 * 1024, extra: Sequence[Route]
     ]
     routes += openapi_routes("mlrm predict: Open Inference Protocol (V2)", routes, models=MODELS)
 
-    async def http_error(request: Request, exc: Exception) -> Response:
-        status = exc.status_code if isinstance(exc, HTTPException) else 500
-        detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
-        return error_response(f"{request.method} {request.url.path}: {detail}", status)
-
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: http_error})
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
     return secure(app, None)  # open until ApiServers installs a Security
 
 

@@ -191,3 +191,10 @@ def test_a_cancel_message_on_the_bus_cancels_too(client: httpx.Client, tmp_path:
     while client.get(f"/runs/{run_id}").json()["status"] != "cancelled":
         assert time.monotonic() < deadline
         time.sleep(0.02)
+
+
+def test_unknown_paths_and_methods_answer_json_not_plain_text(client: httpx.Client) -> None:
+    for method, path, status in [("GET", "/nope", 404), ("DELETE", "/runs", 405), ("GET", "/runs/a%2Fb", 404)]:
+        answer = client.request(method, path)
+        assert answer.status_code == status and answer.headers["content-type"] == "application/json"
+        assert path.split("/")[1] in answer.json()["error"]

@@ -414,3 +414,10 @@ def test_grpc_typed_contents(iris):
             stub.ModelInfer(request)
         assert caught.value.code() == grpclib.StatusCode.INVALID_ARGUMENT
         assert "contents.fp64_contents, not int64_contents" in caught.value.details()
+
+
+def test_unknown_paths_and_methods_answer_the_v2_error_body(iris):
+    base = f"http://127.0.0.1:{iris['servers'].http_port}"
+    for method, path, status in [("GET", "/v3/models", 404), ("DELETE", "/v2/models/iris-classifier/infer", 405)]:
+        answer = httpx.request(method, base + path)
+        assert answer.status_code == status and list(answer.json()) == ["error"]
