@@ -25,9 +25,12 @@ import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Annotated, Any
+
+from pydantic import AfterValidator
 
 from mlrm.card import ModelCard
+from mlrm.config import as_value_error
 from mlrm.errors import ConfigError, CorruptRecordError, NotFoundError, RefusedError, RegistryError
 from mlrm.flavours import flavour
 from mlrm.signing import Signer, signer_from_env
@@ -66,6 +69,12 @@ def check_alias(alias: str) -> str:
             f"alias {alias!r} is not valid: lower-case letters, digits, '_' and '-', starting with a letter (max 64)"
         )
     return alias
+
+
+ModelName = Annotated[str, AfterValidator(lambda v: as_value_error(check_name, v))]
+"""A config field holding a model name: checked by :func:`check_name`, the error located in its file."""
+AliasName = Annotated[str, AfterValidator(lambda v: as_value_error(check_alias, v))]
+"""A config field holding an alias: checked by :func:`check_alias`."""
 
 
 def sha256(data: bytes) -> str:

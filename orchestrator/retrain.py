@@ -39,7 +39,7 @@ from pydantic import Field, field_validator
 from mlrm.bus import Hop
 from mlrm.config import ConfigModel, Section, as_value_error, load_config
 from mlrm.errors import ConfigError, MlrmError, NotFoundError
-from mlrm.registry import ModelRegistry, check_alias, check_name
+from mlrm.registry import AliasName, ModelName, ModelRegistry
 from mlrm.volume import Volume, check_output_key
 from orchestrator import loop_events
 from orchestrator.compile import CompiledWorkflow, compile_workflow
@@ -84,9 +84,9 @@ class RetrainPolicy(ConfigModel):
     """When and how a model is retrained, and how its challenger is promoted."""
 
     kind: Literal["RetrainPolicy"] = "RetrainPolicy"
-    model: str
+    model: ModelName
     """Registry name of the model."""
-    alias: str = "production"
+    alias: AliasName = "production"
     """The alias served and replaced (the monitor checks the version it points at)."""
     monitor: str
     """The MonitorConfig file (relative to this file) whose checks trigger a retraining."""
@@ -105,15 +105,7 @@ class RetrainPolicy(ConfigModel):
     promotion: PromotionPolicy = Field(default_factory=PromotionPolicy)
     """The gate, the canary and when to roll back."""
 
-    @field_validator("model")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return as_value_error(check_name, v)
 
-    @field_validator("alias")
-    @classmethod
-    def _alias(cls, v: str) -> str:
-        return as_value_error(check_alias, v)
 
     def check_references(self, path: Path) -> None:
         self.load_parts(path)

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from mlrm.config import ConfigModel, Section, as_value_error
-from mlrm.registry import check_alias, check_name
+from mlrm.registry import AliasName, ModelName
 
 DecayMetric = Literal["accuracy", "f1", "mae", "rmse"]
 
@@ -98,9 +98,9 @@ class MonitorConfig(ConfigModel):
     """Monitoring of a deployed model: drift detectors over a window of its prediction log and feedback."""
 
     kind: Literal["MonitorConfig"] = "MonitorConfig"
-    model: str
+    model: ModelName
     """Registry name of the model."""
-    alias: str = "production"
+    alias: AliasName = "production"
     """The alias whose version is checked (against its own reference statistics)."""
     detectors: list[DetectorSpec] = Field(min_length=1)
     """What to check."""
@@ -109,12 +109,4 @@ class MonitorConfig(ConfigModel):
     min_samples: int = Field(100, ge=1)
     """Fewer rows in the window than this: the check gives no verdict (not drifted) and says why."""
 
-    @field_validator("model")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return as_value_error(check_name, v)
 
-    @field_validator("alias")
-    @classmethod
-    def _alias(cls, v: str) -> str:
-        return as_value_error(check_alias, v)

@@ -10,7 +10,7 @@ import services.predict.sinks  # noqa: F401 - registers the built-in sinks
 from mlrm.config import ConfigModel, Section, as_value_error
 from mlrm.deployments import check_runtime
 from mlrm.monitoring import LogSettings
-from mlrm.registry import check_alias, check_name
+from mlrm.registry import AliasName, ModelName
 from mlrm.steps import registry
 
 PROBA_PREFIX = "proba_"
@@ -19,22 +19,14 @@ PROBA_PREFIX = "proba_"
 class ModelSelector(Section):
     """A registered model, by alias or version (the latest version when neither is given)."""
 
-    name: str
+    name: ModelName
     """Registry name of the model."""
-    alias: str | None = None
+    alias: AliasName | None = None
     """Alias to serve, e.g. `production`. Resolved once when a run starts."""
     version: int | None = Field(None, ge=1)
     """A fixed version number."""
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return as_value_error(check_name, v)
 
-    @field_validator("alias")
-    @classmethod
-    def _alias(cls, v: str | None) -> str | None:
-        return v if v is None else as_value_error(check_alias, v)
 
     @model_validator(mode="after")
     def _one(self) -> ModelSelector:

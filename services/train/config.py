@@ -10,14 +10,14 @@ from mlrm.config import ConfigModel, Section, as_value_error
 from mlrm.expr import compile_condition, compile_expression
 from mlrm.flavours import flavour
 from mlrm.imports import import_string
-from mlrm.registry import check_alias, check_name
+from mlrm.registry import AliasName, ModelName
 from services.train.metrics import METRICS, metric_names
 
 
 class ModelSpec(Section):
     """What to train and what to call it."""
 
-    name: str
+    name: ModelName
     """Registry name of the model (lower-case letters, digits, '.', '_', '-')."""
     kind: Literal["classification", "regression"]
     """The task; decides the default metrics and whether class probabilities are served."""
@@ -36,10 +36,6 @@ class ModelSpec(Section):
     tags: dict[str, str] = Field(default_factory=dict)
     """Labels for discovery, e.g. `{team: energy, site: plant-3}`."""
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return as_value_error(check_name, v)
 
     @field_validator("estimator")
     @classmethod
@@ -79,15 +75,11 @@ class Evaluation(Section):
 class RegisterRule(Section):
     """Point an alias at the new version when a condition on its metrics holds."""
 
-    alias: str
+    alias: AliasName
     """Alias to (re)point, e.g. `production`, `staging`, `canary`."""
     when: str | None = None
     """Condition over metric names, e.g. `accuracy >= 0.9 and f1_macro > 0.85`; always when omitted."""
 
-    @field_validator("alias")
-    @classmethod
-    def _alias(cls, v: str) -> str:
-        return as_value_error(check_alias, v)
 
     @field_validator("when")
     @classmethod

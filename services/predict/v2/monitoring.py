@@ -23,10 +23,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mlrm.errors import DataError, MlrmError, NotFoundError, TooLargeError
+from mlrm.errors import DataError, MlrmError, NotFoundError
 from mlrm.monitoring import Check, history, parse_feedback, write_feedback
 from mlrm.registry import ModelRegistry, check_name
 from mlrm.web.auth import requires
+from mlrm.web.http import read_body
 from services.predict.v2 import monitoring_pb2 as pb
 from services.predict.v2 import monitoring_pb2_grpc as pb_grpc
 
@@ -80,14 +81,9 @@ def rest_routes(monitoring: Monitoring, *, max_body: int = 16 * 1024 * 1024) -> 
         return endpoint
 
     async def body_of(request: Request) -> Any:
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_body:
-                raise TooLargeError(f"the request body is over the limit of {max_body} bytes")
-            chunks.append(chunk)
+        body = await read_body(request, max_body)
         try:
-            return orjson.loads(b"".join(chunks))
+            return orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise DataError(f"the feedback is not valid JSON: {exc}") from None
 
