@@ -1,4 +1,5 @@
-"""The long schemathesis run: every service's REST API against its own OpenAPI document, many examples each.
+"""The long schemathesis run: every service's REST API and the control plane's against their own OpenAPI
+documents, many examples each.
 
     .venv/bin/python scripts/fuzz_apis.py                  # 500 examples per operation
     .venv/bin/python scripts/fuzz_apis.py --examples 50    # quicker
@@ -24,12 +25,14 @@ from mlrm.config import load_config  # noqa: E402
 from mlrm.service import ApiSettings, services  # noqa: E402
 from mlrm.settings import Settings  # noqa: E402
 from mlrm.web.servers import ApiServers  # noqa: E402
+from orchestrator.api.serve import ControlServers  # noqa: E402
 from orchestrator.embedded import Embedded  # noqa: E402
 from tests.mlrm.web.fuzz import fuzz  # noqa: E402
 
 IRIS = ROOT / "configs" / "iris"
 CONFIGS = {"collector": IRIS / "collect-train.yaml", "handler": IRIS / "clean-train.yaml",
-           "features": IRIS / "features.yaml", "train": IRIS / "model.yaml", "predict": None}  # fmt: skip
+           "features": IRIS / "features.yaml", "train": IRIS / "model.yaml", "predict": None,
+           "orchestrator": None}  # fmt: skip
 
 
 def main() -> None:
@@ -44,9 +47,16 @@ def main() -> None:
             for name, config in CONFIGS.items():
                 if args.only and name not in args.only:
                     continue
+                started = time.perf_counter()
+                if name == "orchestrator":  # the control plane, beside this process's orchestrator
+                    with ControlServers(mlrm.orchestrator, configs=ROOT / "configs", http_port=0,
+                                        grpc_port=None) as servers:  # fmt: skip
+                        operations = fuzz(f"http://127.0.0.1:{servers.http_port}", max_examples=args.examples)
+                    print(f"{name}: {operations} operations x {args.examples} examples: no failure "
+                          f"({time.perf_counter() - started:.1f}s)")  # fmt: skip
+                    continue
                 service = services.get(name)(MemoryBus(), mlrm.volume, worker=f"{name}-fuzz")
                 offered = service.api(ApiSettings(config=load_config(config) if config else None))
-                started = time.perf_counter()
                 with ApiServers(rest=offered.rest, http_port=0, name=name) as servers:
                     operations = fuzz(f"http://127.0.0.1:{servers.http_port}", max_examples=args.examples)
                 if offered.close is not None:

@@ -1,7 +1,8 @@
 """Property-based tests of the control plane's REST API from its own OpenAPI document (schemathesis):
 no 5xx, and every response conforms to the schema, status codes and content types the document declares.
 
-Bounded (a few examples per operation) so CI stays fast; `scripts/fuzz-api.sh` runs the long version."""
+Bounded (a few examples per operation) so CI stays fast; `scripts/fuzz_apis.py --only orchestrator` runs the
+long version."""
 
 from __future__ import annotations
 
