@@ -454,6 +454,8 @@ def rest_app(control: ControlPlane, registry: RegistryPlane, *, max_body: int = 
     routes = [
         route("/health", health, ["GET"]),
         route("/ready", ready, ["GET"]),
+        route("/health/live", health, ["GET"]),  # the probe paths every mlrm server answers
+        route("/health/ready", ready, ["GET"]),
         route("/runs", submit, ["POST"]),
         route("/runs", list_runs, ["GET"]),
         route("/runs/{id}", show_run, ["GET"]),

@@ -198,3 +198,8 @@ def test_unknown_paths_and_methods_answer_json_not_plain_text(client: httpx.Clie
         answer = client.request(method, path)
         assert answer.status_code == status and answer.headers["content-type"] == "application/json"
         assert path.split("/")[1] in answer.json()["error"]
+
+
+def test_the_probe_paths_every_mlrm_server_answers(client: httpx.Client) -> None:
+    assert client.get("/health/live").status_code == 200 and client.get("/health").status_code == 200
+    assert client.get("/health/ready").status_code == 200 and client.get("/ready").status_code == 200
