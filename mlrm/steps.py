@@ -76,8 +76,12 @@ class TransformStep(Step):
     regroups: ClassVar[bool] = False
     """True for a step that turns rows into fewer rows by a fixed rule (a sliding window: 672 readings ->
     one window). A direct request is then answered per row the step makes, as :meth:`postprocess` says."""
-    postprocesses: ClassVar[bool] = False
-    """True for a step whose :meth:`postprocess` changes the model's outputs (de-normalising a forecast)."""
+
+    @property
+    def postprocesses(self) -> bool:
+        """True for a step whose :meth:`postprocess` changes the model's outputs (de-normalising a forecast):
+        the outputs of a version whose steps all say False are the model's own, untouched."""
+        return False
 
     inference: bool | None = None
     """Apply this step to prediction requests as part of the model's inference pipeline. Default: yes,

@@ -1,9 +1,11 @@
 """The prediction log: logged predictions as partitioned Parquet in the volume, written in the background.
 
-:meth:`PredictionLog.record` never blocks: it puts the entry on a bounded queue and returns;
-when the queue is full the entry is dropped and counted (``stats()["dropped"]``), so a slow
-volume slows nothing but the log. A writer thread turns entries into rows and writes one part
-per model and day when ``max_rows`` rows are pending or ``interval`` seconds have passed.
+:meth:`PredictionLog.record` never blocks: it appends the entry to a bounded list and returns;
+when ``max_queue`` entries are waiting the entry is dropped and counted (``stats()["dropped"]``),
+so a slow volume slows nothing but the log. Recording wakes no thread (a wake-up per request
+would cost a small request more than logging it): a writer thread takes every waiting entry
+each ``interval`` seconds, or as soon as ``max_rows`` rows wait, turns them into rows column by
+column and writes one part per model and day.
 A part appears whole or not at all (the volume's writes are atomic), so a crash loses at most
 the entries not yet written and never leaves a broken file; what :meth:`flush` (or
 :meth:`close`) acknowledged is on disk.
@@ -17,9 +19,7 @@ from __future__ import annotations
 
 import io
 import logging
-import queue
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mlrm.columns import Columns
 from mlrm.monitoring.paths import part_key, part_time, predictions_prefix
 from mlrm.volume import Volume
 
@@ -42,23 +43,32 @@ META = ["request_id", "row_id", "row", "model", "version", "source", "at"]
 
 @dataclass
 class LogEntry:
-    """One logged request: its rows' features (what the model saw) and outputs, row for row."""
+    """One logged request: its rows' features (what the model saw) and outputs, row for row.
+
+    ``features`` and ``outputs`` may be DataFrames or :class:`~mlrm.columns.Columns` (the data plane
+    gives Columns, so logging a request builds no DataFrame on the request thread or the writer's);
+    the entry keeps their arrays only."""
 
     model: str
     version: int
     request_id: str
     source: str
     at: float
-    features: pd.DataFrame
-    outputs: pd.DataFrame
+    features: Columns | pd.DataFrame
+    outputs: Columns | pd.DataFrame
     row_ids: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        # only the arrays are kept: a queued DataFrame is dozens of objects the garbage collector scans
+        # again and again until the writer takes it, which costs a small request more than logging it
+        self.features, self.outputs = Columns.bare(self.features), Columns.bare(self.outputs)
 
 
 def rows_of(entry: LogEntry) -> pd.DataFrame:
-    """The log rows of an entry (done by the writer thread, not the request)."""
+    """The log rows of one entry, through pandas (the writer's path for an entry that cannot be batched)."""
     n = len(entry.outputs)
-    features = entry.features.reset_index(drop=True).iloc[:n]
-    outputs = entry.outputs.reset_index(drop=True)
+    features = Columns.of(entry.features).frame.reset_index(drop=True).iloc[:n]
+    outputs = Columns.of(entry.outputs).frame.reset_index(drop=True)
     if len(features) != n:  # a model that answers fewer rows than it was given: keep what pairs up
         outputs = outputs.iloc[: len(features)]
         n = len(features)
@@ -86,14 +96,12 @@ def write_part(volume: Volume, prefix: str, frame: pd.DataFrame | pa.Table) -> s
     table = frame if isinstance(frame, pa.Table) else _table(frame)
     key = part_key(prefix, float(pc.max(table.column("at")).as_py()))
     sink = io.BytesIO()
-    pq.write_table(table, sink)
+    # dictionaries for text only (trying one for every column of numbers and giving it up costs more than the
+    # rest of the write) and statistics for the timestamps only
+    text = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_dictionary(f.type)]
+    pq.write_table(table, sink, use_dictionary=text, write_statistics=["at"])
     volume.put_bytes(key, sink.getvalue())
     return key
-
-
-class _Flush:
-    def __init__(self) -> None:
-        self.done = threading.Event()
 
 
 class PredictionLog:
@@ -103,8 +111,11 @@ class PredictionLog:
         self, volume: Volume, *, max_queue: int = 10_000, max_rows: int = 50_000, interval: float = 1.0
     ) -> None:
         self.volume = volume
-        self.max_rows, self.interval = max_rows, interval
-        self._queue: queue.Queue[LogEntry | _Flush | None] = queue.Queue(max_queue)
+        self.max_queue, self.max_rows, self.interval = max_queue, max_rows, interval
+        self._pending: list[LogEntry] = []  # appended by requests, taken whole by the writer
+        self._rows = 0
+        self._flushes: list[threading.Event] = []  # flush() calls waiting for the next write
+        self._wake = threading.Event()  # set only when the writer must not wait for its tick
         self._counts = {"logged": 0, "dropped": 0, "written": 0, "failed": 0, "parts": 0}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -113,15 +124,16 @@ class PredictionLog:
     # -- the request side: never blocks -----------------------------------------------
     def record(self, entry: LogEntry) -> bool:
         """Queue an entry; False (and counted as dropped) when the queue is full or the log closed."""
-        if self._closed:
-            self._count("dropped")
-            return False
-        try:
-            self._queue.put_nowait(entry)
-        except queue.Full:
-            self._count("dropped")
-            return False
-        self._count("logged")
+        with self._lock:
+            if self._closed or len(self._pending) >= self.max_queue:
+                self._counts["dropped"] += 1
+                return False
+            self._pending.append(entry)
+            self._rows += len(entry.outputs)
+            self._counts["logged"] += 1
+            full = self._rows >= self.max_rows
+        if full:
+            self._wake.set()
         return True
 
     def _count(self, what: str, n: int = 1) -> None:
@@ -131,7 +143,7 @@ class PredictionLog:
     def stats(self) -> dict[str, int]:
         """Entries ``logged`` (queued) and ``dropped``; rows ``written`` and ``failed``; ``parts`` written."""
         with self._lock:
-            return {**self._counts, "queued": self._queue.qsize()}
+            return {**self._counts, "queued": len(self._pending)}
 
     # -- the writer -----------------------------------------------------------------------
     def start(self) -> PredictionLog:
@@ -143,59 +155,50 @@ class PredictionLog:
     def flush(self, timeout: float | None = 30.0) -> bool:
         """Block until every entry queued before this call is on disk (or failed); False on timeout."""
         if self._thread is None:
-            self._drain_inline()
+            self._write_pending()
             return True
-        marker = _Flush()
-        self._queue.put(marker, timeout=timeout)
-        return marker.done.wait(timeout)
+        done = threading.Event()
+        with self._lock:
+            self._flushes.append(done)
+        self._wake.set()
+        return done.wait(timeout)
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Write everything queued, then stop the writer. Entries recorded afterwards are dropped."""
-        if self._closed:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        thread, self._thread = self._thread, None
+        if thread is None:
+            self._write_pending()
             return
-        self.flush(timeout)
-        self._closed = True
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout)
-            self._thread = None
+        self._wake.set()
+        thread.join(timeout)
 
-    def _drain_inline(self) -> None:
-        pending: list[LogEntry] = []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, LogEntry):
-                pending.append(item)
-            elif isinstance(item, _Flush):
-                item.done.set()
-        self._write(pending)
+    def _take(self) -> tuple[list[LogEntry], list[threading.Event]]:
+        with self._lock:
+            taken, self._pending, self._rows = self._pending, [], 0
+            flushes, self._flushes = self._flushes, []
+        return taken, flushes
+
+    def _write_pending(self) -> None:
+        entries, flushes = self._take()
+        try:
+            self._write(entries)
+        except Exception:  # a bug in building the rows must not stop the writer (or hang a flush)
+            log.exception("could not write %d logged request(s)", len(entries))
+            self._count("failed", sum(len(e.outputs) for e in entries))
+        for done in flushes:
+            done.set()
 
     def _run(self) -> None:
-        pending: list[LogEntry] = []
-        rows, since = 0, time.monotonic()
         while True:
-            wait = max(0.0, self.interval - (time.monotonic() - since)) if pending else self.interval
-            try:
-                item = self._queue.get(timeout=wait)
-            except queue.Empty:
-                item = _TIMEOUT
-            if isinstance(item, LogEntry):
-                if not pending:
-                    since = time.monotonic()
-                pending.append(item)
-                rows += len(item.outputs)
-                if rows < self.max_rows:
-                    continue
-            elif item is _TIMEOUT and pending and time.monotonic() - since < self.interval:
-                continue
-            self._write(pending)
-            pending, rows = [], 0
-            if isinstance(item, _Flush):
-                item.done.set()
-            elif item is None:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            stopping = self._closed
+            self._write_pending()
+            if stopping:
                 return
 
     def _write(self, entries: list[LogEntry]) -> None:
@@ -212,9 +215,6 @@ class PredictionLog:
                     continue
                 self._count("written", rows)
                 self._count("parts")
-
-
-_TIMEOUT = _Flush()  # a sentinel: the queue was empty for the whole wait
 
 
 def _by_model(entries: Iterable[LogEntry]) -> Iterator[tuple[str, list[pd.DataFrame | pa.Table]]]:
@@ -242,12 +242,15 @@ def _aligned(entry: LogEntry) -> bool:
 
 
 def _batch_table(entries: list[LogEntry]) -> pa.Table | pd.DataFrame:
-    """The rows of many requests at once, column by column (one concatenation per table, not one per
-    request; request ids, model and source dictionary-encoded): the writer's CPU is what the server shares."""
-    same = len({(tuple(e.features.columns), tuple(e.outputs.columns)) for e in entries}) == 1
+    """The rows of many requests at once, column by column from the entries' arrays: one concatenation
+    per column, no DataFrame (request ids, model and source dictionary-encoded). The writer's CPU is
+    what the server shares."""
+    features = [Columns.of(e.features) for e in entries]
+    outputs = [Columns.of(e.outputs) for e in entries]
+    same = len({(tuple(f.names), tuple(o.names)) for f, o in zip(features, outputs, strict=True)}) == 1
     if not same or not all(_aligned(e) for e in entries):
         return pd.concat([rows_of(e) for e in entries], ignore_index=True)
-    sizes = np.array([len(e.outputs) for e in entries])
+    sizes = np.array([len(o) for o in outputs])
     total = int(sizes.sum())
     owner = pa.array(np.repeat(np.arange(len(entries), dtype="int32"), sizes))
 
@@ -261,17 +264,31 @@ def _batch_table(entries: list[LogEntry]) -> pa.Table | pd.DataFrame:
     columns: dict[str, pa.Array] = {
         "request_id": shared([e.request_id for e in entries]),
         "row_id": row_ids,
-        "row": pa.array(np.concatenate([np.arange(n, dtype="int64") for n in sizes])),
+        "row": pa.array(np.arange(total, dtype="int64") - np.repeat(np.cumsum(sizes) - sizes, sizes)),
         "model": shared([e.model for e in entries]),
         "version": pa.array(np.repeat(np.array([e.version for e in entries], dtype="int64"), sizes)),
         "source": shared([e.source for e in entries]),
         "at": pa.array(np.repeat(np.array([e.at for e in entries], dtype=float), sizes)),
     }
-    for prefix, frames in ((FEATURE, [e.features for e in entries]), (OUTPUT, [e.outputs for e in entries])):
-        part = pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False)
-        for name, column in zip(part.column_names, part.columns, strict=True):
-            columns[f"{prefix}{name}"] = column
+    for prefix, parts in ((FEATURE, features), (OUTPUT, outputs)):
+        for name in parts[0].names:
+            columns[f"{prefix}{name}"] = _arrow([p.arrays[name] for p in parts])
     return pa.table(columns)
+
+
+def _arrow(chunks: list[Any]) -> pa.Array:
+    """One Arrow array of a column's chunks (numpy arrays, or pandas extension arrays)."""
+    if all(isinstance(c, np.ndarray) for c in chunks):
+        values = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+        return pa.array(values, from_pandas=True) if values.dtype.kind != "O" else _objects(values)
+    return pa.Array.from_pandas(pd.concat([pd.Series(c, copy=False) for c in chunks], ignore_index=True))
+
+
+def _objects(values: np.ndarray) -> pa.Array:
+    try:
+        return pa.array(values, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed Python objects: store them as text
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
 # -- reading ---------------------------------------------------------------------------------

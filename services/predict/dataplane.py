@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from mlrm.columns import Columns
 from mlrm.context import StepContext
 from mlrm.deployments import Batching, Shadow
 from mlrm.errors import MlrmError, RefusedError
@@ -85,15 +86,31 @@ InferenceRequest.frame = property(_request_frame, _set_request_frame)  # type: i
 
 @dataclass
 class Prediction:
-    """What ``on_predict`` subscribers see, for every prediction whoever asked."""
+    """What ``on_predict`` subscribers see, for every prediction whoever asked.
+
+    The rows are :class:`~mlrm.columns.Columns`: ``inputs``, ``features`` and ``outputs`` are their
+    DataFrames, built when first read; a subscriber that reads ``*.arrays`` (the prediction log)
+    costs a small request no pandas at all."""
 
     ref: ModelRef
     request_id: str
     source: str  # "bus" for workflow batches, else the transport of a direct request
-    inputs: pd.DataFrame  # the raw rows
-    features: pd.DataFrame  # the rows after the inference pipeline: what the model saw
-    outputs: pd.DataFrame  # the answer: predictions, probabilities, kept columns
+    input_columns: Columns  # the raw rows
+    feature_columns: Columns  # the rows after the inference pipeline: what the model saw
+    output_columns: Columns  # the answer: predictions, probabilities, kept columns
     at: float  # seconds since the epoch
+
+    @property
+    def inputs(self) -> pd.DataFrame:
+        return self.input_columns.frame
+
+    @property
+    def features(self) -> pd.DataFrame:
+        return self.feature_columns.frame
+
+    @property
+    def outputs(self) -> pd.DataFrame:
+        return self.output_columns.frame
 
     @property
     def shadow(self) -> bool:
@@ -119,7 +136,7 @@ class InferenceResult:
         if self._frame is None:
             assert self.answer is not None and self._served is not None
             served, answer = self._served, self.answer
-            self._frame = served.answer_frame(answer, probabilities=self._probabilities, column=self._column)
+            self._frame = served.answer_columns(answer, probabilities=self._probabilities, column=self._column).frame
         return self._frame
 
 
@@ -167,8 +184,12 @@ class DataPlane:
                     probabilities=request.probabilities and served.classes is not None, column=request.column,
                 )  # fmt: skip
                 if len(self.on_predict):  # what run() would tell them: with no pipeline, features are the input
-                    rows = served.coerce(request.frame)
-                    event = Prediction(served.ref, request.id, request.source, rows, rows, result.frame, time.time())
+                    rows = Columns.of_matrix(request.matrix, served.features)
+                    outputs = served.answer_columns(
+                        answer, probabilities=request.probabilities and served.classes is not None,
+                        column=request.column,
+                    )  # fmt: skip
+                    event = Prediction(served.ref, request.id, request.source, rows, rows, outputs, time.time())
                     self.on_predict.fire(event)
                 return result
         with batcher.slot() if batcher is not None else nullcontext() as slot:
@@ -281,8 +302,9 @@ class DataPlane:
         outputs = served.predict(
             features, keep=keep, probabilities=probabilities, column=column, runtime=runtime, call=call
         )
-        outputs = served.postprocess(outputs, features, column)
+        if served.post:
+            outputs = Columns.of(served.postprocess(outputs.frame, features, column))
         if len(self.on_predict):
-            event = Prediction(served.ref, request_id, source, frame, features, outputs, time.time())
-            self.on_predict.fire(event)
-        return outputs
+            rows, seen = Columns.of(frame), Columns.of(features)
+            self.on_predict.fire(Prediction(served.ref, request_id, source, rows, seen, outputs, time.time()))
+        return outputs.frame

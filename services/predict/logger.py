@@ -69,13 +69,14 @@ class PredictionLogger:
         if settings.sample < 1 and self._random.random() >= settings.sample:
             return
         row_ids = None
-        if settings.row_id is not None and settings.row_id in event.inputs.columns:
+        if settings.row_id is not None and settings.row_id in event.input_columns:
             ids = event.inputs[settings.row_id]
-            if len(ids) != len(event.outputs) and ids.index.is_unique and event.features.index.isin(ids.index).all():
+            answered = len(event.output_columns)
+            if len(ids) != answered and ids.index.is_unique and event.features.index.isin(ids.index).all():
                 ids = ids.loc[event.features.index]  # the pipeline dropped rows: keep the ids of the rest
-            row_ids = ids.astype(str).tolist() if len(ids) == len(event.outputs) else None
+            row_ids = ids.astype(str).tolist() if len(ids) == answered else None
         self.log.record(LogEntry(event.ref.name, event.ref.version, event.request_id, event.source, event.at,
-                                 event.features, event.outputs, row_ids))  # fmt: skip
+                                 event.feature_columns, event.output_columns, row_ids))  # fmt: skip
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> PredictionLogger:

@@ -20,6 +20,7 @@ import pandas as pd
 
 from mlrm.bus import Hop
 from mlrm.card import ModelCard
+from mlrm.columns import Columns
 from mlrm.errors import INPUT_EXCEPTIONS, ConfigError, DataError, RefusedError, RegistryError, one_line
 from mlrm.flavours import Flavour, Prediction, flavour
 from mlrm.pipeline import apply_step, inference_pipeline, postprocess, same_statistics
@@ -151,13 +152,12 @@ class ServedModel:
         except INPUT_EXCEPTIONS:
             return None
 
-    def answer_frame(
+    def answer_columns(
         self, answer: Prediction, *, probabilities: bool = True, column: str = "prediction",
         kept: pd.DataFrame | None = None,
-    ) -> pd.DataFrame:  # fmt: skip
+    ) -> Columns:  # fmt: skip
         """A model's answer as output columns: ``kept`` columns, ``column``, then the class probabilities."""
-        # every output column at once: one DataFrame built from a dict, not a column assigned at a time
-        columns: dict[str, Any] = {} if kept is None else {name: kept[name].reset_index(drop=True) for name in kept}
+        columns: dict[str, Any] = {} if kept is None else {name: kept[name].array for name in kept}  # dtypes kept
         if self.targets and answer.values.ndim == 2:  # several outputs per row: one column each
             for i, name in enumerate(self.targets):
                 columns[name] = answer.values[:, i]
@@ -166,7 +166,7 @@ class ServedModel:
         if probabilities and answer.proba is not None and self.classes is not None:
             for i, cls in enumerate(self.classes):
                 columns[f"{PROBA_PREFIX}{cls}"] = answer.proba[:, i]
-        return pd.DataFrame(columns, copy=False)
+        return Columns(columns)
 
     def coerce(self, df: pd.DataFrame) -> pd.DataFrame:
         """A direct request's columns converted to the types training saw (JSON carries timestamps as text).
@@ -210,7 +210,7 @@ class ServedModel:
     def predict(
         self, df: pd.DataFrame, *, keep: Collection[str] = (), probabilities: bool = True, column: str = "prediction",
         runtime: str = "auto", call: Callable[[pd.DataFrame, bool], Prediction] | None = None,
-    ) -> pd.DataFrame:  # fmt: skip
+    ) -> Columns:  # fmt: skip
         """The model's answers for rows that went through the pipeline, beside the ``keep`` columns.
 
         ``runtime`` picks the model call (see :meth:`call`); ``call`` replaces it (a batcher's).
@@ -230,7 +230,7 @@ class ServedModel:
             out = df[list(keep)].reset_index(drop=True) if keep else pd.DataFrame(index=range(0))
             for name in self.targets or [column]:
                 out[name] = pd.Series(dtype="object" if self.classes else "float64")
-            return out
+            return Columns.of(out)
         # the rows as they are when their columns already are the model's, in order (a V2 request's usually
         # are): selecting them again would copy every value
         X = df if list(df.columns) == self.features else df[self.features]
@@ -242,7 +242,7 @@ class ServedModel:
                 f"{one_line(str(exc) or type(exc).__name__).rstrip('.')}{_suspects(X)}"
             ) from None
         kept = df[list(keep)] if keep else None  # dtypes kept
-        return self.answer_frame(answer, probabilities=want_proba, column=column, kept=kept)
+        return self.answer_columns(answer, probabilities=want_proba, column=column, kept=kept)
 
     def postprocess(self, outputs: pd.DataFrame, features: pd.DataFrame, column: str = "prediction") -> pd.DataFrame:
         """The model's outputs through the pipeline's post-processing, in reverse step order (a window's

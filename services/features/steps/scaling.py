@@ -18,7 +18,6 @@ class _Scaler(FeatureStep):
     """Shared by the scalers: resolving columns and checking fit data."""
 
     stateful: ClassVar[bool] = True
-    postprocesses: ClassVar[bool] = True
     columns: Columns | None = None
     """Columns to scale; by default every numeric column present at training time."""
     restore: list[str] = Field(default_factory=list)
@@ -31,6 +30,10 @@ class _Scaler(FeatureStep):
         if stray:
             raise ValueError(f"restore: column(s) {', '.join(stray)} are not among the scaled columns")
         return self
+
+    @property
+    def postprocesses(self) -> bool:  # only the columns it restores
+        return bool(self.restore)
 
     def postprocess(self, outputs: pd.DataFrame, features: pd.DataFrame, state: dict[str, Any] | None) -> pd.DataFrame:
         present = [c for c in self.restore if c in outputs.columns]

@@ -57,7 +57,10 @@ class SlidingWindow(FeatureStep):
 
     stateful: ClassVar[bool] = True  # learns the time between rows, to date the forecasts
     regroups: ClassVar[bool] = True
-    postprocesses: ClassVar[bool] = True
+
+    @property
+    def postprocesses(self) -> bool:  # its forecasts become one row per future step
+        return True
 
     @model_validator(mode="after")
     def _targets_need_horizon(self) -> SlidingWindow:

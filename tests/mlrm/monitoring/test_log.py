@@ -73,3 +73,45 @@ def test_feedback_over_rabbitmq(volume):
         bus.close()
     stored = read_feedback(volume, "m")
     assert stored["row_id"].tolist() == ["order-1"] and stored["label"].tolist() == [4.5]
+
+
+def test_recording_wakes_no_writer_until_its_tick_or_enough_rows(volume):
+    """A wake-up per request would cost a small request more than logging it: entries wait for the tick."""
+    plog = PredictionLog(volume, interval=60, max_rows=10).start()
+    try:
+        for entry in entries("m", 4):  # 8 rows: fewer than max_rows, and the tick is a minute away
+            assert plog.record(entry)
+        time.sleep(0.3)
+        assert plog.stats()["written"] == 0 and plog.stats()["queued"] == 4
+        plog.record(entries("m", 1)[0])  # 10 rows: the writer is woken at once
+        deadline = time.time() + 10
+        while plog.stats()["written"] < 10 and time.time() < deadline:
+            time.sleep(0.05)
+        assert plog.stats()["written"] == 10 and plog.stats()["queued"] == 0
+    finally:
+        plog.close()
+
+
+def test_a_queued_entry_holds_arrays_not_dataframes(volume):
+    entry = entries("m", 1)[0]
+    assert entry.features._frame is None and entry.outputs._frame is None
+    assert entry.features.arrays["colour"].tolist() == ["red", "blue"]
+
+
+def test_logged_columns_keep_their_types_and_odd_objects_become_text(volume):
+    features = pd.DataFrame({
+        "n": pd.Series([1, None], dtype="Int64"), "s": pd.Series(["a", None], dtype="string"),
+        "c": pd.Series(["x", "y"], dtype="category"), "o": pd.Series([{"k": 1}, 2.5], dtype=object),
+    })  # fmt: skip
+    outputs = pd.DataFrame({"prediction": ["p", "q"]})
+    plog = PredictionLog(volume)
+    for i in range(3):  # several requests: the batched writer, one concatenation per column
+        plog.record(LogEntry("m", 1, f"r{i}", "rest", 1_700_000_000.0 + i, features, outputs))
+    plog.close()
+    rows = read_predictions(volume, "m")
+    assert len(rows) == 6 and plog.stats()["failed"] == 0
+    assert pd.isna(rows["feature.n"].iloc[1])
+    assert rows["feature.n"].iloc[0] == 1 and rows["feature.s"].iloc[0] == "a" and pd.isna(rows["feature.s"].iloc[1])
+    assert rows["feature.c"].astype(str).tolist()[:2] == ["x", "y"]
+    assert rows["feature.o"].tolist()[:2] == ["{'k': 1}", "2.5"]
+    assert rows["output.prediction"].tolist() == ["p", "q"] * 3 and rows["row"].tolist() == [0, 1] * 3

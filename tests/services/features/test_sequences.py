@@ -67,3 +67,10 @@ def test_forecasts_become_one_dated_row_per_future_step_in_the_original_units():
 def test_restore_names_only_scaled_columns():
     with pytest.raises(ValidationError, match="not among the scaled columns"):
         StandardScale.model_validate({"step": "standard_scale", "columns": ["x"], "restore": ["y"]})
+
+
+def test_only_a_scaler_that_restores_post_processes_the_models_outputs():
+    """A version whose outputs nothing changes keeps the model's own arrays (no DataFrame on the way back)."""
+    plain = StandardScale.model_validate({"step": "standard_scale", "columns": ["x"]})
+    restoring = StandardScale.model_validate({"step": "standard_scale", "columns": ["x"], "restore": ["x"]})
+    assert not plain.postprocesses and restoring.postprocesses and window().postprocesses

@@ -154,5 +154,5 @@ def test_output_columns_that_collide_with_the_models_classes_are_refused(volume,
     df = X.assign(id=range(4), proba_b=[9.0] * 4)
     with pytest.raises(ConfigError, match=rf"output column\(s\) {collides} would be written twice"):
         model.predict(df, keep=keep, column=column)
-    out = model.predict(df, keep=keep[:1], column=column, probabilities=False)  # no probability columns: fine
+    out = model.predict(df, keep=keep[:1], column=column, probabilities=False).frame  # no probability columns: fine
     assert list(out.columns) == [keep[0], column] and out[keep[0]].tolist() == df[keep[0]].tolist()
