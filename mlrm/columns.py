@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 
 class Columns:
@@ -25,12 +26,13 @@ class Columns:
     lost either way; they are views where they can be: do not write to them.
     """
 
-    __slots__ = ("_arrays", "_frame")
+    __slots__ = ("_arrays", "_frame", "_made_of_arrays")
 
     def __init__(self, arrays: dict[str, Any] | None = None, *, frame: pd.DataFrame | None = None) -> None:
         if (arrays is None) == (frame is None):
             raise TypeError("Columns takes either arrays or a frame")
         self._arrays, self._frame = arrays, frame
+        self._made_of_arrays = arrays is not None
 
     @classmethod
     def of(cls, rows: Columns | pd.DataFrame) -> Columns:
@@ -71,6 +73,16 @@ class Columns:
             assert self._arrays is not None
             self._frame = pd.DataFrame(self._arrays, copy=False)
         return self._frame
+
+    def arrow(self) -> pa.Table:
+        """The rows as an Arrow table: from the arrays when they are what it was made of (no DataFrame on the
+        way), else from the DataFrame (whose dtypes say best how to store each column)."""
+        if self._made_of_arrays:
+            try:
+                return pa.table({name: pa.array(values, from_pandas=True) for name, values in self.arrays.items()})
+            except (pa.ArrowInvalid, pa.ArrowTypeError):  # Python objects Arrow cannot type alone
+                pass
+        return pa.Table.from_pandas(self.frame, preserve_index=False)
 
     def __contains__(self, name: object) -> bool:
         return name in self._arrays if self._arrays is not None else name in self.frame.columns

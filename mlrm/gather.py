@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from mlrm.columns import Columns
 from mlrm.errors import NotFoundError
 from mlrm.lease import TTL, Holder, Lease, live
 from mlrm.volume import Volume
@@ -43,7 +44,7 @@ class Gather:
         self.holder = holder or Holder.here("gather")
         self.ttl = ttl
 
-    def add(self, seq: int, last: bool, df: pd.DataFrame) -> Lease | None:
+    def add(self, seq: int, last: bool, df: pd.DataFrame | Columns) -> Lease | None:
         """Store one batch; the held claim on the stream if it is now complete and this caller must handle it.
 
         None if the stream is incomplete, already handled, or claimed by the handler of another
@@ -53,7 +54,7 @@ class Gather:
         """
         if self.volume.exists(self.done_key):
             return None
-        table = pa.Table.from_pandas(df, preserve_index=False)
+        table = df.arrow() if isinstance(df, Columns) else pa.Table.from_pandas(df, preserve_index=False)
         key = f"{self.prefix}part-{seq:09d}.arrow"
         with self.volume.open_write(key) as f, pa.ipc.new_stream(f, table.schema) as writer:
             writer.write_table(table)
@@ -137,3 +138,4 @@ def rebatch(df: pd.DataFrame, size: int) -> Iterator[tuple[pd.DataFrame, int, bo
     n = max(1, -(-len(df) // size))
     for i in range(n):
         yield df.iloc[i * size : (i + 1) * size].reset_index(drop=True), i, i == n - 1
+

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ValidationError
 from mlrm import claim_checks
 from mlrm.bus import Bus, Delivery, Envelope, Hop, dead_letter_queue, service_queue
 from mlrm.cancel import Cancellations, RunCancelled
+from mlrm.columns import Columns
 from mlrm.context import ModelRef, StepContext
 from mlrm.errors import ConfigError, MlrmError, describe
 from mlrm.extensions import Registry
@@ -51,7 +52,9 @@ CONFIG_CACHE = 1024  # validated configs kept per service: one per (run, hop) in
 class Batch:
     """One output of a service for the next step of the route."""
 
-    frame: pd.DataFrame | None
+    frame: pd.DataFrame | Columns | None
+    """The rows; :class:`~mlrm.columns.Columns` when the service has them as arrays (the next step, if
+    there is one, gets their DataFrame)."""
     seq: int
     last: bool
 
@@ -223,7 +226,8 @@ class Service(ABC):
                     rows_out += 0 if batch.frame is None else len(batch.frame)
                     if has_next:
                         self.cancelled.check(env.run_id)
-                        nxt = env.forward(seq=batch.seq, last=batch.last, payload=batch.frame)
+                        rows = batch.frame.frame if isinstance(batch.frame, Columns) else batch.frame
+                        nxt = env.forward(seq=batch.seq, last=batch.last, payload=rows)
                         claim_checks.check_in(self.volume, self.bus.inline_limit, nxt)
                         self.bus.publish(nxt.current.queue, nxt)
             finally:  # a step holding a claim (on a gathered stream) lets go of it now, not at GC

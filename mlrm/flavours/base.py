@@ -30,6 +30,9 @@ class Flavour(ABC):
     example: ClassVar[tuple[str, dict[str, Any]] | None] = None
     """An estimator and hyperparameters this flavour builds: what the conformance suite trains with."""
     trains: ClassVar[bool] = True  # False for a flavour that only serves models made elsewhere (onnx)
+    threadsafe: ClassVar[bool] = False
+    """True when one loaded model may predict on several threads at once and lets go of the GIL while it
+    computes: the predict service then answers a large batch in parts on the machine's cores."""
 
     def conformance_model(self, X: pd.DataFrame, y: pd.Series) -> tuple[Any, list[Any] | None]:
         """A serving-only flavour's model fitted on ``X``/``y`` (and its classes), for the conformance suite."""

@@ -58,6 +58,7 @@ def session_options() -> Any:
 
 class OnnxFlavour(Flavour):
     name = "onnx"
+    threadsafe = True
     format = "onnx"
     file = "model.onnx"
     trains = False

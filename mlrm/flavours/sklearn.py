@@ -29,6 +29,7 @@ _ARGMAX_FAMILIES = (
 
 class SklearnFlavour(Flavour):
     name = "sklearn"
+    threadsafe = True
     format = "skops"
     file = "model.skops"
     example = ("sklearn.ensemble.RandomForestClassifier", {"n_estimators": 5, "random_state": 0})

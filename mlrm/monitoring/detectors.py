@@ -26,7 +26,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from mlrm.extensions import Registry
 from mlrm.monitoring.reference import Summary, category
@@ -97,6 +96,8 @@ class ChiSquare(Detector):
         n = observed.sum()
         shares = np.clip(expected, EPS, None)
         f_exp = shares / shares.sum() * n
+        from scipy import stats  # here, not at import: every process that reads a deployment imports this module
+
         result = stats.chisquare(observed, f_exp)
         p = float(result.pvalue)
         return Outcome(float(result.statistic), p < threshold, p_value=p)
@@ -114,6 +115,8 @@ class KolmogorovSmirnov(Detector):
     numeric_only = True
 
     def test(self, reference: Summary, values: pd.Series, threshold: float) -> Outcome:
+        from scipy import stats
+
         result = stats.ks_2samp(np.asarray(reference.sample), _numbers(values))
         p = float(result.pvalue)
         return Outcome(float(result.statistic), p < threshold, p_value=p)
@@ -125,6 +128,8 @@ class Wasserstein(Detector):
     numeric_only = True
 
     def test(self, reference: Summary, values: pd.Series, threshold: float) -> Outcome:
+        from scipy import stats
+
         distance = float(stats.wasserstein_distance(np.asarray(reference.sample), _numbers(values)))
         scale = reference.std if reference.std and reference.std > 0 else 1.0
         value = distance / scale

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -280,7 +281,11 @@ class DataPlane:
             for key in [k for k in self._batchers if k[0] == served.ref]:
                 del self._batchers[key]
 
-    def run(
+    def run(self, served: ServedModel, frame: pd.DataFrame, **options: Any) -> pd.DataFrame:
+        """:meth:`run_columns`, as a DataFrame."""
+        return self.run_columns(served, frame, **options).frame
+
+    def run_columns(
         self,
         served: ServedModel,
         frame: pd.DataFrame,
@@ -293,7 +298,7 @@ class DataPlane:
         source: str,
         runtime: str = "auto",
         call: Call | None = None,
-    ) -> pd.DataFrame:
+    ) -> Columns:
         """Raw rows -> the version's pipeline (less ``skip_hops``, applied upstream) -> the model -> outputs.
 
         ``runtime`` picks the model call (``auto``: the version's exact ONNX conversion when it has one);
@@ -307,4 +312,4 @@ class DataPlane:
         if len(self.on_predict):
             rows, seen = Columns.of(frame), Columns.of(features)
             self.on_predict.fire(Prediction(served.ref, request_id, source, rows, seen, outputs, time.time()))
-        return outputs.frame
+        return outputs

@@ -28,6 +28,7 @@ from mlrm.registry import ModelRef, ModelRegistry
 from mlrm.service import services
 from mlrm.steps import TransformStep
 from services.predict.config import PROBA_PREFIX
+from services.predict.parallel import split_rows
 
 
 @dataclass(frozen=True)
@@ -120,16 +121,19 @@ class ServedModel:
         chosen, model = self.runtime(runtime)
         native_name = self.card.inference.artefact.flavour
         if runtime != "auto" or chosen.name == native_name:
-            return lambda X, proba: chosen.predict(model, X, proba=proba)
+            call = lambda X, proba: chosen.predict(model, X, proba=proba)  # noqa: E731
+        else:
 
-        def call(X: pd.DataFrame, proba: bool) -> Prediction:
-            try:
-                return chosen.predict(model, X, proba=proba)
-            except INPUT_EXCEPTIONS:  # the artefact's own runtime is loaded the first time it is needed
-                native, native_model = self.runtime(native_name)
-                return native.predict(native_model, X, proba=proba)
+            def call(X: pd.DataFrame, proba: bool) -> Prediction:
+                try:
+                    return chosen.predict(model, X, proba=proba)
+                except INPUT_EXCEPTIONS:  # the artefact's own runtime is loaded the first time it is needed
+                    native, native_model = self.runtime(native_name)
+                    return native.predict(native_model, X, proba=proba)
 
-        return call
+        # a large batch is answered in parts on the machine's cores when the runtime computes without the GIL
+        threadsafe = chosen.threadsafe and flavour(native_name).threadsafe
+        return split_rows(call) if threadsafe else call
 
     def columns(self, names: list[str]) -> pd.Index:
         """``names`` as a column index, made once per version (building one costs more than the model call)."""

@@ -107,17 +107,17 @@ class PredictService(Service):
         self, env: Envelope, config: PredictConfig, ctx: StepContext, served: Any, upstream: set[str],
         df: pd.DataFrame, seq: int, last: bool,
     ) -> Iterator[Batch]:  # fmt: skip
-        out = self.dataplane.run(
+        out = self.dataplane.run_columns(
             served, df, skip_hops=upstream, keep=config.keep, probabilities=config.probabilities,
             column=config.prediction_column, request_id=f"{env.run_id}/{env.seq}", source="bus",
             runtime=config.runtime,
         )  # fmt: skip
-        yield Batch(out, seq, last)
+        yield Batch(out, seq, last)  # the model's arrays: a DataFrame only if a next step takes the rows
 
         sink = config.sink or ParquetSink(step="parquet", key="predictions/{run_id}.parquet")
         result: dict[str, Any] = {"model": served.ref.name, "version": served.ref.version}
         if seq == 0 and last:  # a one-batch stream: nothing to put in order (and rewriting is harmless)
-            ctx.extra["result"] = {"output": sink.write(ctx, iter([out])), **result}
+            ctx.extra["result"] = {"output": sink.write(ctx, iter([out.frame])), **result}
             return
         # Parts keep the output in input order whichever replica predicted them; one handler writes it.
         parts = Gather(self.volume, env.run_id, f"{ctx.step}.sink", self.holder)

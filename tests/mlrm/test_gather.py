@@ -110,3 +110,22 @@ def test_a_batch_redelivered_after_the_stream_was_handled_does_nothing(volume):
         g.clear(claim, {"seq": 0})
     assert Gather(volume, "run", "step").add(0, True, frame(0)) is None
     assert [o.key for o in volume.list("runs/run/")] == ["runs/run/done/step"]
+
+
+def test_batches_given_as_arrays_are_stored_without_a_dataframe_and_read_back_typed(volume):
+    """The predict service hands the model's arrays (kept columns keep their pandas dtype) to the gather."""
+    import numpy as np
+
+    from mlrm.columns import Columns
+
+    gather = replica(volume, "a")
+    ids = pd.Series([7, 8], dtype="int64").array
+    for seq in (1, 0):
+        rows = Columns({"id": ids, "prediction": np.array(["a", "b"], dtype=object), "proba": np.array([0.25, 1.0])})
+        claim = gather.add(seq, seq == 1, rows)
+        assert rows._frame is None  # no DataFrame was made to store it
+    assert claim is not None
+    with claim:
+        out = gather.frame()
+    assert out["id"].tolist() == [7, 8, 7, 8] and out["id"].dtype == "int64"
+    assert out["prediction"].tolist() == ["a", "b"] * 2 and out["proba"].tolist() == [0.25, 1.0] * 2

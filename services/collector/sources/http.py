@@ -28,7 +28,6 @@ import time
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any, Literal
 
-import httpx
 import pandas as pd
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -39,7 +38,9 @@ from services.collector.sources.chunks import DEFAULT_MAX_LINE_BYTES
 from services.collector.sources.delimited import CsvSource
 from services.collector.sources.jsonl import json_reason, read_jsonl
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # httpx is imported where it is used: at import it costs every process a third of a second
+    import httpx
+
     from mlrm.context import StepContext
 
 MAX_REDIRECTS = 10
@@ -87,6 +88,8 @@ class HttpSource(TabularSource):
     @field_validator("url")
     @classmethod
     def _http_url(cls, url: str) -> str:
+        import httpx
+
         try:
             parts = httpx.URL(url)
         except (httpx.InvalidURL, TypeError, ValueError) as exc:
@@ -117,6 +120,8 @@ class HttpSource(TabularSource):
 
     # -- reading -------------------------------------------------------------------------------
     def read(self, ctx: StepContext, batch_size: int) -> Iterator[pd.DataFrame]:
+        import httpx
+
         where = redact(self.url)
         clock = _Deadline(self.deadline)
         with httpx.Client(follow_redirects=False, trust_env=True) as client:
@@ -138,6 +143,8 @@ class HttpSource(TabularSource):
     @contextlib.contextmanager
     def _response(self, client: httpx.Client, clock: _Deadline) -> Iterator[httpx.Response]:
         """The final response (redirects followed), open for streaming; DataError for an HTTP error status."""
+        import httpx
+
         url = httpx.URL(self.url)
         origin = _origin(url)
         explicit = any(name.lower() == "authorization" for name in self.headers)  # the configured header wins
@@ -162,6 +169,8 @@ class HttpSource(TabularSource):
         raise DataError(f"GET {redact(self.url)}: more than {MAX_REDIRECTS} redirects")
 
     def _redirect(self, url: httpx.URL, response: httpx.Response) -> httpx.URL:
+        import httpx
+
         location = response.headers.get("Location", "")
         try:
             target = url.join(location)
@@ -175,10 +184,14 @@ class HttpSource(TabularSource):
 
     def _shown(self, url: httpx.URL) -> str:
         """The URL for a message: the configured one (password redacted) until a redirect changed it."""
+        import httpx
+
         configured = httpx.URL(self.url).copy_with(username=None, password=None)
         return redact(self.url) if url == configured else redact(str(url))
 
     def _error(self, exc: Exception, clock: _Deadline) -> DataError:
+        import httpx
+
         where = redact(self.url)
         if clock.expired():
             return DataError(f"GET {where}: did not finish within its deadline of {self.deadline:g}s")
@@ -255,6 +268,8 @@ class _Deadline:
 
     def timeout(self, timeout: float) -> httpx.Timeout:
         """Each wait: ``timeout``, or what is left of the deadline if that is less."""
+        import httpx
+
         left = self.left()
         if left is not None and left <= 0:
             raise httpx.TimeoutException("deadline passed")

@@ -108,7 +108,13 @@ class FillNa(HandlerStep):
                 )
             fills = {c: stored[c] for c in wanted}
         learned = self.strategy != "value"
-        return with_columns(df, {c: _fill(df[c], c, value, learned) for c, value in fills.items()})
+        changed = {}
+        for name, value in fills.items():
+            column = df[name]
+            filled = _fill(column, name, value, learned)
+            if filled is not column:  # most batches have no gaps: their columns stay as they are
+                changed[name] = filled
+        return with_columns(df, changed) if changed else df
 
 
 def _is_number(column: pd.Series) -> bool:
