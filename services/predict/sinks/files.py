@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date, datetime, time, timedelta
 from typing import IO, Any, ClassVar, Literal
 
@@ -30,35 +32,51 @@ class CsvSink(FileSink):
     takes_arrow: ClassVar[bool] = True
 
     def write_stream(self, stream: IO[bytes], batches: Iterator[pd.DataFrame | pa.Table], where: str) -> None:
-        # Arrow's writer is ~10x faster than pandas'; pandas handles what Arrow cannot type.
-        writer: pa_csv.CSVWriter | None = None
+        # Arrow's writer is ~10x faster than pandas'; pandas handles what Arrow cannot type. Arrow lets go of
+        # the GIL while it formats, so later batches are formatted on two threads while this one reads the
+        # next and writes each in order.
         schema: pa.Schema | None = None
         text: io.TextIOWrapper | None = None
+        formatting: deque[Future[bytes]] = deque()
         try:
-            for number, batch in enumerate(batches):
-                if text is None:
-                    try:
-                        table = _table(batch, schema)
-                        if writer is None:
-                            schema = table.schema
-                            writer = pa_csv.CSVWriter(stream, schema)
-                        writer.write_table(table)
-                        continue
-                    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-                        if writer is not None:
-                            raise
-                        text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
-                frame = batch.to_pandas() if isinstance(batch, pa.Table) else batch
-                frame.to_csv(text, header=number == 0, index=False)
+            with ThreadPoolExecutor(2, thread_name_prefix="mlrm-csv") as pool:
+                for number, batch in enumerate(batches):
+                    if text is None:
+                        try:
+                            table = _table(batch, schema)
+                            if schema is None:  # the first batch, here: if Arrow cannot write it, pandas does
+                                stream.write(_csv(table, header=True))
+                                schema = table.schema
+                            else:
+                                formatting.append(pool.submit(_csv, table, header=False))
+                                while len(formatting) > 2 or formatting[0].done():
+                                    stream.write(formatting.popleft().result())
+                                    if not formatting:
+                                        break
+                            continue
+                        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                            if schema is not None:
+                                raise
+                            text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+                    frame = batch.to_pandas() if isinstance(batch, pa.Table) else batch
+                    frame.to_csv(text, header=number == 0, index=False)
+                while formatting:
+                    stream.write(formatting.popleft().result())
             if text is not None:
                 text.flush()
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise DataError(f"{where}: batch does not fit the columns of the first batch: {exc}") from None
         finally:
-            if writer is not None:
-                writer.close()
+            for pending in formatting:
+                pending.cancel()
             if text is not None:
                 text.detach()  # leave the byte stream to its owner
+
+
+def _csv(table: pa.Table, header: bool) -> bytes:
+    out = pa.BufferOutputStream()
+    pa_csv.write_csv(table, out, pa_csv.WriteOptions(include_header=header))
+    return out.getvalue().to_pybytes()
 
 
 def _table(batch: pd.DataFrame | pa.Table, schema: pa.Schema | None) -> pa.Table:
