@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pytest
 
 from mlrm.context import StepContext
@@ -68,3 +69,15 @@ def test_tables_are_put_in_the_first_tables_column_order_and_cast_to_its_types(c
     wrong = pa.Table.from_pandas(second.assign(score=["x"] * 4))
     with pytest.raises(DataError, match=r"batch 2 does not convert"):
         ParquetSink(step="parquet", key="c.pq").write(ctx, iter([pa.Table.from_pandas(first), wrong]))
+
+
+def test_many_batches_are_written_in_order_while_later_ones_are_formatted_on_other_threads(ctx):
+    """The csv sink formats batches 2.. on a pool: the file is still exactly one write of all the rows."""
+    tables = [pa.table({"id": list(range(i * 50, i * 50 + 50)), "label": [f"r{i}"] * 50}) for i in range(40)]
+    CsvSink(step="csv", key="many.csv").write(ctx, iter(tables))
+    whole = io.BytesIO()
+    pa_csv.write_csv(pa.concat_tables(tables), whole)
+    assert ctx.volume.get_bytes("many.csv") == whole.getvalue()
+    broken = [*tables[:10], pa.table({"id": ["not a number"] * 3, "label": ["x"] * 3}), *tables[10:]]
+    with pytest.raises(DataError, match="does not fit the columns of the first batch"):
+        CsvSink(step="csv", key="broken.csv").write(ctx, iter(broken))
