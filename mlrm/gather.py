@@ -138,4 +138,3 @@ def rebatch(df: pd.DataFrame, size: int) -> Iterator[tuple[pd.DataFrame, int, bo
     n = max(1, -(-len(df) // size))
     for i in range(n):
         yield df.iloc[i * size : (i + 1) * size].reset_index(drop=True), i, i == n - 1
-
