@@ -24,6 +24,7 @@ from mlrm.errors import ConfigError
 from mlrm.gather import Gather
 from mlrm.monitoring import FEEDBACK_QUEUE, consume_feedback
 from mlrm.service import ApiSettings, Batch, Service, ServiceApi, register_service
+from services.predict import parallel
 from services.predict.config import PredictConfig
 from services.predict.dataplane import DataPlane, InferenceRequest
 from services.predict.logger import PredictionLogger
@@ -39,6 +40,7 @@ class PredictService(Service):
 
     def __init__(self, *args: Any, watch_interval: float = 2.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        parallel.threads()  # a bad MLRM_PREDICT_THREADS stops the replica here, not each large batch later
         self.server = ModelServer(self.volume, worker=self.worker, node=self.node)
         self.dataplane = DataPlane(self.server)
         self.prediction_log = PredictionLogger(self.volume, refresh=max(2.0, watch_interval))

@@ -88,3 +88,16 @@ def test_a_forest_answers_a_split_batch_exactly_as_one_call(volume, monkeypatch,
     bad = raw.assign(f0=raw["f0"].where(raw.index != len(raw) - 1, np.inf))  # refused in the last part
     with pytest.raises(DataError, match="infinity"):
         plane.run(served, bad, request_id="b", source="bus", runtime="sklearn")
+
+
+def test_a_bad_thread_count_stops_the_predict_service_at_start_with_a_clear_error(tmp_path):
+    """Not each large batch later: `mlrm serve predict` says what is wrong, with no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MLRM_PREDICT_THREADS": "two", "MLRM_VOLUME": str(tmp_path / "volume")}
+    cmd = [sys.executable, "-m", "mlrm", "serve", "predict", "--no-bus", "--http-port", "0", "--grpc-port", "0"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "MLRM_PREDICT_THREADS must be a whole number of threads, got 'two'" in done.stderr
