@@ -22,8 +22,9 @@ class Columns:
 
     Give either ``arrays`` (or a matrix with :meth:`of_matrix`) or a ``frame``; the other
     form is made lazily and kept. The arrays are numpy arrays, or pandas extension arrays
-    for columns of an extension dtype (text, categories, nullable numbers), so no dtype is
-    lost either way; they are views where they can be: do not write to them.
+    for columns of an extension dtype (text, categories, nullable numbers), which the
+    DataFrame keeps; a DataFrame's numbers of mixed types are read as their common type
+    (see :attr:`arrays`). They are views where they can be: do not write to them.
     """
 
     __slots__ = ("_arrays", "_frame", "_made_of_arrays")
@@ -51,7 +52,7 @@ class Columns:
 
     @property
     def names(self) -> list[str]:
-        return list(self._arrays if self._arrays is not None else self.arrays)
+        return list(self.arrays)
 
     @property
     def arrays(self) -> dict[str, Any]:
